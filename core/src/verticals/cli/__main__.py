@@ -1,0 +1,3 @@
+from verticals.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Prefect flows for verticals: train, score and monitor pipelines, on schedules and on Dask."""

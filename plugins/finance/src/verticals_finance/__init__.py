@@ -1,0 +1,1 @@
+"""verticals-finance: credit risk pipelines."""

@@ -1,0 +1,1 @@
+"""verticals-finance plugin entry point (being built)."""
