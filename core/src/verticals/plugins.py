@@ -129,13 +129,31 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return found
 
 
-def load_plugins(pm: pluggy.PluginManager | None = None) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
-    """Create the plugin manager and load every selected entry point, one at a time."""
-    if pm is None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
-        pm.add_hookspecs(hookspecs)
+def load_plugins(
+    extra: dict[str, object] | None = None, *, entry_points: bool = True
+) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
+    """Create the plugin manager and load every selected entry point, one at a time.
+
+    Args:
+        extra: plugins to register in-process, by name (the plugin SDK's test kit uses this to try a
+            plugin without installing it). They are checked like entry points.
+        entry_points: also load the installed entry points of group ``verticals``.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
-    for ep in iter_entry_points():
+    for name, plugin in (extra or {}).items():
+        info = PluginInfo(name=name, distribution=name, version="in-process", module=repr(plugin)[:80])
+        infos.append(info)
+        unknown = _unknown_hooks(pm, plugin)
+        if unknown:
+            info.status = "failed"
+            report_problem(info, f"plugin {name} implements unknown hook(s) {', '.join(unknown)}",
+                           hint="check the names against verticals.hookspecs")
+            continue
+        pm.register(plugin, name=name)
+        info.hooks = sorted(_hook_names(pm, name))
+    for ep in (iter_entry_points() if entry_points else ()):
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else ep.name
         version = dist.version if dist is not None else "unknown"

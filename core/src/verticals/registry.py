@@ -193,9 +193,12 @@ _lock = threading.Lock()
 _registry: Registry | None = None
 
 
-def build_registry() -> Registry:
-    """Load the plugins and call their registration hooks (use :func:`get_registry` instead)."""
-    pm, infos = load_plugins()
+def build_registry(extra: dict[str, object] | None = None, *, entry_points: bool = True) -> Registry:
+    """Load the plugins and call their registration hooks (use :func:`get_registry` instead).
+
+    ``extra`` and ``entry_points`` are passed to :func:`verticals.plugins.load_plugins`.
+    """
+    pm, infos = load_plugins(extra, entry_points=entry_points)
     registry = Registry(pm=pm, plugins=infos)
     plan = [("register_datasets", "dataset", DatasetSpec, registry.datasets),
             ("register_models", "model", ModelSpec, registry.models),
@@ -203,7 +206,7 @@ def build_registry() -> Registry:
     for hook, kind, expected, table in plan:
         registrar = _Registrar(registry, hook, kind, expected, table)
         calls = call_impls(pm, hook, {p.name: p for p in infos},
-                           lambda plugin: {"register": registrar.for_plugin(plugin)})
+                           lambda plugin, r=registrar: {"register": r.for_plugin(plugin)})
         while True:
             try:
                 next(calls)
@@ -235,6 +238,14 @@ def get_registry() -> Registry:
         if _registry is None:
             _registry = build_registry()
         return _registry
+
+
+def set_registry(registry: Registry | None) -> Registry | None:
+    """Replace the process-wide registry (tests and the plugin SDK); returns the previous one."""
+    global _registry
+    with _lock:
+        previous, _registry = _registry, registry
+        return previous
 
 
 def reset_registry() -> None:

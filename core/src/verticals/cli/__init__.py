@@ -74,7 +74,7 @@ def _plugin_commands() -> None:
                            hint="fix the plugin's register_commands implementation")
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
