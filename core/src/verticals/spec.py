@@ -318,6 +318,10 @@ class Preprocessor:
         """Restore fitted state written by :meth:`state`."""
         raise NotImplementedError
 
+    def vocabularies(self) -> dict[str, list[str]]:
+        """Fitted category vocabularies by column; validation applies ``on_unknown`` rules with them."""
+        return {}
+
     def graph_module(self) -> torch.nn.Module | None:
         """Preprocessing that runs inside the exported graph, before the model.
 
