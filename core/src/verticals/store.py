@@ -1,0 +1,551 @@
+"""The model store: a model registry on the local filesystem.
+
+Layout under :func:`home` (``$VERTICALS_HOME``, else the per-user data folder of ``platformdirs``)::
+
+    <home>/models/<pipeline>/v<N>/         one folder per version: the artifacts and manifest.json
+    <home>/models/<pipeline>/aliases.json  {"production": 3, ...}
+    <home>/models/<pipeline>/.lock         flock'ed while a writer allocates a version or moves an alias
+    <home>/models/<pipeline>/.last_version the highest number ever given out, so numbers are never reused
+    <home>/.staging/                       folders being written; same filesystem, so moving one is a rename
+
+Why it is built this way:
+
+* **A version never looks complete before it is.** Writers fill a staging folder, write
+  ``manifest.json`` into it last and then ``rename`` the whole folder to ``v<N>``. Readers only list
+  ``v<N>`` folders that contain ``manifest.json``, so a crash at any point leaves no visible version.
+* **Concurrent writers get distinct numbers.** Version allocation and the rename happen while holding
+  ``fcntl.flock`` on the pipeline's lock file; aliases are rewritten under the same lock, via a temporary
+  file and ``os.replace``, so two promotions never lose each other's update.
+* **Tampering is caught before scoring.** The manifest records the sha256 of every file in the version
+  folder; :meth:`ModelStore.load` (what scoring calls) checks them and raises
+  :class:`~verticals.errors.ModelIntegrityError` naming the file.
+
+Locks are advisory and rely on ``flock``: a store on NFS needs a server that supports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verticals.errors import ModelIntegrityError, NotFoundError, UserError, VerticalsError
+
+__all__ = ["DEFAULT_ALIAS", "ModelStore", "ModelVersion", "home"]
+
+DEFAULT_ALIAS = "production"
+MANIFEST = "manifest.json"
+ALIASES = "aliases.json"
+
+_PIPELINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_VERSION_DIR = re.compile(r"^v([0-9]+)$")
+_VERSION_REF = re.compile(r"^[vV]?([0-9]+)$")
+_RESERVED_ALIASES = {"latest"}
+_CHUNK = 1 << 20
+_HEAD = ("pipeline", "version", "created_at")  # written first in manifest.json, for people reading it
+
+
+def home() -> Path:
+    """The store's root: ``$VERTICALS_HOME`` when set, else ``platformdirs.user_data_dir("verticals")``.
+
+    On Linux the default is ``~/.local/share/verticals``; on macOS
+    ``~/Library/Application Support/verticals``; on Windows ``%LOCALAPPDATA%\\verticals``.
+    """
+    env = os.environ.get("VERTICALS_HOME", "").strip()
+    if env:
+        return Path(env).expanduser().absolute()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("verticals", appauthor=False))
+
+
+@dataclass
+class ModelVersion:
+    """One registered version of a pipeline's model.
+
+    Attributes:
+        pipeline: qualified pipeline name, e.g. ``finance.credit_risk``.
+        version: 1, 2, 3, ... in registration order.
+        path: the version folder (artifacts and ``manifest.json``).
+        manifest: the parsed ``manifest.json``.
+        aliases: alias names (``production``, ...) that point at this version, sorted.
+    """
+
+    pipeline: str
+    version: int
+    path: Path
+    manifest: dict[str, Any]
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``pipeline v<N>``, how messages and logs name a version."""
+        return f"{self.pipeline} v{self.version}"
+
+    @property
+    def created_at(self) -> str | None:
+        return self.manifest.get("created_at")
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """``{relative file path: sha256}`` recorded at registration."""
+        return dict(self.manifest.get("artifacts") or {})
+
+    def file(self, name: str) -> Path:
+        """Path of artifact ``name`` (relative to the version folder); NotFoundError if it is not there."""
+        path = _inside(self.path, name, what=f"artifact of {self.label}")
+        if not path.is_file():
+            known = ", ".join(sorted(self.artifacts)) or "none"
+            raise NotFoundError(f"{self.label} has no file {name!r} in {self.path}; files: {known}",
+                                hint="check the file name, or retrain to produce it")
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary (without the full manifest)."""
+        return {"pipeline": self.pipeline, "version": self.version, "path": str(self.path),
+                "aliases": list(self.aliases), "created_at": self.created_at}
+
+
+class ModelStore:
+    """Versions, manifests, sha256 checks and aliases of trained models under one root folder.
+
+    Args:
+        home: the store's root; default :func:`home` (``$VERTICALS_HOME`` or the per-user data folder).
+            Nothing is created until something is written.
+    """
+
+    def __init__(self, home: Path | str | None = None) -> None:
+        # Absolute, so versions keep pointing at the same place from workers with another cwd.
+        self.home = Path(home).expanduser().absolute() if home is not None else _default_home()
+        self.models_dir = self.home / "models"
+        self.staging_dir = self.home / ".staging"
+
+    def __repr__(self) -> str:
+        return f"ModelStore({str(self.home)!r})"
+
+    # -- writing -----------------------------------------------------------------------------------
+    def staging(self, pipeline: str) -> Path:
+        """A fresh, empty folder to write a new version's artifacts into.
+
+        It lives under ``<home>/.staging`` so :meth:`register` can move it into place with one rename.
+        If training fails, the caller may delete it; :meth:`clean_staging` removes stale ones.
+        """
+        _check_pipeline(pipeline)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{pipeline}-", dir=self.staging_dir))
+
+    def register(self, pipeline: str, staging: Path | str, manifest: Mapping[str, Any]) -> ModelVersion:
+        """Record the files in ``staging`` as the next version of ``pipeline``.
+
+        The store sets ``pipeline``, ``version``, ``created_at`` (when missing, UTC ISO-8601) and
+        ``artifacts`` (sha256 of every file except ``manifest.json``) in a copy of ``manifest`` and writes
+        it as ``manifest.json``. A folder from :meth:`staging` is moved into place (it is gone afterwards);
+        any other folder is copied first and left as it was. Either the version appears complete, or,
+        if anything fails, no version appears at all.
+        """
+        _check_pipeline(pipeline)
+        source = Path(staging)
+        if not source.is_dir():
+            raise NotFoundError(f"cannot register {pipeline}: staging folder {source} does not exist",
+                                hint="pass the folder returned by ModelStore.staging()")
+        data = _plain(dict(manifest), pipeline)
+        if data.setdefault("pipeline", pipeline) != pipeline:
+            raise UserError(f"cannot register {pipeline}: its manifest names pipeline {data['pipeline']!r}",
+                            hint="register under the pipeline the model was trained for")
+        data.setdefault("created_at", _utc_now())
+
+        owned = self._is_own_staging(source)
+        work = source if owned else self._copy_to_staging(pipeline, source)
+        try:
+            data["artifacts"] = _hash_tree(work)
+            with self._locked(pipeline) as pdir:
+                number = self._next_number(pdir)
+                data = {"pipeline": pipeline, "version": number, "created_at": data["created_at"],
+                        **{k: v for k, v in data.items() if k not in _HEAD}}
+                _write_json(work / MANIFEST, data)
+                _fsync_dir(work)
+                target = pdir / f"v{number}"
+                os.rename(work, target)
+                _fsync_dir(pdir)
+                _write_text(pdir / ".last_version", f"{number}\n")
+                aliases = self._aliases(pipeline)
+        except BaseException:
+            if not owned:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        return ModelVersion(pipeline, number, target, data, _aliases_of(aliases, number))
+
+    def promote(self, pipeline: str, version: int | str, alias: str = DEFAULT_ALIAS) -> ModelVersion:
+        """Point ``alias`` (default ``production``) at ``version``; returns that version.
+
+        ``version`` is a number or any reference :meth:`resolve` accepts. The aliases file is replaced
+        atomically while the pipeline's lock is held.
+        """
+        _check_alias(alias)
+        self.resolve(pipeline, version)  # fail before creating or locking anything
+        with self._locked(pipeline) as pdir:
+            target = self.resolve(pipeline, version)  # again: an alias may have moved meanwhile
+            aliases = self._aliases(pipeline)
+            aliases[alias] = target.version
+            _write_json(pdir / ALIASES, dict(sorted(aliases.items())))
+        target.aliases = _aliases_of(aliases, target.version)
+        return target
+
+    def unalias(self, pipeline: str, alias: str) -> None:
+        """Remove ``alias`` from ``pipeline``; NotFoundError if it is not set."""
+        self.resolve(pipeline, "latest")  # NotFoundError for an unknown pipeline, before creating its folder
+        with self._locked(pipeline) as pdir:
+            aliases = self._aliases(pipeline)
+            if alias not in aliases:
+                raise NotFoundError(f"pipeline {pipeline} has no alias {alias!r}; aliases: "
+                                    f"{_describe_aliases(aliases)}", hint="check the alias name")
+            del aliases[alias]
+            _write_json(pdir / ALIASES, dict(sorted(aliases.items())))
+
+    def clean_staging(self, older_than_s: float = 7 * 86400) -> list[Path]:
+        """Delete staging folders left by crashed runs that are older than ``older_than_s``."""
+        removed: list[Path] = []
+        if not self.staging_dir.is_dir():
+            return removed
+        cutoff = time.time() - older_than_s
+        for entry in self.staging_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.is_dir() and entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry)
+                    removed.append(entry)
+        return removed
+
+    # -- reading -----------------------------------------------------------------------------------
+    def pipelines(self) -> list[str]:
+        """Pipelines with at least one complete version, sorted."""
+        if not self.models_dir.is_dir():
+            return []
+        names = []
+        for entry in self.models_dir.iterdir():
+            if _PIPELINE.match(entry.name) and ".." not in entry.name and self._numbers(entry):
+                names.append(entry.name)
+        return sorted(names)
+
+    def versions(self, pipeline: str) -> list[ModelVersion]:
+        """Complete versions of ``pipeline``, oldest first; empty when there are none."""
+        _check_pipeline(pipeline)
+        pdir = self.models_dir / pipeline
+        aliases = self._aliases(pipeline)
+        found = []
+        for number in self._numbers(pdir):
+            mv = self._read(pipeline, number, aliases)
+            if mv is not None:
+                found.append(mv)
+        return found
+
+    def resolve(self, pipeline: str, ref: str | int | None = None) -> ModelVersion:
+        """Find one version of ``pipeline``.
+
+        ``ref``: None → the ``production`` alias when set, else the latest version; a number, ``"3"`` or
+        ``"v3"`` → that version; ``"latest"`` → the newest; any other string → that alias.
+        Raises NotFoundError listing what exists.
+        """
+        _check_pipeline(pipeline)
+        pdir = self.models_dir / pipeline
+        numbers = self._numbers(pdir)
+        if not numbers:
+            known = ", ".join(self.pipelines()) or "none"
+            raise NotFoundError(f"no model registered for pipeline {pipeline!r} in {self.models_dir}; "
+                                f"pipelines with models: {known}",
+                                hint=f"train one with `verticals train {pipeline}` or set VERTICALS_HOME")
+        aliases = self._aliases(pipeline)
+        number, how = self._pick(pipeline, ref, numbers, aliases)
+        if number not in numbers:
+            raise NotFoundError(f"{pipeline} has no version {number}{how}; versions: "
+                                f"{_describe_versions(numbers)}; aliases: {_describe_aliases(aliases)}",
+                                hint="pick one of the listed versions (`verticals models list`)")
+        mv = self._read(pipeline, number, aliases)
+        if mv is None:  # deleted between listing and reading
+            raise NotFoundError(f"{pipeline} v{number} disappeared from {pdir} while being read",
+                                hint="retry; check that nothing else deletes model folders")
+        return mv
+
+    def verify(self, version: ModelVersion) -> None:
+        """Check every file recorded in the manifest against its sha256.
+
+        Raises ModelIntegrityError naming the first missing or changed file, with expected and actual
+        sha256. Files added to the folder after registration are not checked.
+        """
+        fix = f"re-register the model or retrain it with `verticals train {version.pipeline}`"
+        recorded = version.manifest.get("artifacts")
+        if not isinstance(recorded, dict) or not recorded:
+            raise ModelIntegrityError(f"{version.label} at {version.path}: manifest.json lists no artifacts",
+                                      hint=fix)
+        for name, expected in sorted(recorded.items()):
+            try:
+                path = _inside(version.path, name, what=f"artifact of {version.label}")
+            except UserError as exc:
+                raise ModelIntegrityError(f"{version.label}: manifest.json lists an unsafe path {name!r}",
+                                          hint=fix) from exc
+            if not path.is_file():
+                raise ModelIntegrityError(f"{version.label}: file {name!r} is missing from {version.path} "
+                                          f"(expected sha256 {expected})", hint=fix)
+            actual = _sha256(path)
+            if actual != expected:
+                raise ModelIntegrityError(f"{version.label}: file {name!r} in {version.path} has changed: "
+                                          f"expected sha256 {expected}, actual {actual}", hint=fix)
+
+    def load(self, pipeline: str, ref: str | int | None = None) -> ModelVersion:
+        """:meth:`resolve` and :meth:`verify`: the version scoring may trust."""
+        mv = self.resolve(pipeline, ref)
+        self.verify(mv)
+        return mv
+
+    def aliases(self, pipeline: str) -> dict[str, int]:
+        """``{alias: version}`` of ``pipeline`` (empty when none)."""
+        _check_pipeline(pipeline)
+        return self._aliases(pipeline)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _is_own_staging(self, path: Path) -> bool:
+        try:
+            same_parent = path.resolve().parent == self.staging_dir.resolve()
+            return same_parent and path.stat().st_dev == self.staging_dir.stat().st_dev
+        except OSError:
+            return False
+
+    def _copy_to_staging(self, pipeline: str, source: Path) -> Path:
+        work = self.staging(pipeline)
+        try:
+            shutil.copytree(source, work, symlinks=False, dirs_exist_ok=True, copy_function=shutil.copy2)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return work
+
+    @contextlib.contextmanager
+    def _locked(self, pipeline: str) -> Iterator[Path]:
+        """Hold the pipeline's exclusive lock; yields its folder (created if needed)."""
+        _check_pipeline(pipeline)
+        pdir = self.models_dir / pipeline
+        pdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(pdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield pdir
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _next_number(self, pdir: Path) -> int:
+        """Highest number in use (any ``v<N>`` folder, complete or not, or ever given out) plus one."""
+        highest = 0
+        for entry in _listdir(pdir):
+            m = _VERSION_DIR.match(entry)
+            if m:
+                highest = max(highest, int(m.group(1)))
+        with contextlib.suppress(OSError, ValueError):
+            highest = max(highest, int((pdir / ".last_version").read_text().strip()))
+        return highest + 1
+
+    @staticmethod
+    def _numbers(pdir: Path) -> list[int]:
+        """Numbers of complete versions (folder renamed into place, manifest inside), ascending."""
+        numbers = []
+        for entry in _listdir(pdir):
+            m = _VERSION_DIR.match(entry)
+            if m and (pdir / entry / MANIFEST).is_file():
+                numbers.append(int(m.group(1)))
+        return sorted(numbers)
+
+    def _aliases(self, pipeline: str) -> dict[str, int]:
+        path = self.models_dir / pipeline / ALIASES
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise VerticalsError(f"cannot read aliases of {pipeline} from {path}: {exc}",
+                                 hint="fix or delete the file, then promote again") from exc
+        return {str(k): int(v) for k, v in raw.items()}
+
+    def _read(self, pipeline: str, number: int, aliases: dict[str, int]) -> ModelVersion | None:
+        path = self.models_dir / pipeline / f"v{number}"
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ModelIntegrityError(f"{pipeline} v{number}: cannot read {path / MANIFEST}: {exc}",
+                                      hint=f"re-register the model or retrain it with `verticals train {pipeline}`"
+                                      ) from exc
+        return ModelVersion(pipeline, number, path, manifest, _aliases_of(aliases, number))
+
+    @staticmethod
+    def _pick(pipeline: str, ref: str | int | None, numbers: list[int],
+              aliases: dict[str, int]) -> tuple[int, str]:
+        """(version number, how it was chosen for messages)."""
+        if ref is None:
+            if DEFAULT_ALIAS in aliases:
+                return aliases[DEFAULT_ALIAS], f" (alias {DEFAULT_ALIAS!r})"
+            return numbers[-1], ""
+        if isinstance(ref, bool) or not isinstance(ref, (int, str)):
+            raise UserError(f"invalid model reference {ref!r} for {pipeline}",
+                            hint="use a version number, 'v3', 'latest' or an alias name")
+        if isinstance(ref, int):
+            return ref, ""
+        text = ref.strip()
+        m = _VERSION_REF.match(text)
+        if m:
+            return int(m.group(1)), ""
+        if text == "latest":
+            return numbers[-1], ""
+        if text in aliases:
+            return aliases[text], f" (alias {text!r})"
+        raise NotFoundError(f"{pipeline} has no alias {text!r}; aliases: {_describe_aliases(aliases)}; "
+                            f"versions: {_describe_versions(numbers)}",
+                            hint=f"promote a version first: `verticals models promote {pipeline} N --alias {text}`")
+
+
+def _default_home() -> Path:
+    return home()
+
+
+def _check_pipeline(pipeline: str) -> None:
+    """Pipeline names become folder names: allow letters, digits, ``_ . -``; refuse traversal."""
+    if not isinstance(pipeline, str) or not _PIPELINE.match(pipeline) or ".." in pipeline:
+        raise UserError(f"invalid pipeline name {pipeline!r} for the model store",
+                        hint="use a qualified name such as 'finance.credit_risk' "
+                             "(letters, digits, '_', '.', '-'; no '..' or '/')")
+
+
+def _check_alias(alias: str) -> None:
+    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias in _RESERVED_ALIASES \
+            or _VERSION_REF.match(alias):
+        raise UserError(f"invalid alias {alias!r}",
+                        hint="start with a letter, use letters, digits, '_', '.', '-'; "
+                             "not 'latest' or a version like 'v3'")
+
+
+def _inside(root: Path, name: str, *, what: str) -> Path:
+    """``root / name``, refusing absolute paths and ``..`` so a manifest cannot point outside."""
+    rel = Path(name)
+    if not name or rel.is_absolute() or ".." in rel.parts:
+        raise UserError(f"unsafe {what} path {name!r}", hint="use a path relative to the version folder")
+    return root / rel
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _aliases_of(aliases: dict[str, int], number: int) -> list[str]:
+    return sorted(a for a, v in aliases.items() if v == number)
+
+
+def _describe_versions(numbers: list[int]) -> str:
+    return ", ".join(f"v{n}" for n in numbers) or "none"
+
+
+def _describe_aliases(aliases: dict[str, int]) -> str:
+    return ", ".join(f"{a}→v{v}" for a, v in sorted(aliases.items())) or "none"
+
+
+def _utc_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _json_default(obj: Any) -> Any:
+    """Make values engines commonly put in manifests (numpy scalars/arrays, paths, dates) JSON-able."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=str)
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def _plain(manifest: dict[str, Any], pipeline: str) -> dict[str, Any]:
+    """A deep, JSON-only copy of ``manifest`` (fails before anything is written)."""
+    try:
+        return json.loads(json.dumps(manifest, default=_json_default, allow_nan=True))
+    except (TypeError, ValueError) as exc:
+        raise VerticalsError(f"manifest for {pipeline} cannot be written as JSON: {exc}",
+                             hint="put only numbers, strings, lists and dicts in the manifest") from exc
+
+
+def _sha256(path: Path, *, fsync: bool = False) -> str:
+    """Hex sha256 of a file; ``fsync`` also flushes it to disk (before it is declared registered)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+        if fsync:
+            os.fsync(fh.fileno())
+    return digest.hexdigest()
+
+
+def _hash_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` except the top-level manifest, flushed to disk on the way."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if rel == MANIFEST:
+                continue
+            if path.is_symlink() or not path.is_file():
+                raise UserError(f"cannot register {root}: {rel} is a link or special file",
+                                hint="write plain files into the staging folder")
+            out[rel] = _sha256(path, fsync=True)
+        for name in dirnames:
+            if (Path(dirpath) / name).is_symlink():
+                raise UserError(f"cannot register {root}: {Path(dirpath, name).relative_to(root)} is a link",
+                                hint="write plain files into the staging folder")
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and ``os.replace``: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
