@@ -1,9 +1,11 @@
 """Plugin discovery: entry points of group ``verticals``, loaded one at a time.
 
 Built-in domain plugins are discovered exactly like third-party ones. A plugin that fails to import,
-or implements a hook the contract does not define, is skipped with a warning naming
-``distribution==version`` and the error, so every other command keeps working;
-``VERTICALS_STRICT_PLUGINS=1`` turns that into an error (use it in CI).
+implements a hook the contract does not define (with a did-you-mean), takes arguments its hook does
+not pass, or reuses another plugin's name, is skipped with a warning naming ``distribution==version``
+and the error, so every other command keeps working; ``VERTICALS_STRICT_PLUGINS=1`` turns that into
+an error (use it in CI). These checks run before pluggy registers the plugin, so the problems surface
+as one-line messages rather than pluggy's multi-line validation errors.
 
 Environment:
     VERTICALS_PLUGINS: comma-separated allow-list (entry-point or distribution names).
@@ -15,6 +17,7 @@ Environment:
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import sys
 import time
@@ -113,9 +116,39 @@ def iter_entry_points() -> Iterator[metadata.EntryPoint]:
             yield ep
 
 
-def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
-    known = {name for name in dir(pm.hook) if not name.startswith("_")}
-    found = []
+_IMPL_ATTR = f"{hookspecs.PROJECT}_impl"
+
+
+def known_hooks(pm: pluggy.PluginManager) -> list[str]:
+    """Names of the hooks the contract defines (those in :mod:`verticals.hookspecs`)."""
+    return sorted(name for name in dir(pm.hook) if not name.startswith("_"))
+
+
+def _spec_args(hook: str) -> list[str]:
+    return list(inspect.signature(getattr(hookspecs, hook)).parameters)
+
+
+def _required_args(function: Callable[..., Any]) -> list[str]:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return []
+    return [p.name for p in params
+            if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def check_plugin(pm: pluggy.PluginManager, plugin: object,
+                 label: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """What in ``plugin`` breaks the contract, before it is registered.
+
+    Returns ``(errors, notes)``, each a list of ``(problem, fix)``. Errors make the plugin unusable
+    (an unknown hook, arguments the hook does not pass, a hook wrapper); pluggy would otherwise accept
+    an unknown hook silently and fail later with a multi-line message. Notes are mistakes that leave
+    the plugin usable, such as a function named like a hook but not decorated, which is never called.
+    """
+    known = known_hooks(pm)
+    errors: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     for attr in dir(plugin):
         if attr.startswith("_"):
             continue
@@ -123,10 +156,62 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
             value = getattr(plugin, attr)
         except Exception:  # pragma: no cover - defensive against odd module attributes
             continue
-        opts = getattr(value, f"{hookspecs.PROJECT}_impl", None)
-        if opts is not None and attr not in known and not opts.get("specname"):
-            found.append(attr)
-    return found
+        opts = getattr(value, _IMPL_ATTR, None)
+        if not isinstance(opts, dict):
+            if attr in known and inspect.isroutine(value):
+                notes.append((f"plugin {label} defines `{attr}` without @hookimpl, so verticals never calls it",
+                              "decorate it with @verticals.hookimpl"))
+            continue
+        hook = opts.get("specname") or attr
+        if hook not in known:
+            if opts.get("optionalhook"):  # written for a newer verticals: allowed, never called
+                continue
+            close = difflib.get_close_matches(hook, known, n=1)
+            errors.append((f"plugin {label} implements unknown hook '{hook}'"
+                           + (f"; did you mean '{close[0]}'?" if close else ""),
+                           f"rename it to '{close[0]}'" if close else "remove it; known hooks: " + ", ".join(known)))
+            continue
+        if opts.get("hookwrapper") or opts.get("wrapper"):
+            errors.append((f"plugin {label} hook `{hook}` is a hook wrapper, which verticals never calls",
+                           "remove hookwrapper=/wrapper= from its @hookimpl"))
+            continue
+        allowed = _spec_args(hook)
+        extra = [name for name in _required_args(value) if name not in allowed]
+        if extra:
+            errors.append((f"plugin {label} hook `{hook}` takes argument(s) {', '.join(extra)} "
+                           f"that the hook does not pass",
+                           f"name the arguments like the hookspec: {hook}({', '.join(allowed)})"))
+    return errors, notes
+
+
+def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: object, infos: list[PluginInfo]) -> None:
+    """Check ``plugin`` and register it under ``info.name``; report problems instead of raising."""
+    errors, notes = check_plugin(pm, plugin, info.label)
+    for message, hint in notes:
+        report_problem(info, message, hint=hint)
+    if errors:
+        info.status = "failed"
+        for message, hint in errors:
+            report_problem(info, message, hint=hint)
+        return
+    if pm.has_plugin(info.name):
+        info.status = "failed"
+        first = next((i for i in infos if i.name == info.name and i.status == "loaded" and i is not info), None)
+        report_problem(
+            info,
+            f"plugin {info.label} uses the plugin name '{info.name}' already taken by "
+            f"{first.label if first else 'another plugin'}",
+            hint="give the entry point a unique name in the group 'verticals'",
+        )
+        return
+    try:
+        pm.register(plugin, name=info.name)
+    except (pluggy.PluginValidationError, ValueError) as exc:  # e.g. one module under two names
+        info.status = "failed"
+        report_problem(info, f"plugin {info.label} could not be registered: {' '.join(str(exc).split())}",
+                       hint=f"fix {info.distribution}'s hook implementations or its entry points")
+        return
+    info.hooks = sorted(_hook_names(pm, info.name))
 
 
 def load_plugins(
@@ -145,14 +230,7 @@ def load_plugins(
     for name, plugin in (extra or {}).items():
         info = PluginInfo(name=name, distribution=name, version="in-process", module=repr(plugin)[:80])
         infos.append(info)
-        unknown = _unknown_hooks(pm, plugin)
-        if unknown:
-            info.status = "failed"
-            report_problem(info, f"plugin {name} implements unknown hook(s) {', '.join(unknown)}",
-                           hint="check the names against verticals.hookspecs")
-            continue
-        pm.register(plugin, name=name)
-        info.hooks = sorted(_hook_names(pm, name))
+        _register(pm, info, plugin, infos)
     for ep in (iter_entry_points() if entry_points else ()):
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else ep.name
@@ -173,28 +251,22 @@ def load_plugins(
                 hint=f"fix or reinstall {dist_name}, or disable it with VERTICALS_DISABLE_PLUGINS={ep.name}",
             )
             continue
-        unknown = _unknown_hooks(pm, plugin)
-        if unknown:
-            info.status = "failed"
-            known = sorted(n for n in dir(pm.hook) if not n.startswith("_"))
-            for name in unknown:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"rename it to '{close[0]}'" if close else "remove it; known hooks: " + ", ".join(known)
-                report_problem(info, f"plugin {info.label} implements unknown hook '{name}'", hint=hint)
-            continue
-        if pm.has_plugin(ep.name):
-            info.status = "failed"
-            other = next((i for i in infos if i.name == ep.name and i is not info), None)
-            report_problem(
-                info,
-                f"plugin {info.label} uses the entry-point name '{ep.name}' already taken by "
-                f"{other.label if other else 'another plugin'}",
-                hint="give the entry point a unique name in the group 'verticals'",
-            )
-            continue
-        pm.register(plugin, name=ep.name)
-        info.hooks = sorted(impl_name for impl_name in _hook_names(pm, ep.name))
+        _register(pm, info, plugin, infos)
+    if entry_points:
+        _check_allow_list(infos)
     return pm, infos
+
+
+def _check_allow_list(infos: list[PluginInfo]) -> None:
+    """Warn about names in ``VERTICALS_PLUGINS`` that match no installed plugin (a typo disables all)."""
+    allow = _env_list("VERTICALS_PLUGINS")
+    if not allow:
+        return
+    present = {n.lower().replace("_", "-") for i in infos for n in (i.name, i.distribution)}
+    for name in sorted(allow - present):
+        close = difflib.get_close_matches(name, sorted(present), n=1)
+        report_problem(None, f"VERTICALS_PLUGINS names '{name}', which matches no installed plugin",
+                       hint=f"did you mean '{close[0]}'?" if close else "run 'verticals plugins' to list them")
 
 
 def _hook_names(pm: pluggy.PluginManager, plugin_name: str) -> Iterator[str]:
@@ -204,20 +276,34 @@ def _hook_names(pm: pluggy.PluginManager, plugin_name: str) -> Iterator[str]:
 
 
 def call_impls(pm: pluggy.PluginManager, hook_name: str, plugin_names: dict[str, PluginInfo],
-               make_kwargs: Callable[[str], dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+               make_kwargs: Callable[[str], dict[str, Any]],
+               on_error: Callable[[str, Exception], None] | None = None) -> Iterator[tuple[str, Any]]:
     """Call each implementation of ``hook_name`` separately, yielding ``(plugin name, result)``.
 
     Calling implementations one by one lets the caller attribute what each plugin does (registration
-    callbacks that know their plugin) and keeps one failing plugin from stopping the others.
+    callbacks that know their plugin) and keeps one failing plugin from stopping the others: with
+    ``on_error``, an exception an implementation raises is handed to ``on_error(plugin name, error)``
+    and the next implementation is still called (a generator cannot resume after raising, so the
+    caller cannot do this itself). Without it, the exception propagates. Implementations run in
+    pluggy's order: ``tryfirst`` ones first, then the most recently registered first.
     """
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in reversed(caller.get_hookimpls()):
         kwargs = make_kwargs(impl.plugin_name)
         kwargs = {k: v for k, v in kwargs.items() if k in impl.argnames}
         started = time.perf_counter()
         if trace_enabled():
             print(f"[verticals trace] {hook_name} -> {impl.plugin_name}({', '.join(kwargs)})", file=sys.stderr)
-        result = impl.function(**kwargs)
+        try:
+            result = impl.function(**kwargs)
+        except Exception as exc:
+            if trace_enabled():
+                print(f"[verticals trace] {hook_name} <- {impl.plugin_name} raised {type(exc).__name__}",
+                      file=sys.stderr)
+            if on_error is None:
+                raise
+            on_error(impl.plugin_name, exc)
+            continue
         if trace_enabled():
             ms = (time.perf_counter() - started) * 1000
             print(f"[verticals trace] {hook_name} <- {impl.plugin_name} ({ms:.1f} ms)", file=sys.stderr)

@@ -48,7 +48,9 @@ class Registry:
         matches = [q for q in table if q.split(".", 1)[-1] == name]
         if len(matches) == 1:
             return table[matches[0]]
-        choices = sorted(table) + sorted(self.aliases[kind])
+        shorts = [q.split(".", 1)[-1] for q in table]
+        unique = {short for short in shorts if shorts.count(short) == 1}
+        choices = sorted(unique | set(table) | set(self.aliases[kind]))
         close = difflib.get_close_matches(name, choices, n=3)
         if len(matches) > 1:
             raise NotFoundError(f"{kind} name '{name}' is ambiguous: {', '.join(sorted(matches))}",
@@ -67,31 +69,45 @@ class Registry:
         return self._lookup("pipeline", self.pipelines, name)
 
     def dataset_of(self, pipeline: Pipeline) -> DatasetSpec:
-        return self.dataset(_qualify(pipeline.dataset, pipeline.plugin))
+        return self.dataset(self._resolve("dataset", self.datasets, pipeline.dataset, pipeline.plugin))
 
     def model_of(self, pipeline: Pipeline) -> ModelSpec:
-        return self.model(_qualify(pipeline.model, pipeline.plugin))
+        return self.model(self._resolve("model", self.models, pipeline.model, pipeline.plugin))
+
+    def _resolve(self, kind: str, table: Mapping[str, Any], ref: str, plugin: str) -> str:
+        """The qualified name a pipeline's ``dataset``/``model`` reference means.
+
+        A qualified reference is taken as is; a local one means the pipeline's own plugin's object
+        first, then an alias (so another plugin's alias never hijacks a plugin's own names).
+        """
+        if "." in ref:
+            return ref
+        own = f"{plugin}.{ref}"
+        if own in table:
+            return own
+        return self.aliases[kind].get(ref, own)
 
     def plugin_info(self, plugin_name: str) -> PluginInfo | None:
         return next((p for p in self.plugins if p.name == plugin_name), None)
 
     # -- lifecycle notifications -------------------------------------------------------------------------
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook on every plugin; a plugin that raises is reported, never fatal."""
+        """Call a lifecycle hook on every plugin; a plugin that raises is reported, never fatal.
+
+        Every implementation is called even when an earlier one raised (observers must not break a
+        run, nor silence each other). Under ``VERTICALS_STRICT_PLUGINS=1`` the first failure raises
+        :class:`~verticals.errors.PluginError` instead.
+        """
         infos = {p.name: p for p in self.plugins}
-        calls = call_impls(self.pm, hook_name, infos, lambda _name: kwargs)
-        while True:
-            try:
-                next(calls)
-            except StopIteration:
-                return
-            except Exception as exc:  # observers must not break a run
-                report_problem(None, f"hook '{hook_name}' raised {type(exc).__name__}: {exc}",
-                               hint="fix the plugin's hook implementation")
 
+        def failed(plugin: str, exc: Exception) -> None:
+            info = infos.get(plugin)
+            report_problem(info, f"plugin {info.label if info else plugin} hook `{hook_name}` raised "
+                           f"{type(exc).__name__}: {exc}",
+                           hint="fix the plugin's hook implementation; verticals carried on without it")
 
-def _qualify(name: str, plugin: str) -> str:
-    return name if "." in name else f"{plugin}.{name}"
+        for _ in call_impls(self.pm, hook_name, infos, lambda _name: kwargs, on_error=failed):
+            pass
 
 
 class _Registrar:
@@ -107,11 +123,17 @@ class _Registrar:
 
         def register(obj: Any, aliases: tuple[str, ...] | list[str] = ()) -> None:
             where = f"plugin {label} hook `{self.hook}`"
+            expected = self.expected.__name__
             if not isinstance(obj, self.expected):
-                report_problem(info, f"{where}: registered {type(obj).__name__} {obj!r:.60}, expected a "
-                               f"{self.expected.__name__}",
-                               hint=f"pass an instance of verticals.{self.expected.__name__}")
+                if isinstance(obj, type) and issubclass(obj, self.expected):
+                    hint = f"register an instance: register({obj.__name__}())"
+                else:
+                    hint = f"pass an instance of verticals.{expected}"
+                report_problem(info, f"{where}: registered {type(obj).__name__} {obj!r:.60}, expected a {expected}",
+                               hint=hint)
                 return
+            if isinstance(aliases, str):  # register(obj, aliases="x") means one alias, not one per letter
+                aliases = (aliases,)
             name = getattr(obj, "name", "")
             problem = _check(self.kind, obj)
             if problem:
@@ -128,10 +150,16 @@ class _Registrar:
             self.table[qualified] = obj
             self.owner[qualified] = label
             for alias in aliases:
+                if not isinstance(alias, str) or not _NAME.match(alias):
+                    report_problem(info, f"{where}: alias {alias!r} of {self.kind} '{qualified}' is not a valid name",
+                                   hint="use lowercase letters, digits and underscores")
+                    continue
                 taken = self.registry.aliases[self.kind].get(alias)
                 if taken and taken != qualified:
-                    report_problem(info, f"{where}: alias '{alias}' of {self.kind} '{qualified}' already "
-                                   f"points to '{taken}'", hint="choose another alias")
+                    first = self.registry.plugin_info(taken.split(".", 1)[0])
+                    report_problem(info, f"{where}: alias '{alias}' of {self.kind} '{qualified}' already points "
+                                   f"to '{taken}' registered by plugin {first.label if first else '?'}; the "
+                                   f"alias is ignored for {label}", hint="choose another alias")
                     continue
                 self.registry.aliases[self.kind][alias] = qualified
             if info is not None:
@@ -189,8 +217,26 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
     return None
 
 
-_lock = threading.Lock()
+def _check_aliases(registry: Registry) -> None:
+    """Drop aliases that equal another object's local name: a name must never be shadowed silently."""
+    tables = {"dataset": registry.datasets, "model": registry.models, "pipeline": registry.pipelines}
+    for kind, table in tables.items():
+        for alias, target in list(registry.aliases[kind].items()):
+            clash = sorted(q for q in table if q != target and q.split(".", 1)[1] == alias)
+            if not clash:
+                continue
+            del registry.aliases[kind][alias]
+            owner = registry.plugin_info(target.split(".", 1)[0])
+            other = registry.plugin_info(clash[0].split(".", 1)[0])
+            report_problem(owner, f"plugin {owner.label if owner else target} hook `register_{kind}s`: alias "
+                           f"'{alias}' of {kind} '{target}' is also the name of {kind} '{clash[0]}' of plugin "
+                           f"{other.label if other else '?'}; the alias is ignored",
+                           hint=f"choose another alias, or use the qualified names '{target}' and '{clash[0]}'")
+
+
+_lock = threading.RLock()
 _registry: Registry | None = None
+_building = False
 
 
 def build_registry(extra: dict[str, object] | None = None, *, entry_points: bool = True) -> Registry:
@@ -205,38 +251,62 @@ def build_registry(extra: dict[str, object] | None = None, *, entry_points: bool
             ("register_pipelines", "pipeline", Pipeline, registry.pipelines)]
     for hook, kind, expected, table in plan:
         registrar = _Registrar(registry, hook, kind, expected, table)
-        calls = call_impls(pm, hook, {p.name: p for p in infos},
-                           lambda plugin, r=registrar: {"register": r.for_plugin(plugin)})
-        while True:
-            try:
-                next(calls)
-            except StopIteration:
-                break
-            except PluginError:
-                raise
-            except Exception as exc:
-                report_problem(None, f"hook `{hook}` raised {type(exc).__name__}: {exc}",
-                               hint="fix the plugin's registration hook")
+
+        def failed(plugin: str, exc: Exception, hook: str = hook) -> None:
+            if isinstance(exc, PluginError):  # strict mode, raised by the register callback
+                raise exc
+            info = registry.plugin_info(plugin)
+            report_problem(info, f"plugin {info.label if info else plugin} hook `{hook}` raised "
+                           f"{type(exc).__name__}: {exc}",
+                           hint="fix the plugin's registration hook; what it registered before failing is kept")
+
+        for _ in call_impls(pm, hook, {p.name: p for p in infos},
+                            lambda plugin, r=registrar: {"register": r.for_plugin(plugin)}, on_error=failed):
+            pass
+    _check_aliases(registry)
     # Pipelines must name datasets and models that exist.
     for qualified, pipe in list(registry.pipelines.items()):
         info = registry.plugin_info(pipe.plugin)
         for what, ref, table in (("dataset", pipe.dataset, registry.datasets), ("model", pipe.model, registry.models)):
-            target = registry.aliases[what].get(ref, _qualify(ref, pipe.plugin))
-            if target not in table:
-                del registry.pipelines[qualified]
-                report_problem(info, f"plugin {info.label if info else pipe.plugin} hook `register_pipelines`: "
-                               f"pipeline '{qualified}' names {what} '{ref}', which no plugin registered",
-                               hint=f"register the {what} or fix the name (registered: {', '.join(sorted(table)) or 'none'})")
-                break
+            if registry._resolve(what, table, ref, pipe.plugin) in table:
+                continue
+            _unregister(registry, "pipeline", qualified)
+            close = difflib.get_close_matches(ref, sorted({q.split(".", 1)[1] for q in table} | set(table)), n=1)
+            report_problem(info, f"plugin {info.label if info else pipe.plugin} hook `register_pipelines`: "
+                           f"pipeline '{qualified}' names {what} '{ref}', which no plugin registered; "
+                           f"the pipeline is skipped",
+                           hint=(f"did you mean '{close[0]}'?" if close else
+                                 f"register the {what} (registered: {', '.join(sorted(table)) or 'none'})"))
+            break
     return registry
 
 
+def _unregister(registry: Registry, kind: str, qualified: str) -> None:
+    """Remove an object accepted earlier, with its aliases and its line in ``verticals plugins``."""
+    table = {"dataset": registry.datasets, "model": registry.models, "pipeline": registry.pipelines}[kind]
+    table.pop(qualified, None)
+    for alias, target in list(registry.aliases[kind].items()):
+        if target == qualified:
+            del registry.aliases[kind][alias]
+    info = registry.plugin_info(qualified.split(".", 1)[0])
+    if info is not None and qualified in info.registered.get(kind + "s", []):
+        info.registered[kind + "s"].remove(qualified)
+
+
 def get_registry() -> Registry:
-    """The process-wide registry, built on first use."""
-    global _registry
+    """The process-wide registry, built on first use (once per process; thread-safe)."""
+    global _registry, _building
     with _lock:
         if _registry is None:
-            _registry = build_registry()
+            if _building:  # a plugin asked for the registry while it is being built: would recurse
+                raise PluginError("get_registry() was called while the registry was being built, from a "
+                                  "plugin's import or registration hook",
+                                  hint="look objects up later, inside the functions that use them")
+            _building = True
+            try:
+                _registry = build_registry()
+            finally:
+                _building = False
         return _registry
 
 

@@ -15,7 +15,11 @@ def _print_json(data: Any) -> None:
 
 
 def plugins(as_json: JsonOpt = False) -> None:
-    """List installed plugins: distribution, version, hooks implemented and what each registered."""
+    """List installed plugins and what each registered.
+
+    Shows each entry point of group 'verticals': distribution, version, status (loaded, failed,
+    disabled), the hooks it implements, what it registered and any problem found while loading it.
+    """
     from verticals.registry import get_registry
 
     registry = get_registry()
@@ -53,6 +57,7 @@ def pipelines(as_json: JsonOpt = False) -> None:
             "task": p.task,
             "dataset": registry.dataset_of(p).qualified_name,
             "model": registry.model_of(p).qualified_name,
+            "aliases": sorted(a for a, q in registry.aliases["pipeline"].items() if q == name),
             "primary_metric": p.primary_metric,
             "outputs": [c.name for c in p.output_columns],
             "description": p.description,
@@ -64,7 +69,7 @@ def pipelines(as_json: JsonOpt = False) -> None:
 
 
 def datasets(as_json: JsonOpt = False) -> None:
-    """List registered datasets with their schema, split strategy and source."""
+    """List registered datasets with their kind, split and source."""
     from verticals.registry import get_registry
 
     registry = get_registry()
