@@ -409,7 +409,7 @@ class Pipeline:
         """A fresh, unfitted preprocessor for ``dataset``. Default: tabular features of its schema."""
         from verticals.data.tabular import TabularPreprocessor
 
-        return TabularPreprocessor(dataset.schema)
+        return TabularPreprocessor(dataset.schema, positive=dataset.target_positive, task=self.task)
 
     def model_options(self, dataset: DatasetSpec, info: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword options passed to the model factory after ``info``."""
