@@ -1,9 +1,68 @@
-"""`verticals train` commands (being built)."""
+"""``verticals train PIPELINE``: train, evaluate, export, verify and register a model in one command.
+
+The work is :func:`verticals.engine.train`; this module only parses options and prints what a user
+needs next: the version registered, its test metrics, the ONNX parity check, the variants kept and
+where the report is. Errors are :class:`~verticals.errors.VerticalsError` (one line, non-zero exit).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def train(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline to train, e.g. finance.credit_risk.")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="CSV or Parquet file with the pipeline dataset's columns (default: the dataset's "
+                       "own data).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help="Maximum epochs (default: the pipeline's).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Seed for the split, initialisation and batching (default: the pipeline's).",
+        show_default=False)] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Show a progress bar per epoch.")] = True,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="Model store root (default: $VERTICALS_HOME, else the per-user data folder).",
+        show_default=False)] = None,
+) -> None:
+    """Train PIPELINE, check its ONNX export against PyTorch and register it as a new version."""
+    from verticals.engine import train as run_training
+
+    result = run_training(pipeline, data=data, epochs=epochs, seed=seed, device=device, home=home,
+                          progress=progress)
+    manifest = result.manifest
+    name = manifest.get("pipeline", pipeline)
+    typer.echo(f"registered {name} v{result.version} at {Path(result.report_path).parent}")
+    test = {k: v for k, v in (result.metrics.get("test") or {}).items() if isinstance(v, (int, float))}
+    primary = manifest.get("primary_metric")
+    order = ([primary] if primary in test else []) + [k for k in test if k != primary]
+    typer.echo("test metrics: " + (" ".join(f"{k}={_num(test[k])}" for k in order) or "none"))
+    parity = manifest.get("parity") or {}
+    typer.echo(f"onnx parity: {'passed' if parity.get('passed') else 'FAILED'} — max |onnx − torch| "
+               f"{parity.get('max_abs_diff', float('nan')):.2e} on {parity.get('rows', '?')} test rows "
+               f"(tolerance {parity.get('tolerance', float('nan')):g})")
+    for kind, v in (manifest.get("variants") or {}).items():
+        state = "registered" if v.get("accepted") else "not registered"
+        delta = v.get("delta")
+        shown = f"Δ {v.get('metric_name', 'metric')} {delta:+.4f}" if isinstance(delta, (int, float)) else ""
+        typer.echo(f"variant {kind}: {state} {shown} ({v.get('reason', '')})".replace("  ", " "))
+    typer.echo(f"report: {result.report_path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add the commands of this module to the CLI."""
+    """Add ``verticals train`` to the CLI (once, however often the CLI is set up)."""
+    if any(getattr(c, "callback", None) is train for c in app.registered_commands):
+        return
+    app.command("train")(train)
