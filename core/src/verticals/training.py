@@ -280,6 +280,19 @@ def evaluate_split(pipeline: Pipeline, outputs: Mapping[str, np.ndarray], batch:
             f"not the score column '{pipeline.score_column}'",
             hint="set Pipeline.score_column to a column postprocess returns",
         )
+    # Checked here, at training time, so a pipeline that could never score is not registered.
+    declared = [c.name for c in pipeline.output_columns]
+    absent = [name for name in declared if name not in predictions.columns]
+    if absent:
+        raise PluginError(
+            f"pipeline {pipeline.qualified_name}: postprocess did not return output column(s) "
+            f"{', '.join(repr(a) for a in absent)}",
+            hint=f"return the declared output columns: {', '.join(declared)}",
+        )
+    if predictions.height != len(batch):
+        raise PluginError(
+            f"pipeline {pipeline.qualified_name}: postprocess returned {predictions.height} rows for a batch "
+            f"of {len(batch)}", hint="return one row per example, in the batch's order")
     if batch.target is None or len(batch) == 0:
         return predictions, {}
     score = predictions.get_column(pipeline.score_column).to_numpy()
