@@ -450,7 +450,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         data: the training data's source, passed to ``before_train``.
     """
     with _stage(pipeline, "fit"):
-        from verticals.training import fit_model, seed_everything, select_device
+        from verticals.training import cpu_threads, fit_model, seed_everything, select_device
 
         pipe, dataset, spec = _lookup(pipeline)
         config = pipe.training
@@ -471,10 +471,11 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         rows = splits.sizes()
         _notify("before_train", pipeline=pipe.qualified_name,
                 config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
-        out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                        batch_size=config.batch_size, lr=config.learning_rate, weight_decay=config.weight_decay,
-                        patience=config.patience, seed=seed, device=device,
-                        class_weighting=config.class_weighting, progress=progress, output_names=spec.outputs)
+        with cpu_threads(model, device):
+            out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
+                            batch_size=config.batch_size, lr=config.learning_rate,
+                            weight_decay=config.weight_decay, patience=config.patience, seed=seed, device=device,
+                            class_weighting=config.class_weighting, progress=progress, output_names=spec.outputs)
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(
