@@ -1,0 +1,125 @@
+"""The score flow: same output as `verticals score`, locally and on a Dask cluster, and exactly the same
+output after a run is killed (SIGKILL) partway and run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from flows_support import PIPELINE, kill_group, read_output, wait_for
+from verticals.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+
+def _artifacts(flow_run_id) -> dict[str, object]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+def test_local_and_dask_runs_write_what_verticals_score_writes(prefect_api, trained, batch, tmp_path: Path) -> None:
+    from distributed import Client, LocalCluster
+    from verticals.scoring import score
+    from verticals_flows import score as score_module
+    from verticals_flows.score import score_flow
+
+    plain = score(PIPELINE, batch, tmp_path / "plain", progress=False)
+    state = score_flow(pipeline=PIPELINE, input=str(batch), output=str(tmp_path / "local"), workers=2,
+                       return_state=True)
+    assert state.is_completed(), state.message
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        dask_state = score_flow(pipeline=PIPELINE, input=str(batch), output=str(tmp_path / "dask"),
+                                dask_address=cluster.scheduler_address, threads=1, return_state=True)
+        with Client(cluster) as client:
+            opened = client.run(lambda: len(__import__("verticals_flows.score").score._SESSIONS))
+    assert dask_state.is_completed(), dask_state.message
+    assert sum(opened.values()) >= 1, "no Dask worker opened a scoring session: partitions did not run there"
+    assert not score_module._SESSIONS, "the flow's process kept sessions open after the runs"
+
+    want_rows, want_rejects, want = read_output(tmp_path / "plain")
+    assert want["rows_in"] == 4000 and want["rows_rejected"] == 5 and len(want["parts"]) == 8
+    for name in ("local", "dask"):
+        rows, rejects, manifest = read_output(tmp_path / name)
+        assert rows.equals(want_rows), name
+        assert rejects.equals(want_rejects), name
+        for key in ("rows_in", "rows_scored", "rows_rejected", "model_version", "pipeline"):
+            assert manifest[key] == want[key], (name, key)
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted(p.name for p in (tmp_path / "plain").iterdir())
+    assert plain["rows_scored"] == want["rows_scored"]
+
+    found = _artifacts(state.state_details.flow_run_id)
+    table = json.loads(found["verticals-score-testref-mlp-rows"].data)
+    assert [r["part"] for r in table] == [f"part-{i:05d}" for i in range(8)] + ["total"]
+    assert table[-1]["rows_in"] == 4000 and table[-1]["rows_rejected"] == 5
+    assert all(r["rows_in"] == r["rows_scored"] + r["rows_rejected"] for r in table)
+    assert str(tmp_path / "local") in found["verticals-score-testref-mlp-summary"].data
+
+
+SLOW_RUN = """
+import sys, time
+
+from verticals import hookimpl
+from verticals.registry import get_registry
+
+
+class Slow:
+    @hookimpl
+    def after_score_batch(self, batch_index):
+        time.sleep(0.15)  # stretch the run so the test can kill it between partitions
+
+
+get_registry().pm.register(Slow(), name="slow")
+from verticals_flows.score import score_flow
+
+score_flow(pipeline=sys.argv[1], input=sys.argv[2], output=sys.argv[3], batch_size=100)
+"""
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flows_env, trained, batch,
+                                                                 tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from verticals.scoring import staging_dir
+    from verticals_flows.score import score_flow
+
+    out = tmp_path / "resumed"
+    script = tmp_path / "slow_run.py"
+    script.write_text(textwrap.dedent(SLOW_RUN))
+    proc = subprocess.Popen([sys.executable, str(script), PIPELINE, str(batch), str(out)],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **flows_env.vars})
+    markers = staging_dir(out) / "_state"
+    try:
+        wait_for(lambda: len(list(markers.glob("part-*.json"))) >= 2 or proc.poll() is not None, 180,
+                 "two committed partitions")
+    finally:
+        kill_group(proc, signal.SIGKILL)
+    committed = sorted(p.name for p in markers.glob("part-*.json"))
+    assert 2 <= len(committed) < 8, f"kill came too late or the run failed: {committed} {proc.stderr.read()[-2000:]}"
+    assert not out.exists(), "a killed run must not leave an output that looks finished"
+
+    manifest = score_flow(pipeline=PIPELINE, input=str(batch), output=str(out), batch_size=100)
+    reused = [p["file"] for p in manifest["parts"] if p["reused"]]
+    assert len(reused) >= len(committed), (reused, committed)
+    capsys.readouterr()
+    main(["run", "score", PIPELINE, "--input", str(batch), "--output", str(tmp_path / "straight"), "--json"])
+    uninterrupted = json.loads(capsys.readouterr().out)
+
+    rows, rejects, got = read_output(out)
+    want_rows, want_rejects, want = read_output(tmp_path / "straight")
+    assert rows.height == want_rows.height == 4000 - 5
+    assert rows["row_id"].n_unique() == rows.height, "duplicated rows"
+    assert rows.equals(want_rows), "resumed output differs from an uninterrupted run"
+    assert rejects.equals(want_rejects)
+    for key in ("rows_in", "rows_scored", "rows_rejected", "rows_out"):
+        assert got[key] == want[key] == uninterrupted[key], key
+    assert not staging_dir(out).exists()
