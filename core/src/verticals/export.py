@@ -342,7 +342,10 @@ def cuda_provider_available() -> bool:
     """Whether ONNX Runtime can really run the CUDA provider here (listing it is not enough)."""
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    from verticals.scoring.runtime import cuda_device_count
+
+    # Ask the driver first: on a machine without a GPU, ORT's CUDA probe prints load errors to stderr.
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or cuda_device_count() == 0:
         return False
     with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
