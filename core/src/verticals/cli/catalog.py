@@ -82,6 +82,7 @@ def datasets(as_json: JsonOpt = False) -> None:
             "ids": d.schema.ids,
             "target": d.schema.target.name if d.schema.target else None,
             "features": [c.name for c in d.schema.features],
+            "columns": d.schema.to_dict(),
             "source": d.source,
             "description": d.description,
         })
