@@ -237,7 +237,11 @@ class TabularPreprocessor(Preprocessor):
         n = frame.height
         present = set(frame.columns)
         inputs: dict[str, np.ndarray] = {}
-        if self.numeric:
+        if self.numeric and self.order == "C" and present.issuperset(self.numeric):
+            # Row-major in one polars pass (nulls become NaN): about twice as fast as the column-major
+            # build followed by np.ascontiguousarray, whose transposition is cache-unfriendly.
+            inputs["x_num"] = frame.select(pl.col(name).cast(pl.Float32) for name in self.numeric).to_numpy(order="c")
+        elif self.numeric:
             x_num = np.empty((n, len(self.numeric)), dtype=np.float32, order="F")
             for j, name in enumerate(self.numeric):
                 if name not in present:

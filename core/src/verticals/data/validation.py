@@ -7,9 +7,10 @@ valid (possibly flagged) or rejected with a reason naming the column, the value 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from verticals.errors import DataValidationError
 from verticals.spec import Column, Schema
@@ -83,8 +84,120 @@ def _cast_expr(column: Column, dtype: pl.DataType, source: str) -> pl.Expr:
     )
 
 
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _fmt(x: float | None) -> str:
     return "-inf" if x is None else f"{x:g}"
+
+
+
+@functools.lru_cache(maxsize=64)
+def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...], source: str,
+           vocab_key: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[list[Any], ...]:
+    """The expressions that check a frame: casts, raw-text copies, (condition, reason) and
+    (condition, flag) pairs, fixes. They depend only on the schema, the input's types and the
+    vocabularies, so they are built once per kind of input: building them costs more than running
+    them on a 65k-row batch of a wide frame."""
+    pl = _pl()
+    columns = [c for c in schema if stage == "train" or c.role != "target"]
+    types = dict(types)  # type: ignore[assignment]
+    vocabularies = dict(vocab_key)
+    casts = [_cast_expr(c, types[c.name], source).alias(c.name) for c in columns]
+    # Keep the raw text of string columns so a failed parse can quote the offending value.
+    raw_copies = [pl.col(c.name).alias(f"__raw_{c.name}") for c in columns if types[c.name] == pl.String]
+
+    # (condition, message) pairs: conditions decide, messages are built only for the rows that need them.
+    reasons: list[tuple[pl.Expr, pl.Expr]] = []
+    flags: list[tuple[pl.Expr, pl.Expr]] = []
+    fixes: list[pl.Expr] = []
+    for c in columns:
+        col = pl.col(c.name)
+        parse_failed = pl.col(f"__raw_{c.name}").is_not_null() & col.is_null()
+        if types[c.name] in (pl.String,) and c.dtype in ("float", "int", "bool", "datetime"):
+            reasons.append((parse_failed, pl.format(
+                "column '{}': cannot read {} as {}", pl.lit(c.name),
+                pl.col(f"__raw_{c.name}").str.slice(0, 40), pl.lit(c.dtype))))
+            is_missing = col.is_null() & ~parse_failed
+        else:
+            is_missing = col.is_null()
+        if types[c.name] in (pl.String,) and c.dtype in ("category", "string", "path"):
+            is_missing = is_missing | (col.str.strip_chars() == "")
+        if c.role == "target":
+            reasons.append((is_missing, pl.lit(f"target '{c.name}' is missing")))
+            if c.categories is not None:
+                allowed = list(c.categories)
+                known = col.cast(pl.String).is_in(allowed)
+                if c.dtype in ("float", "int"):
+                    # Numeric labels were read as Float64 ("1.0"): compare them as numbers.
+                    numbers = [float(v) for v in allowed if _is_number(v)]
+                    known = col.is_in(numbers) if len(numbers) == len(allowed) else known
+                reasons.append((~is_missing & ~known, pl.format(
+                    "target '{}' has unexpected label '{}' (expected one of: {})", pl.lit(c.name),
+                    col.cast(pl.String), pl.lit(", ".join(allowed)))))
+            continue
+        if c.role == "id":
+            reasons.append((is_missing, pl.lit(f"id column '{c.name}' is missing")))
+            continue
+        if c.on_missing == "reject":
+            reasons.append((is_missing, pl.lit(f"column '{c.name}' is missing (rule: reject)")))
+        elif c.on_missing == "flag":
+            flags.append((is_missing, pl.lit(f"{c.name}:missing")))
+        if c.dtype in ("float", "int"):
+            # NaN became null in the cast and a null comparison never fires, so no missing-value term
+            # is needed; infinity is out of any range (a finite bound catches it by comparison).
+            out_parts = [col < c.min] if c.min is not None else []
+            if c.max is not None:
+                out_parts.append(col > c.max)
+            if c.min is None or c.max is None:
+                out_parts.append(col.is_infinite())
+            out = pl.any_horizontal(out_parts) if len(out_parts) > 1 else out_parts[0]
+            # Infinity can be clipped only to a finite bound.
+            ends = ([col == float("inf")] if c.max is None else []) + ([col == float("-inf")] if c.min is None else [])
+            unclippable = pl.any_horizontal(ends) if ends else pl.lit(False)
+            rng = f"[{_fmt(c.min)}, {_fmt(c.max) if c.max is not None else 'inf'}]"
+            msg = pl.format("column '{}' = {} is outside {}", pl.lit(c.name), col.cast(pl.String), pl.lit(rng))
+            if c.on_out_of_range == "reject":
+                reasons.append((out, msg))
+            else:
+                reasons.append((out & unclippable, msg))
+                if c.on_out_of_range == "flag":
+                    flags.append((out, pl.lit(f"{c.name}:out_of_range")))
+                fixes.append(col.clip(lower_bound=c.min, upper_bound=c.max).alias(c.name))
+        if c.dtype == "category":
+            known = None
+            if c.categories is not None:
+                known = list(c.categories)
+            elif vocabularies is not None and c.name in vocabularies:
+                known = list(vocabularies[c.name])
+            if known is not None and c.on_unknown != "unknown":
+                unknown = ~is_missing & ~col.is_in(known)
+                if c.on_unknown == "reject":
+                    reasons.append((unknown, pl.format(
+                        "column '{}' has unknown category '{}'", pl.lit(c.name), col.str.slice(0, 40))))
+                else:
+                    flags.append((unknown, pl.lit(f"{c.name}:unknown")))
+
+
+    def fires(rules: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
+        # A null condition does not fire, as in when/then.
+        return pl.any_horizontal([cond.fill_null(False) for cond, _ in rules]) if rules else pl.lit(False)
+
+    return casts, raw_copies, reasons, flags, fixes, fires(reasons).alias("__bad"), fires(flags).alias("__flagged")
+
+
+def _vocab_key(schema: Schema, vocabularies: Mapping[str, Collection[str]] | None) -> tuple[Any, ...]:
+    """The part of ``vocabularies`` the rules use (closed-world category columns), hashable."""
+    if not vocabularies:
+        return ()
+    used = [c.name for c in schema if c.dtype == "category" and c.on_unknown != "unknown"
+            and c.categories is None and c.name in vocabularies]
+    return tuple((name, tuple(str(v) for v in vocabularies[name])) for name in used)
 
 
 def validate(
@@ -113,102 +226,54 @@ def validate(
     """
     pl = _pl()
     columns = [c for c in schema if stage == "train" or c.role != "target"]
-    missing = [c.name for c in columns if (c.required or c.role == "target") and c.name not in frame.columns]
+    present = set(frame.columns)
+    names = set(schema.names)
+    missing = [c.name for c in columns if (c.required or c.role == "target") and c.name not in present]
     if missing:
         raise DataValidationError(
             f"{source}: missing required column(s) {', '.join(repr(m) for m in missing)}",
             hint=f"the input needs columns {', '.join(c.name for c in columns)}",
         )
     warnings = []
-    extra = [name for name in frame.columns if name not in schema]
+    extra = [name for name in frame.columns if name not in names]
     if extra:
         warnings.append(f"{source}: ignoring column(s) not in the schema: {', '.join(extra)}")
 
     raw = frame.with_row_index("_row", offset=row_offset)
-    absent = [c for c in columns if c.name not in frame.columns]
+    absent = [c for c in columns if c.name not in present]
     if absent:
         raw = raw.with_columns(pl.lit(None).alias(c.name) for c in absent)
-    casts = [_cast_expr(c, raw.schema[c.name], source).alias(c.name) for c in columns]
-    # Keep the raw text of string columns so a failed parse can quote the offending value.
-    raw_copies = [pl.col(c.name).alias(f"__raw_{c.name}") for c in columns if raw.schema[c.name] == pl.String]
-    checked = raw.select(pl.col("_row"), *casts, *raw_copies)
+    types = raw.schema  # DataFrame.schema builds a new mapping per call: read it once
+    casts, raw_copies, reasons, flags, fixes, bad_if, flag_if = _rules(
+        schema, stage, tuple((c.name, types[c.name]) for c in columns), source, _vocab_key(schema, vocabularies))
 
-    reasons: list[pl.Expr] = []
-    flags: list[pl.Expr] = []
-    fixes: list[pl.Expr] = []
-    for c in columns:
-        col = pl.col(c.name)
-        parse_failed = pl.col(f"__raw_{c.name}").is_not_null() & col.is_null()
-        if raw.schema[c.name] in (pl.String,) and c.dtype in ("float", "int", "bool", "datetime"):
-            reasons.append(pl.when(parse_failed).then(pl.format(
-                "column '{}': cannot read {} as {}", pl.lit(c.name),
-                pl.col(f"__raw_{c.name}").str.slice(0, 40), pl.lit(c.dtype))))
-            is_missing = col.is_null() & ~parse_failed
-        else:
-            is_missing = col.is_null()
-        if raw.schema[c.name] in (pl.String,) and c.dtype in ("category", "string", "path"):
-            is_missing = is_missing | (col.str.strip_chars() == "")
-        if c.role == "target":
-            reasons.append(pl.when(is_missing).then(pl.lit(f"target '{c.name}' is missing")))
-            if c.categories is not None:
-                allowed = list(c.categories)
-                reasons.append(pl.when(~is_missing & ~col.cast(pl.String).is_in(allowed)).then(pl.format(
-                    "target '{}' has unexpected label '{}' (expected one of: {})", pl.lit(c.name),
-                    col.cast(pl.String), pl.lit(", ".join(allowed)))))
-            continue
-        if c.role == "id":
-            reasons.append(pl.when(is_missing).then(pl.lit(f"id column '{c.name}' is missing")))
-            continue
-        if c.on_missing == "reject":
-            reasons.append(pl.when(is_missing).then(pl.lit(f"column '{c.name}' is missing (rule: reject)")))
-        elif c.on_missing == "flag":
-            flags.append(pl.when(is_missing).then(pl.lit(f"{c.name}:missing")))
-        if c.dtype in ("float", "int"):
-            lo = c.min if c.min is not None else float("-inf")
-            hi = c.max if c.max is not None else float("inf")
-            infinite = col.is_infinite()
-            out = ~is_missing & ((col < lo) | (col > hi) | infinite)
-            # Infinity can be clipped only to a finite bound.
-            unclippable = infinite & (((col > 0) & (c.max is None)) | ((col < 0) & (c.min is None)))
-            rng = f"[{_fmt(c.min)}, {_fmt(c.max) if c.max is not None else 'inf'}]"
-            msg = pl.format("column '{}' = {} is outside {}", pl.lit(c.name), col.cast(pl.String), pl.lit(rng))
-            if c.on_out_of_range == "reject":
-                reasons.append(pl.when(out).then(msg))
-            else:
-                reasons.append(pl.when(out & unclippable).then(msg))
-                if c.on_out_of_range == "flag":
-                    flags.append(pl.when(out).then(pl.lit(f"{c.name}:out_of_range")))
-                fixes.append(col.clip(lower_bound=c.min, upper_bound=c.max).alias(c.name))
-        if c.dtype == "category":
-            known = None
-            if c.categories is not None:
-                known = list(c.categories)
-            elif vocabularies is not None and c.name in vocabularies:
-                known = list(vocabularies[c.name])
-            if known is not None and c.on_unknown != "unknown":
-                unknown = ~is_missing & ~col.is_in(known)
-                if c.on_unknown == "reject":
-                    reasons.append(pl.when(unknown).then(pl.format(
-                        "column '{}' has unknown category '{}'", pl.lit(c.name), col.str.slice(0, 40))))
-                else:
-                    flags.append(pl.when(unknown).then(pl.lit(f"{c.name}:unknown")))
+    def texts(rules: list[tuple[pl.Expr, pl.Expr]], separator: str) -> pl.Expr:
+        return pl.concat_str([pl.when(cond).then(msg) for cond, msg in rules], separator=separator,
+                             ignore_nulls=True)
 
-    checked = checked.with_columns(
-        (pl.concat_str(reasons, separator="; ", ignore_nulls=True) if reasons else pl.lit(None, pl.String))
-        .alias("_reason"),
-        (pl.concat_str(flags, separator=",", ignore_nulls=True) if flags else pl.lit("", pl.String))
-        .fill_null("").alias("_flags"),
-    )
-    bad = checked["_reason"].is_not_null() & (checked["_reason"] != "")
-    valid = checked.filter(~bad)
+    # Cast, then decide which rows fail and which are flagged.
+    checked = raw.select(pl.col("_row"), *casts, *raw_copies).with_columns(bad_if, flag_if)
+    # Messages quote values, and turning numbers into text is the costliest step of validation: build
+    # reasons for the rejected rows and flags for the flagged rows only.
+    bad = checked.get_column("__bad")
+    if bad.any():
+        valid, bad_rows = checked.filter(~bad), checked.filter(bad)
+    else:
+        valid, bad_rows = checked, checked.clear()
+    if flags and valid.height and valid["__flagged"].any():
+        row_flags = valid.select(pl.when(pl.col("__flagged")).then(texts(flags, ",")).otherwise(pl.lit(""))
+                                 .fill_null("").alias("_flags")).to_series()
+    else:
+        row_flags = pl.repeat("", valid.height, dtype=pl.String, eager=True).alias("_flags")
     if fixes:
         valid = valid.with_columns(fixes)
     keep = [c.name for c in columns]
-    rejected_rows = checked.filter(bad).select("_row", "_reason")
+    rejected_rows = bad_rows.select("_row", texts(reasons, "; ").alias("_reason")) if bad_rows.height \
+        else pl.DataFrame(schema={"_row": pl.UInt32, "_reason": pl.String})
     rejects = (
         raw.join(rejected_rows, on="_row", how="inner", maintain_order="left")
         .select([pl.col(n).cast(pl.String) for n in frame.columns] + [pl.col("_row"), pl.col("_reason")])
         if rejected_rows.height
         else pl.DataFrame(schema={**{n: pl.String for n in frame.columns}, "_row": pl.UInt32, "_reason": pl.String})
     )
-    return ValidationResult(valid=valid.select(keep), rejects=rejects, flags=valid["_flags"], warnings=warnings)
+    return ValidationResult(valid=valid.select(keep), rejects=rejects, flags=row_flags, warnings=warnings)

@@ -1,0 +1,575 @@
+"""Batch-scoring benchmark: the platform's Parquet → Parquet path against the model alone, torch eager
+and the I/O floor, in one process, on the same model and data (see bench/README.md).
+
+Modes:
+    cpu     throughput ratios on the CPU (reference MLP 64 → 256 → 256 → 1, and finance.credit_risk if
+            its plugin is installed and trainable)
+    memory  peak RSS of ``verticals score`` at several input sizes, each in a fresh subprocess
+    gpu     on a CUDA machine: end-to-end rows/s against the pinned host→device copy limit, the CUDA
+            runner's lanes, compute-only and plain ``session.run``, and CUDA-vs-CPU parity
+
+Every figure is rows per second over the input rows; each path runs ``--repeat`` times after one
+warm-up, interleaved (A B C A B C ...) so load from other processes spreads over all of them; min and
+median are reported. Results go to ``<out>/results-<mode>.json`` and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "core" / "src"))
+
+PIPELINE = "reference.mlp"
+
+
+# -- fixtures: model and data ----------------------------------------------------------------------------------
+def reference_plugin() -> Any:
+    from verticals.testing.reference import ReferencePlugin
+
+    return ReferencePlugin(n_numeric=64, n_categorical=0, hidden=(256, 256))
+
+
+def build_model(home: Path, *, seed: int = 0) -> tuple[Any, Any]:
+    """Register the reference MLP (untrained weights: cost is what is measured) the way the engine
+    exports it: TabularPreprocessor fitted on 20k rows, in-graph imputation/scaling + MLP, one ONNX file.
+
+    Returns (the composed torch module, the ModelVersion).
+    """
+    import torch
+    from verticals.data.tabular import TabularPreprocessor
+    from verticals.data.validation import validate
+    from verticals.export import compose, export_onnx
+    from verticals.store import ModelStore
+    from verticals.testing.reference import make_frame, mlp_factory, reference_schema
+
+    schema = reference_schema(64, 0)
+    frame = validate(make_frame(20_000, n_numeric=64, n_categorical=0, seed=seed), schema, stage="train").valid
+    pre = TabularPreprocessor(schema)
+    pre.fit(frame)
+    torch.manual_seed(seed)
+    model = mlp_factory(pre.info(), hidden=(256, 256)).eval()
+    graph = pre.graph_module()
+    sig = pre.signature()
+    store = ModelStore(home)
+    versions = store.versions(PIPELINE) if PIPELINE in store.pipelines() else []
+    composed = compose(graph, model, list(sig)).eval()
+    if versions and (versions[-1].path / "torch_state.pt").exists():
+        composed.load_state_dict(torch.load(versions[-1].path / "torch_state.pt"))
+        return composed, versions[-1]
+    staging = store.staging(PIPELINE)
+    sample = pre.transform(frame.head(64), with_target=False).inputs
+    export_onnx(graph, model, sig, ("logits",), sample, staging / "model.onnx")
+    torch.save(composed.state_dict(), staging / "torch_state.pt")
+    manifest = {"task": "binary", "input_schema": schema.without_target().to_dict(), "preprocessor": pre.state(),
+                "signature": {"inputs": {k: v.to_dict() for k, v in sig.items()}, "outputs": ["logits"]},
+                "score_column": "score", "extras": {}, "variants": {}}
+    return composed, store.register(PIPELINE, staging, manifest)
+
+
+def data_file(out: Path, rows: int) -> Path:
+    from verticals.testing.reference import write_parquet
+
+    path = out / f"ref64-{rows}.parquet"
+    if not path.exists():
+        t0 = time.perf_counter()
+        tmp = path.with_suffix(".tmp")
+        write_parquet(tmp, rows, n_numeric=64, n_categorical=0)
+        tmp.rename(path)
+        log(f"wrote {path.name} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+    return path
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def environment() -> dict[str, Any]:
+    from importlib import metadata
+
+    info: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                            "cpu": _cpu_name(), "cores": len(os.sched_getaffinity(0))}
+    for dist in ("onnxruntime-gpu", "onnxruntime", "torch", "polars", "pyarrow", "numpy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            info[dist] = metadata.version(dist)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# -- timing -----------------------------------------------------------------------------------------------------
+def interleave(paths: dict[str, Callable[[], int]], repeat: int, warmup: int = 1) -> dict[str, dict[str, float]]:
+    """Run each path ``warmup`` + ``repeat`` times, interleaved; rows/s min and median of the timed runs."""
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    rows: dict[str, int] = {}
+    for i in range(warmup + repeat):
+        for name, fn in paths.items():
+            t0 = time.perf_counter()
+            n = fn()
+            dt = time.perf_counter() - t0
+            rows[name] = n
+            if i >= warmup:
+                times[name].append(dt)
+            log(f"  {'warm-up' if i < warmup else f'rep {i - warmup + 1}'} {name}: {n / dt:,.0f} rows/s")
+    return {k: {"rows": rows[k], "rows_per_s_best": rows[k] / min(v), "rows_per_s_median": rows[k] / statistics.median(v),
+                "seconds": v} for k, v in times.items()}
+
+
+def batches(x: Any, size: int) -> list[Any]:
+    return [x[i:i + size] for i in range(0, len(x), size)]
+
+
+def features(path: Path) -> tuple[Any, Any]:
+    """The 64 feature columns as one C-ordered float32 matrix (what the model sees), and the ids."""
+    import polars as pl
+
+    frame = pl.read_parquet(path, columns=["row_id", *[f"f{j:02d}" for j in range(64)]])
+    return frame.drop("row_id").to_numpy(order="c").astype("float32", copy=False), frame["row_id"].to_numpy()
+
+
+# -- paths --------------------------------------------------------------------------------------------------------
+def platform_e2e(path: Path, out: Path, home: Path, device: str, batch_size: int, pipeline: str = PIPELINE,
+                 **kw: Any) -> Callable[[], int]:
+    from verticals.scoring import score
+
+    def run() -> int:
+        manifest = score(pipeline, path, out, device=device, batch_size=batch_size, overwrite=True, home=home,
+                         progress=False, **kw)
+        assert manifest["rows_in"] == manifest["rows_scored"] + manifest["rows_rejected"]
+        run.manifest = manifest  # type: ignore[attr-defined]
+        return manifest["rows_in"]
+
+    return run
+
+
+def ort_model_only(runtime: Any, x: Any, batch_size: int) -> Callable[[], int]:
+    chunks = batches(x, batch_size)
+
+    def run() -> int:
+        runner = runtime.runner
+        pending = []
+        for c in chunks:
+            pending.append(runner.submit({"x_num": c}))
+            if len(pending) > runner.depth:
+                pending.pop(0).result()
+        for f in pending:
+            f.result()
+        return len(x)
+
+    return run
+
+
+def torch_model_only(module: Any, x: Any, batch_size: int, device: str = "cpu", pinned: bool = False) -> Callable[[], int]:
+    import torch
+
+    chunks = [torch.from_numpy(c) for c in batches(x, batch_size)]
+    if pinned:
+        chunks = [c.pin_memory() for c in chunks]
+    module = module.to(device)
+
+    def run() -> int:
+        with torch.inference_mode():
+            outs = [torch.sigmoid(module(c.to(device, non_blocking=pinned))[0]) for c in chunks]
+            if device != "cpu":
+                torch.cuda.synchronize()
+            _ = [o.cpu() for o in outs[-1:]]
+        return len(x)
+
+    return run
+
+
+def torch_e2e(module: Any, path: Path, out: Path, batch_size: int) -> Callable[[], int]:
+    """What a user would write by hand: read row groups, numpy → torch, sigmoid, write ids + score."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    cols = [f"f{j:02d}" for j in range(64)]
+
+    def run() -> int:
+        pf = pq.ParquetFile(path)
+        writer = None
+        n = 0
+        with torch.inference_mode():
+            for rb in pf.iter_batches(batch_size=batch_size, columns=["row_id", *cols]):
+                x = np.column_stack([rb.column(c).to_numpy(zero_copy_only=False) for c in cols]).astype(np.float32)
+                score = torch.sigmoid(module(torch.from_numpy(x))[0]).numpy()
+                table = pa.table({"row_id": rb.column("row_id"), "score": score})
+                writer = writer or pq.ParquetWriter(out, table.schema)
+                writer.write_table(table)
+                n += rb.num_rows
+        writer.close()
+        return n
+
+    return run
+
+
+def io_floor(path: Path, out: Path) -> Callable[[], int]:
+    """Read the 64 feature columns + ids and write one column back: no validation, no model."""
+    import polars as pl
+
+    cols = ["row_id", *[f"f{j:02d}" for j in range(64)]]
+
+    def run() -> int:
+        frame = pl.read_parquet(path, columns=cols)
+        frame.select("row_id").write_parquet(out)
+        return frame.height
+
+    return run
+
+
+# -- modes ---------------------------------------------------------------------------------------------------------
+def mode_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from verticals.scoring.runtime import open_runtime
+    from verticals.testing import use_plugins
+
+    out = Path(args.out)
+    home = out / "home"
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    module, version = build_model(home)
+    path = data_file(out, args.rows)
+    x, _ids = features(path)
+    results: dict[str, Any] = {"mode": "cpu", "env": environment(), "rows": args.rows, "batch_size": args.batch_size,
+                               "model": "reference MLP 64→256→256→1 fp32 (+ in-graph impute/scale)",
+                               "data": f"{path.name}: {args.rows:,} rows × 64 float32 (+ id, target), "
+                                       f"{path.stat().st_size / 1e6:.0f} MB, snappy"}
+    runtime = open_runtime(version.file("model.onnx"), "cpu", args.batch_size)
+    runtime_spin = open_runtime(version.file("model.onnx"), "cpu", args.batch_size, spinning=True)
+    int8 = out / "model.int8.onnx"
+    if not int8.exists():
+        from verticals.export import quantize_int8
+
+        quantize_int8(version.file("model.onnx"), int8)
+    runtime_int8 = open_runtime(int8, "cpu", args.batch_size)
+    head = x[: args.batch_size]
+    fp32_scores = 1 / (1 + np.exp(-runtime.runner.submit({"x_num": head}).result()["logits"]))
+    int8_scores = 1 / (1 + np.exp(-runtime_int8.runner.submit({"x_num": head}).result()["logits"]))
+    results["int8 max |Δscore| vs fp32"] = float(np.max(np.abs(fp32_scores - int8_scores)))
+    with use_plugins({"reference": reference_plugin()}):
+        paths = {
+            "platform e2e (Parquet→Parquet)": platform_e2e(path, out / "scores", home, "cpu", args.batch_size),
+            "ORT model only (platform session)": ort_model_only(runtime, x, args.batch_size),
+            "ORT model only (threads spinning)": ort_model_only(runtime_spin, x, args.batch_size),
+            "ORT int8 model only (information)": ort_model_only(runtime_int8, x, args.batch_size),
+            "torch eager model only": torch_model_only(module, x, args.batch_size),
+            "torch eager e2e (naive loop)": torch_e2e(module, path, out / "torch_scores.parquet", args.batch_size),
+            "I/O floor (read 65 cols + write 1)": io_floor(path, out / "floor.parquet"),
+        }
+        results["paths"] = interleave(paths, args.repeat, args.warmup)
+        results["platform_manifest"] = {k: v for k, v in paths["platform e2e (Parquet→Parquet)"].manifest.items()
+                                        if k not in ("parts",)}
+    for rt in (runtime, runtime_spin, runtime_int8):
+        rt.close()
+    r = {k: v["rows_per_s_median"] for k, v in results["paths"].items()}
+    rb = {k: v["rows_per_s_best"] for k, v in results["paths"].items()}
+    e2e, model = "platform e2e (Parquet→Parquet)", "ORT model only (platform session)"
+    results["ratios"] = {
+        "platform e2e / torch eager model only (goal ≥ 1.5)": (r[e2e] / r["torch eager model only"],
+                                                               rb[e2e] / rb["torch eager model only"]),
+        "platform e2e / torch eager e2e": (r[e2e] / r["torch eager e2e (naive loop)"],
+                                           rb[e2e] / rb["torch eager e2e (naive loop)"]),
+        "platform e2e / ORT model only (goal ≥ 0.85)": (r[e2e] / r[model], rb[e2e] / rb[model]),
+        "platform e2e / best ORT model only": (r[e2e] / max(r[model], r["ORT model only (threads spinning)"]),
+                                               rb[e2e] / max(rb[model], rb["ORT model only (threads spinning)"])),
+        "ORT model only / torch eager model only": (r[model] / r["torch eager model only"],
+                                                    rb[model] / rb["torch eager model only"]),
+    }
+    if args.credit:
+        results["credit_risk"] = credit_risk(args, out)
+    return results
+
+
+def credit_risk(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """finance.credit_risk, if its plugin is installed: train it quickly, score its data repeated."""
+    try:
+        from verticals.engine import train
+        from verticals.registry import get_registry
+    except ImportError as exc:
+        return {"skipped": f"engine not available: {exc}"}
+    import polars as pl
+
+    try:
+        registry = get_registry()
+        pipe = registry.pipeline("finance.credit_risk")
+    except Exception as exc:
+        return {"skipped": f"finance.credit_risk not registered: {exc}"}
+    home = out / "home-credit"
+    from verticals.store import ModelStore
+
+    if "finance.credit_risk" not in ModelStore(home).pipelines():
+        train("finance.credit_risk", home=home, progress=False, epochs=5)
+    frame = registry.dataset_of(pipe).loader()
+    frame = frame.collect() if hasattr(frame, "collect") else frame
+    reps = max(1, args.credit_rows // frame.height)
+    path = out / f"credit-{reps * frame.height}.parquet"
+    if not path.exists():
+        pl.concat([frame] * reps).write_parquet(path, row_group_size=131072)
+    from verticals.scoring.session import ScoringSession
+
+    session = ScoringSession.open("finance.credit_risk", None, "cpu", args.batch_size, home)
+    x_frame = pl.read_parquet(path)
+    res = session.preprocessor.transform(
+        __import__("verticals.data.validation", fromlist=["validate"]).validate(
+            x_frame, session.schema, stage="score", vocabularies=session.vocabularies).valid, with_target=False)
+    inputs = session.model_inputs(res.inputs)
+    n = len(res)
+
+    def model_only() -> int:
+        runner = session.runtime.runner
+        for s in range(0, n, args.batch_size):
+            runner.submit({k: v[s:s + args.batch_size] for k, v in inputs.items()}).result()
+        return n
+
+    paths = {"credit e2e (Parquet→Parquet)": platform_e2e(path, out / "credit_scores", home, "cpu", args.batch_size,
+                                                         "finance.credit_risk"),
+             "credit ORT model only": model_only}
+    with_results = interleave(paths, args.repeat, args.warmup)
+    session.close()
+    e2e = with_results["credit e2e (Parquet→Parquet)"]
+    return {"rows": n, "data": f"{path.name} (the dataset repeated {reps}×)", "paths": with_results,
+            "ratio e2e / model only": (e2e["rows_per_s_median"] / with_results["credit ORT model only"]["rows_per_s_median"]),
+            "manifest": {k: v for k, v in paths["credit e2e (Parquet→Parquet)"].manifest.items() if k != "parts"}}
+
+
+def mode_memory(args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(args.out)
+    home = out / "home"
+    build_model(home)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[str, Any] = {"mode": "memory", "env": environment(), "batch_size": args.batch_size, "runs": []}
+    for rows in sizes:
+        path = data_file(out, rows)
+        for rep in range(args.memory_repeat):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "_memchild", "--out", str(out), "--input", str(path),
+                   "--batch-size", str(args.batch_size)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(proc.stderr[-3000:])
+            run = json.loads(proc.stdout.strip().splitlines()[-1])
+            run.update(rows=rows, rep=rep, file_mb=round(path.stat().st_size / 1e6))
+            log(f"  {rows:,} rows: peak RSS {run['peak_rss_mb']:.0f} MB (after open {run['rss_after_open_mb']:.0f} MB), "
+                f"{run['rows_per_second']:,.0f} rows/s, torch imported: {run['torch_imported']}")
+            results["runs"].append(run)
+    peaks = {rows: min(r["peak_rss_mb"] for r in results["runs"] if r["rows"] == rows) for rows in sizes}
+    results["peak_rss_mb"] = peaks
+    if len(sizes) >= 2:
+        results["growth largest/smallest"] = peaks[sizes[-1]] / peaks[sizes[0]]
+    return results
+
+
+def mode_memchild(args: argparse.Namespace) -> None:
+    """One scoring run in a fresh process (no torch): peak RSS from getrusage."""
+    from verticals.scoring import score
+    from verticals.scoring.session import ScoringSession
+    from verticals.testing import use_plugins
+
+    out = Path(args.out)
+    with use_plugins({"reference": reference_plugin()}):
+        ScoringSession.open(PIPELINE, None, "cpu", args.batch_size, out / "home").close()
+        after_open = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        manifest = score(PIPELINE, Path(args.input), out / "mem_scores", device="cpu", batch_size=args.batch_size,
+                         overwrite=True, home=out / "home", progress=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak, "rss_after_open_mb": after_open, "rows_per_second": manifest["rows_per_second"],
+                      "seconds": manifest["seconds"], "torch_imported": "torch" in sys.modules}))
+
+
+def mode_gpu(args: argparse.Namespace) -> dict[str, Any]:
+    """On a CUDA machine; see the module docstring."""
+    import numpy as np
+    import torch
+    from verticals.scoring.runtime import CudaRunner, open_runtime
+    from verticals.testing import use_plugins
+
+    out = Path(args.out)
+    home = out / "home"
+    module, version = build_model(home)
+    path = data_file(out, args.rows)
+    x, _ = features(path)
+    bs = args.batch_size
+    results: dict[str, Any] = {"mode": "gpu", "env": environment(), "rows": args.rows, "batch_size": bs,
+                               "gpu": torch.cuda.get_device_name(0)}
+    # copy limit: pinned and pageable host → device, same bytes per row as the model input (256 B)
+    host = torch.from_numpy(x[: bs * 8].copy())
+    pinned = host.pin_memory()
+    dev = torch.empty_like(host, device="cuda")
+
+    def copy(src: Any) -> Callable[[], int]:
+        def run() -> int:
+            for _ in range(4):
+                dev.copy_(src, non_blocking=True)
+            torch.cuda.synchronize()
+            return 4 * len(src)
+        return run
+
+    model_path = version.file("model.onnx")
+    rt = {lanes: open_runtime(model_path, "cuda", bs, lanes=lanes) for lanes in (1, 2, 3)}
+    results["provider"] = {k: v.describe() for k, v in rt.items()}
+    import onnxruntime as ort
+
+    results["ort_cuda_options"] = plain_options = rt[1].session.get_provider_options().get("CUDAExecutionProvider", {})
+    log(f"CUDA EP options: use_tf32={plain_options.get('use_tf32')}")
+    plain = rt[1].session  # the platform's session options (TF32 off), used without IOBinding
+    xb = batches(x, bs)
+
+    def plain_run() -> int:
+        for c in xb:
+            plain.run(None, {"x_num": c})
+        return len(x)
+
+    # compute only: input already on the device
+    dev_in = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(xb[0]), "cuda", 0)
+    binding = plain.io_binding()
+    binding.bind_ortvalue_input("x_num", dev_in)
+    binding.bind_output("logits", "cuda")
+
+    def compute_only() -> int:
+        for _ in xb:
+            plain.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return len(xb) * len(xb[0])
+
+    paths: dict[str, Callable[[], int]] = {
+        "H2D copy, pinned (torch)": copy(pinned),
+        "H2D copy, pageable (torch)": copy(host),
+        "ORT CUDA compute only (input on GPU)": compute_only,
+        "ORT CUDA plain session.run(numpy)": plain_run,
+        **{f"ORT CUDA platform runner, {k} lane(s), host numpy": ort_model_only(v, x, bs) for k, v in rt.items()},
+        "torch eager fp32 from pinned": torch_model_only(module, x, bs, device="cuda", pinned=True),
+        "I/O floor (read 65 cols + write 1)": io_floor(path, out / "floor.parquet"),
+    }
+    e2e = {}
+    with use_plugins({"reference": reference_plugin()}):
+        for combo in args.e2e.split(","):
+            readers, impl = combo.split(":")
+            e2e[combo] = paths[f"platform e2e CUDA, {readers} reader(s), {impl}"] = _e2e_env(path, out, home, bs,
+                                                                                             readers, impl)
+        results["paths"] = interleave(paths, args.repeat, args.warmup)
+    results["e2e stages (s, summed over threads, last run)"] = {
+        k: {**v.inner.manifest["stages"], "wall": v.inner.manifest["seconds"]} for k, v in e2e.items()}
+    limit = results["paths"]["H2D copy, pinned (torch)"]["rows_per_s_median"]
+    results["vs copy limit"] = {k: v["rows_per_s_median"] / limit for k, v in results["paths"].items()}
+    # parity: CUDA runner vs CPU session on the same rows
+    cpu = open_runtime(model_path, "cpu", bs)
+    sample = x[:200_000]
+    got = np.concatenate([rt[2].runner.submit({"x_num": c}).result()["logits"] for c in batches(sample, bs)])
+    ref = np.concatenate([cpu.runner.submit({"x_num": c}).result()["logits"] for c in batches(sample, bs)])
+    results["parity cuda vs cpu"] = {"rows": len(sample), "max_abs_diff_logits": float(np.max(np.abs(got - ref))),
+                                     "max_abs_diff_score": float(np.max(np.abs(1 / (1 + np.exp(-got)) - 1 / (1 + np.exp(-ref)))))}
+    for v in rt.values():
+        v.close()
+    assert isinstance(rt[1].runner, CudaRunner)
+    return results
+
+
+def mode_torchfree(args: argparse.Namespace) -> dict[str, Any]:
+    """``verticals score`` in a fresh process (no torch anywhere): which provider ran, rows/s."""
+    out = Path(args.out)
+    build_model(out / "home")  # here, in the parent: the scoring subprocess never imports torch
+    path = data_file(out, args.rows)
+    script = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
+        "from score_bench import reference_plugin\n"
+        "from verticals.testing import use_plugins\n"
+        "from verticals.cli import main\n"
+        "with use_plugins({'reference': reference_plugin()}):\n"
+        "    try:\n"
+        f"        main(['score', {PIPELINE!r}, '--input', {str(path)!r}, '--output', {str(out / 'cli_scores')!r},\n"
+        f"              '--home', {str(out / 'home')!r}, '--device', {args.device!r}, '--batch-size', '{args.batch_size}',\n"
+        "              '--overwrite', '--json'])\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, exc.code\n"
+        "print('TORCH_IMPORTED', 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    text = proc.stdout
+    manifest = json.loads(text[text.index("{"): text.rindex("}") + 1]) if "{" in text else {}
+    return {"mode": "torchfree", "returncode": proc.returncode, "stderr": proc.stderr[-2000:],
+            "torch_imported": "TORCH_IMPORTED True" in text, "provider": manifest.get("provider"),
+            "runner": manifest.get("session", {}).get("runner"), "rows_per_second": manifest.get("rows_per_second"),
+            "rows_in": manifest.get("rows_in"), "seconds": manifest.get("seconds")}
+
+
+def _e2e_env(path: Path, out: Path, home: Path, bs: int, readers: str, impl: str) -> Callable[[], int]:
+    inner = platform_e2e(path, out / f"scores-{readers}-{impl}", home, "cuda", bs)
+
+    def run() -> int:
+        os.environ["VERTICALS_SCORE_READERS"] = readers
+        os.environ["VERTICALS_PARQUET_READER"] = impl
+        try:
+            return inner()
+        finally:
+            os.environ.pop("VERTICALS_SCORE_READERS", None)
+            os.environ.pop("VERTICALS_PARQUET_READER", None)
+
+    run.inner = inner  # type: ignore[attr-defined]
+    return run
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'path':55s} {'median rows/s':>14s} {'best rows/s':>14s}"]
+    for name, v in results.get("paths", {}).items():
+        lines.append(f"{name:55s} {v['rows_per_s_median']:>14,.0f} {v['rows_per_s_best']:>14,.0f}")
+    for name, (med, best) in results.get("ratios", {}).items():
+        lines.append(f"{name:55s} {med:>14.2f} {best:>14.2f}")
+    for name, v in results.get("vs copy limit", {}).items():
+        lines.append(f"vs copy limit: {name:40s} {v:>14.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["cpu", "credit", "memory", "gpu", "torchfree", "_memchild"])
+    ap.add_argument("--device", default="auto", help="torchfree mode: the --device to pass")
+    ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--batch-size", type=int, default=65536)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--memory-repeat", type=int, default=1)
+    ap.add_argument("--e2e", default="1:pyarrow,4:pyarrow,8:pyarrow,4:polars,8:polars",
+                    help="gpu mode: end-to-end configurations, readers:parquet-reader")
+    ap.add_argument("--credit", action="store_true", help="also benchmark finance.credit_risk (cpu mode)")
+    ap.add_argument("--credit-rows", type=int, default=1_000_000)
+    ap.add_argument("--input")
+    args = ap.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.mode == "_memchild":
+        mode_memchild(args)
+        return
+    modes = {"cpu": mode_cpu, "memory": mode_memory, "gpu": mode_gpu, "torchfree": mode_torchfree,
+             "credit": lambda a: {"mode": "credit", "env": environment(), **credit_risk(a, Path(a.out))}}
+    results = modes[args.mode](args)
+    (Path(args.out) / f"results-{args.mode}.json").write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps({k: v for k, v in results.items() if k not in ("paths",)}, indent=2, default=str))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

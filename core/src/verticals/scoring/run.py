@@ -1,0 +1,572 @@
+"""Scoring partitions: read → validate → transform in reader threads, the model in ORT, write in order.
+
+The work of one batch is split so that the slow parts overlap: reader threads read a batch, validate it
+against the model's schema and run the preprocessor while ONNX Runtime (which releases the GIL)
+computes the previous one; the calling thread postprocesses and appends to the partition's part file.
+At most a few batches are in flight, so memory is bounded by the batch size, not the input size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+import warnings as pywarnings
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from verticals.errors import DataValidationError, PluginError, VerticalsError
+from verticals.scoring.output import (
+    STATE,
+    AtomicParquet,
+    PartResult,
+    check_output,
+    finalize,
+    locked,
+    prepare_staging,
+    record_result,
+    recorded_result,
+)
+from verticals.scoring.partitions import Partition, plan_partitions, read_partition, source_columns
+from verticals.scoring.session import DEFAULT_BATCH_SIZE, ScoringSession
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+    from verticals.spec import Batch
+
+log = logging.getLogger("verticals.scoring")
+
+__all__ = ["check_sources", "score", "score_partition", "score_partitions"]
+
+Progress = Callable[[int, int], None]  # (rows read, rows scored) since the last call
+
+
+# -- reader side ------------------------------------------------------------------------------------------
+@dataclass
+class _Work:
+    """One batch ready for the model (or only rejects), tagged with its partition."""
+
+    partition: Partition
+    rows_in: int
+    rows_valid: int
+    rejects: pl.DataFrame | None
+    batch: Batch | None
+    flags: pl.Series | None
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _End:
+    """The last item of a partition."""
+
+    partition: Partition
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+def check_sources(session: ScoringSession, partitions: Iterable[Partition]) -> list[str]:
+    """Check each source's columns before any row is scored; returns warnings for extra columns.
+
+    Raises:
+        DataValidationError: a source lacks a required column (named, with the source).
+    """
+    required = [c.name for c in session.schema if c.required and c.role != "target"]
+    notes: list[str] = []
+    seen: set[Path] = set()
+    for p in partitions:
+        if p.source in seen:
+            continue
+        seen.add(p.source)
+        names = source_columns(p)
+        if names is None:
+            continue
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise DataValidationError(f"{p.source}: missing required column(s) {', '.join(repr(m) for m in missing)}",
+                                      hint=f"the model {session.version.label} needs columns "
+                                           f"{', '.join(session.schema.names)}")
+        extra = [n for n in names if n not in session.schema and n != session.target]
+        if extra:
+            shown = ", ".join(extra[:20]) + (f" and {len(extra) - 20} more" if len(extra) > 20 else "")
+            notes.append(f"{p.source}: ignoring column(s) not in the model's schema: {shown}")
+    return notes
+
+
+def _validate(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int) -> Any:
+    from verticals.data.validation import validate
+
+    return validate(frame, session.schema, stage="score", source=str(partition.source), row_offset=offset,
+                    vocabularies=session.vocabularies)
+
+
+def _rejects(res: Any, partition: Partition) -> pl.DataFrame | None:
+    import polars as pl
+
+    if not res.rejects.height:
+        return None
+    return res.rejects.with_columns(pl.col("_row").cast(pl.Int64), pl.lit(str(partition.source)).alias("_source"))
+
+
+def _merge_flags(validation: pl.Series | None, batch: Batch) -> pl.Series:
+    """One comma-separated flag string per example: validation's rules and the preprocessor's own."""
+    import polars as pl
+
+    n = len(batch)
+    own = batch.flags
+    if validation is not None and len(validation) != n:
+        validation = None
+    if validation is None and own is None:
+        return pl.Series("flags", [""] * n, dtype=pl.String)
+    if validation is None or own is None:
+        return (validation if own is None else own).cast(pl.String).fill_null("").rename("flags")
+    frame = pl.DataFrame({"a": validation.cast(pl.String).fill_null(""), "b": own.cast(pl.String).fill_null("")})
+    both = pl.concat_str([pl.col("a"), pl.col("b")], separator=",").str.split(",").list.unique(maintain_order=True) \
+        .list.join(",")
+    merged = pl.when(pl.col("a") == "").then(pl.col("b")).when(pl.col("b") == "").then(pl.col("a")).otherwise(both)
+    return frame.select(merged.alias("flags")).to_series()
+
+
+def _row_ids(partition: Partition, rows: int, offset: int, rejects: pl.DataFrame) -> pl.DataFrame:
+    """Ids for a schema without id columns: each valid row's number in its source, and the source."""
+    import numpy as np
+    import polars as pl
+
+    numbers = np.arange(offset, offset + rows, dtype=np.int64)
+    if rejects.height:
+        numbers = np.setdiff1d(numbers, rejects["_row"].to_numpy().astype(np.int64), assume_unique=True)
+    return pl.DataFrame({"_row": numbers, "_source": pl.Series([str(partition.source)] * len(numbers),
+                                                               dtype=pl.String)})
+
+
+def _slice_batch(batch: Batch, start: int, stop: int) -> Batch:
+    from verticals.spec import Batch
+
+    return Batch(ids=batch.ids.slice(start, stop - start),
+                 inputs={k: v[start:stop] for k, v in batch.inputs.items()},
+                 target=None, flags=None if batch.flags is None else batch.flags.slice(start, stop - start))
+
+
+def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int,
+             read_s: float = 0.0) -> list[_Work]:
+    """Validate and transform ``frame``; several items when a grouping preprocessor makes a big batch."""
+    t0 = time.perf_counter()
+    res = _validate(session, partition, frame, offset)
+    rejects = _rejects(res, partition)
+    t1 = time.perf_counter()
+    if not res.valid.height:
+        return [_Work(partition, frame.height, 0, rejects, None, None, {"read": read_s, "validate": t1 - t0})]
+    try:
+        batch = session.preprocessor.transform(res.valid, with_target=False)
+    except VerticalsError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"pipeline {session.name}: preprocessor.transform failed on {partition.describe()}: "
+                          f"{type(exc).__name__}: {exc}", hint="fix the pipeline's preprocessor") from exc
+    if not session.schema.ids and session.preprocessor.rowwise and len(batch) == res.valid.height:
+        batch.ids = _row_ids(partition, frame.height, offset, res.rejects)
+    flags = _merge_flags(res.flags if session.preprocessor.rowwise else None, batch)
+    # Cast and lay out the inputs as ORT wants them here, in the reader thread, not on the model's.
+    batch.inputs = session.model_inputs(batch.inputs)
+    stages = {"read": read_s, "validate": t1 - t0, "transform": time.perf_counter() - t1}
+    n, size = len(batch), session.batch_size
+    if n <= size:
+        return [_Work(partition, frame.height, res.valid.height, rejects, batch if n else None, flags, stages)]
+    items = []
+    for i, start in enumerate(range(0, n, size)):
+        stop = min(n, start + size)
+        items.append(_Work(partition, frame.height if i == 0 else 0, res.valid.height if i == 0 else 0,
+                           rejects if i == 0 else None, _slice_batch(batch, start, stop), flags.slice(start, stop - start),
+                           stages if i == 0 else {}))
+    return items
+
+
+def _produce(session: ScoringSession, partition: Partition) -> Iterable[_Work | _End]:
+    import polars as pl
+
+    offset = partition.row_offset
+    if session.preprocessor.rowwise:
+        frames = read_partition(partition, session.schema, session.batch_size)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                break
+            yield from _prepare(session, partition, frame, offset, time.perf_counter() - t0)
+            offset += frame.height
+    else:  # grouping preprocessors see the whole partition (a row group or a file) at once
+        t0 = time.perf_counter()
+        frames = list(read_partition(partition, session.schema, session.batch_size))
+        if frames:
+            yield from _prepare(session, partition, pl.concat(frames, how="vertical_relaxed"), offset,
+                                time.perf_counter() - t0)
+    yield _End(partition)
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _reader(session: ScoringSession, todo: deque[Partition], lock: threading.Lock, q: queue.Queue,
+            stop: threading.Event) -> None:
+    try:
+        while not stop.is_set():
+            with lock:
+                if not todo:
+                    break
+                partition = todo.popleft()
+            blocked = 0.0  # time this reader waited for room in the queue: the model side was slower
+            for item in _produce(session, partition):
+                if blocked:
+                    item_stages = getattr(item, "stages", None)
+                    if item_stages is not None:
+                        item_stages["reader_wait"] = blocked
+                        blocked = 0.0
+                t0 = time.perf_counter()
+                if not _put(q, item, stop):
+                    return
+                blocked += time.perf_counter() - t0
+    except BaseException as exc:  # handed to the consumer, which raises it
+        _put(q, _Failed(exc), stop)
+    finally:
+        _put(q, _DONE, stop)
+
+
+def _reader_count(session: ScoringSession, partitions: int) -> int:
+    env = int(os.environ.get("VERTICALS_SCORE_READERS", "0") or 0)
+    if env > 0:
+        return max(1, min(env, partitions))
+    from verticals.scoring.runtime import available_cores
+
+    if session.device == "cuda":  # the GPU waits on decoding: several readers
+        return max(1, min(partitions, available_cores() // 4 or 1, 4))
+    return 1  # on the CPU the model needs the cores; one reader keeps ahead of it
+
+
+# -- writer side ------------------------------------------------------------------------------------------
+_ID_DTYPES = {"int": "Int64", "float": "Float64", "category": "String", "string": "String", "path": "String",
+              "bool": "Boolean"}
+_OUT_DTYPES = {"float": "Float64", "int": "Int64", "string": "String", "bool": "Boolean",
+               "list[string]": ("List", "String"), "list[int]": ("List", "Int64"), "list[float]": ("List", "Float64")}
+
+
+def _pl_dtype(spec: Any) -> Any:
+    import polars as pl
+
+    if isinstance(spec, tuple):
+        return pl.List(getattr(pl, spec[1]))
+    return getattr(pl, spec)
+
+
+def _id_dtype(session: ScoringSession, name: str) -> Any:
+    import polars as pl
+
+    if name not in session.schema:
+        return None
+    dt = session.schema[name].dtype
+    if dt == "datetime":
+        return pl.Datetime("us")
+    return _pl_dtype(_ID_DTYPES[dt]) if dt in _ID_DTYPES else None
+
+
+def empty_output_schema(session: ScoringSession) -> Any:
+    """Arrow schema of a part file, for partitions with no valid rows (every part has the same columns)."""
+    import polars as pl
+
+    cols: dict[str, Any] = {n: _id_dtype(session, n) or pl.String for n in session.schema.ids}
+    if not cols and session.preprocessor.rowwise:
+        cols = {"_row": pl.Int64, "_source": pl.String}
+    for oc in session.pipeline.output_columns:
+        cols[oc.name] = _pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))
+    cols["flags"] = pl.String
+    cols["model_version"] = pl.Int64
+    return pl.DataFrame(schema=cols).to_arrow().schema
+
+
+def _part_frame(session: ScoringSession, batch: Batch, outputs: dict[str, Any], flags: pl.Series) -> pl.DataFrame:
+    import polars as pl
+
+    try:
+        post = session.pipeline.postprocess(outputs, batch, session.extras)
+    except VerticalsError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"pipeline {session.name}: postprocess failed: {type(exc).__name__}: {exc}",
+                          hint="fix the pipeline's postprocess") from exc
+    if post.height != len(batch):
+        raise PluginError(f"pipeline {session.name}: postprocess returned {post.height} rows for {len(batch)} examples",
+                          hint="return one row per example of the batch")
+    ids = batch.ids.with_columns(pl.col(n).cast(dt) for n in batch.ids.columns
+                                 if (dt := _id_dtype(session, n)) is not None and batch.ids.schema[n] != dt)
+    columns = []
+    for oc in session.pipeline.output_columns:
+        if oc.name not in post.columns:
+            raise PluginError(f"pipeline {session.name}: postprocess did not return output column {oc.name!r}",
+                              hint=f"return the declared output columns: "
+                                   f"{', '.join(c.name for c in session.pipeline.output_columns)}")
+        columns.append(post[oc.name].cast(_pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))))
+    return pl.concat([ids, pl.DataFrame(columns), pl.DataFrame([flags.rename("flags")])], how="horizontal") \
+        .with_columns(pl.lit(session.model_version, dtype=pl.Int64).alias("model_version"))
+
+
+class _PartState:
+    def __init__(self, session: ScoringSession, partition: Partition, staging: Path, schema: Any) -> None:
+        self.partition = partition
+        self.part = AtomicParquet(staging / f"{partition.name}.parquet", schema)
+        self.rejects = AtomicParquet(staging / STATE / f"{partition.name}.rejects.parquet")
+        self.rows_in = self.rows_scored = self.rows_rejected = self.rows_out = 0
+        self.started = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+    def abort(self) -> None:
+        self.part.abort()
+        self.rejects.abort()
+
+
+def score_partitions(session: ScoringSession, partitions: Sequence[Partition], staging: Path | str, *,
+                     progress: Progress | None = None) -> list[PartResult]:
+    """Score ``partitions`` into ``staging`` with reader threads running ahead of the model.
+
+    Partitions already recorded in ``staging`` (same model, same input) are returned as recorded without
+    reading them. Each partition's part file and rejects appear atomically, then its marker.
+    """
+    staging = Path(staging)
+    (staging / STATE).mkdir(parents=True, exist_ok=True)
+    results: dict[int, PartResult] = {}
+    todo: deque[Partition] = deque()
+    for p in partitions:
+        done = recorded_result(session, p, staging)
+        if done is not None:
+            results[p.index] = done
+            if progress:
+                progress(done.rows_in, done.rows_scored)
+        else:
+            todo.append(p)
+    if todo:
+        for r in _run(session, todo, staging, progress):
+            results[r.index] = r
+    return [results[p.index] for p in partitions]
+
+
+def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progress: Progress | None) -> list[PartResult]:
+    from verticals.registry import get_registry
+
+    registry = get_registry()
+    runner = session.runtime.runner
+    n_readers = _reader_count(session, len(todo))
+    q: queue.Queue = queue.Queue(maxsize=max(2, n_readers + runner.depth))
+    stop = threading.Event()
+    lock = threading.Lock()
+    threads = [threading.Thread(target=_reader, args=(session, todo, lock, q, stop), daemon=True,
+                                name=f"verticals-reader-{i}") for i in range(n_readers)]
+    schema = empty_output_schema(session)
+    states: dict[int, _PartState] = {}
+    pending: deque[tuple[Any, Any, float, float]] = deque()
+    done: list[PartResult] = []
+    batch_index = 0
+
+    def state_of(p: Partition) -> _PartState:
+        if p.index not in states:
+            states[p.index] = _PartState(session, p, staging, schema)
+        return states[p.index]
+
+    def finish(item: Any, future: Any, t0: float, submit_s: float) -> None:
+        nonlocal batch_index
+        st = state_of(item.partition)
+        if isinstance(item, _End):
+            st.part.commit()
+            rejects_file = st.rejects.path.name if st.rejects.commit() else None
+            result = PartResult(index=item.partition.index, partition=item.partition.key,
+                                fingerprint=item.partition.fingerprint, source=str(item.partition.source),
+                                file=st.part.path.name, rows_in=st.rows_in, rows_scored=st.rows_scored,
+                                rows_rejected=st.rows_rejected, rows_out=st.rows_out, rejects_file=rejects_file,
+                                seconds=time.perf_counter() - st.started, run_key=session.run_key,
+                                warnings=list(item.warnings), stages=dict(st.stages))
+            record_result(staging, item.partition, result)
+            done.append(result)
+            del states[item.partition.index]
+            return
+        for stage, seconds in item.stages.items():
+            st.add(stage, seconds)
+        rejected = item.rejects.height if item.rejects is not None else 0
+        t_write = time.perf_counter()
+        if item.rejects is not None:
+            st.rejects.write(item.rejects)
+        out_rows = 0
+        if future is not None:
+            frame, model_s, post_s = future.result()
+            st.add("model", submit_s + model_s)  # CPU: ran in submit or a lane; GPU: waited for in a lane
+            st.add("postprocess", post_s)
+            t_write = time.perf_counter()
+            st.part.write(frame)
+            out_rows = frame.height
+        st.add("write", time.perf_counter() - t_write)
+        st.rows_in += item.rows_in
+        st.rows_scored += item.rows_valid
+        st.rows_rejected += rejected
+        st.rows_out += out_rows
+        if progress:
+            progress(item.rows_in, item.rows_valid)
+        registry.notify("after_score_batch", pipeline=session.name, version=session.model_version,
+                        batch_index=batch_index, rows_in=item.rows_in, rows_scored=item.rows_valid,
+                        rows_rejected=rejected, seconds=time.perf_counter() - t0)
+        batch_index += 1
+
+    # Postprocessing (sigmoid, or a pipeline's reason codes and bands) runs in a small pool as each
+    # batch's outputs arrive; the calling thread only appends finished frames, in order.
+    post_pool = ThreadPoolExecutor(max_workers=max(1, runner.depth), thread_name_prefix="verticals-post")
+
+    def post(item: _Work, future: Any) -> tuple[pl.DataFrame, float, float]:
+        t_wait = time.perf_counter()
+        outputs = future.result()
+        t_post = time.perf_counter()
+        frame = _part_frame(session, item.batch, outputs, item.flags)
+        return frame, t_post - t_wait, time.perf_counter() - t_post
+
+    for t in threads:
+        t.start()
+    try:
+        running = len(threads)
+        while running:
+            t_get = time.perf_counter()
+            item = q.get()
+            if item is _DONE:
+                running -= 1
+                continue
+            if isinstance(item, _Failed):
+                raise item.error
+            t0 = time.perf_counter()
+            if isinstance(item, _Work):  # time the writer side waited for the readers
+                item.stages["writer_wait"] = item.stages.get("writer_wait", 0.0) + t0 - t_get
+            future = runner.submit(item.batch.inputs) if isinstance(item, _Work) and item.batch is not None else None
+            submit_s = time.perf_counter() - t0
+            pending.append((item, post_pool.submit(post, item, future) if future is not None else None, t0, submit_s))
+            while pending and (len(pending) > runner.depth or pending[0][1] is None or pending[0][1].done()):
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
+    except BaseException:
+        stop.set()
+        for _item, future, _t0, _s in pending:
+            if future is not None:
+                with contextlib.suppress(BaseException):
+                    future.result()
+        for st in states.values():
+            st.abort()
+        raise
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        for t in threads:
+            t.join(timeout=30)
+        post_pool.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+def score_partition(session: ScoringSession, partition: Partition, staging: Path | str) -> PartResult:
+    """Score one partition into ``staging``; idempotent.
+
+    If the partition's part file and its committed marker exist (written by an earlier call with the
+    same model and input), the recorded result is returned without reading anything. Otherwise the part
+    file and the partition's rejects are written via temp files and ``os.replace``, then the marker.
+    """
+    return score_partitions(session, [partition], staging)[0]
+
+
+# -- the whole run ------------------------------------------------------------------------------------------
+def _progress_bar(total: int | None) -> tuple[Any, Progress]:
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class RowsPerSecond(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
+
+    bar = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.fields[total_text]} rows"),
+                   RowsPerSecond(), TimeElapsedColumn(), transient=False)
+    task = bar.add_task("score", total=total, total_text=f"{total:,}" if total is not None else "?")
+
+    def advance(rows_in: int, rows_scored: int) -> None:
+        bar.advance(task, rows_in)
+
+    return bar, advance
+
+
+def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | int | None = None,
+          device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, overwrite: bool = False,
+          home: Path | str | None = None, progress: bool = True, variant: str = "fp32",
+          threads: int | None = None) -> dict[str, Any]:
+    """Score ``input`` (Parquet/CSV file or folder) with ``pipeline``'s model into the folder ``output``.
+
+    The output folder appears only when complete (parts, ``_rejects.parquet``, ``_manifest.json``); a
+    rerun after an interruption resumes from the partitions already scored. Returns the manifest.
+
+    Raises:
+        NotFoundError: unknown pipeline, model version, or input.
+        ModelIntegrityError: the model's files changed since registration.
+        DataValidationError: a required column is missing, or a file cannot be read.
+        UserError: ``output`` exists and ``overwrite`` is false.
+    """
+    started = time.time()
+    output = Path(output).expanduser().absolute()
+    check_output(output, overwrite=overwrite)
+    partitions = plan_partitions(input)
+    session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads)
+    staging: Path | None = None
+    try:
+        notes = check_sources(session, partitions)
+        for note in notes:
+            log.warning("%s", note)
+            pywarnings.warn(note, UserWarning, stacklevel=2)
+        staging = prepare_staging(session, partitions, output, overwrite=overwrite)
+        with locked(staging):
+            rows = [p.rows for p in partitions]
+            total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
+            bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
+            with bar:
+                results = score_partitions(session, partitions, staging, progress=advance)
+            if not partitions or sum(r.rows_in for r in results) == 0:
+                notes.append(f"{input}: no rows to score")
+            manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
+                                input=input, warnings=notes)
+        log.info("scored %s rows (%s rejected) in %.1f s: %s rows/s on %s", manifest["rows_in"],
+                 manifest["rows_rejected"], manifest["seconds"], manifest["rows_per_second"], manifest["provider"])
+        return manifest
+    except BaseException as exc:
+        if staging is not None and not any((staging / STATE).glob("part-*.json")):
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)  # nothing to resume from
+        with contextlib.suppress(Exception):
+            from verticals.registry import get_registry
+
+            get_registry().notify("on_error", pipeline=session.name, stage="score", error=exc)
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,231 @@
+"""A scoring session: one verified model version, its preprocessor and an ONNX Runtime session.
+
+Opening one does the expensive, once-per-run work (sha256 check of the model files, ORT graph
+optimisation, GPU buffers) so that :func:`verticals.scoring.score_partition` can be called for many
+partitions. A session pickles as its opening arguments, so a flow can hand it to another process,
+which reopens it there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from verticals.errors import NotFoundError, PluginError, UserError
+from verticals.spec import Pipeline, Preprocessor, Schema
+
+log = logging.getLogger("verticals.scoring")
+
+__all__ = ["VARIANTS", "ScoringSession"]
+
+VARIANTS = ("fp32", "int8", "fp16", "auto")
+DEFAULT_BATCH_SIZE = 65536
+
+
+@dataclasses.dataclass(eq=False)
+class ScoringSession:
+    """Everything needed to score partitions with one model version.
+
+    Attributes:
+        pipeline: the registered pipeline object (its ``postprocess`` makes the output columns).
+        version: the verified :class:`~verticals.store.ModelVersion`.
+        schema: the model's input schema (``manifest["input_schema"]``).
+        preprocessor: fitted from ``manifest["preprocessor"]``.
+        variant: ``fp32`` (``model.onnx``), ``int8`` or ``fp16``.
+        runtime: the ORT session, the provider that actually runs it and the runner.
+        batch_size: rows per model call.
+        target: the dataset's target column, which scoring input may carry (ignored without a warning).
+    """
+
+    pipeline: Pipeline
+    version: Any
+    schema: Schema
+    preprocessor: Preprocessor
+    vocabularies: dict[str, list[str]]
+    extras: dict[str, Any]
+    variant: str
+    model_file: str
+    runtime: Any
+    batch_size: int
+    output_names: list[str]
+    open_args: dict[str, Any]
+    target: str | None = None
+
+    # -- opening -------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, pipeline: str, model: str | int | None = None, device: str = "auto",
+             batch_size: int = DEFAULT_BATCH_SIZE, home: Path | str | None = None, *,
+             variant: str = "fp32", threads: int | None = None) -> ScoringSession:
+        """Load and verify ``pipeline``'s model ``model`` (version, alias, ``latest``; default: the
+        ``production`` alias, else the latest) and open it on ``device`` (``auto``, ``cpu``, ``cuda``).
+
+        Raises:
+            NotFoundError: unknown pipeline, version or alias.
+            ModelIntegrityError: a model file does not match the sha256 in its manifest.
+            UserError: a bad option (batch size, variant, device).
+        """
+        from verticals.registry import get_registry
+        from verticals.scoring.runtime import open_runtime, resolve_device
+        from verticals.store import ModelStore
+
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"invalid batch size {batch_size!r}", hint="use a positive number of rows, e.g. 65536")
+        if variant not in VARIANTS:
+            raise UserError(f"unknown model variant {variant!r}", hint=f"use one of {', '.join(VARIANTS)}")
+        registry = get_registry()
+        pipe = registry.pipeline(pipeline)
+        name = pipe.qualified_name
+        args = {"pipeline": pipeline, "model": model, "device": device, "batch_size": batch_size,
+                "home": str(home) if home is not None else None, "variant": variant, "threads": threads}
+        version = ModelStore(home).load(name, model)
+        manifest = version.manifest
+        schema = _input_schema(manifest, registry, pipe)
+        preprocessor = _preprocessor(pipe, registry, manifest, schema)
+        target = resolve_device(device)
+        chosen, model_file = _pick_variant(version, variant, target)
+        signature = manifest.get("signature") or {}
+        in_dtypes = {k: v.get("dtype") for k, v in (signature.get("inputs") or {}).items()}
+        outputs = list(signature.get("outputs") or []) or None
+
+        def start(file: str, dev: str) -> Any:
+            return open_runtime(version.file(file), dev, batch_size, threads=threads, output_names=outputs,
+                                input_dtypes=in_dtypes)
+
+        runtime = start(model_file, device)
+        if variant == "auto" and runtime.device != target:  # CUDA did not load: the CPU's choice instead
+            again, again_file = _pick_variant(version, "auto", runtime.device)
+            if again_file != model_file:
+                runtime.close()
+                runtime = start(again_file, "cpu")
+            chosen, model_file = again, again_file
+        log.info("%s (%s, %s) on %s", version.label, chosen, model_file, runtime.provider)
+        dataset_target = registry.dataset_of(pipe).schema.target
+        return cls(pipeline=pipe, version=version, schema=schema, preprocessor=preprocessor,
+                   vocabularies=dict(preprocessor.vocabularies() or {}), extras=dict(manifest.get("extras") or {}),
+                   variant=chosen, model_file=model_file, runtime=runtime, batch_size=batch_size,
+                   output_names=outputs or [o.name for o in runtime.session.get_outputs()], open_args=args,
+                   target=dataset_target.name if dataset_target is not None else None)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the opening arguments: ORT sessions and GPU buffers do not travel."""
+        return (_reopen, (self.open_args,))
+
+    def close(self) -> None:
+        """Release the runner's threads and pinned buffers."""
+        self.runtime.close()
+
+    def __enter__(self) -> ScoringSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts -----------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Qualified pipeline name."""
+        return self.version.pipeline
+
+    @property
+    def model_version(self) -> int:
+        return int(self.version.version)
+
+    @property
+    def device(self) -> str:
+        return self.runtime.device
+
+    @property
+    def provider(self) -> str:
+        return self.runtime.provider
+
+    @property
+    def run_key(self) -> dict[str, Any]:
+        """What makes recorded partition results reusable: the same model files and variant."""
+        return {"pipeline": self.name, "model_version": self.model_version, "variant": self.variant,
+                "model_sha256": self.version.artifacts.get(self.model_file, ""),
+                "schema": self.schema.to_dict()}
+
+    def model_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The preprocessor's arrays as the graph takes them: signature dtypes, C-contiguous.
+
+        Raises:
+            PluginError: an input the graph needs is missing from the preprocessor's output.
+        """
+        from verticals.scoring.runtime import as_input
+
+        runner = self.runtime.runner
+        missing = [n for n in runner.input_names if n not in inputs]
+        if missing:
+            raise PluginError(f"pipeline {self.name}: preprocessor produced no input(s) {', '.join(missing)} "
+                              f"for {self.model_file}", hint="make transform() return the signature's inputs")
+        return {n: as_input(inputs[n], runner.input_dtypes.get(n)) for n in runner.input_names}
+
+    def describe(self) -> dict[str, Any]:
+        return {"pipeline": self.name, "model_version": self.model_version, "variant": self.variant,
+                "model_file": self.model_file, "batch_size": self.batch_size, **self.runtime.describe()}
+
+
+def _reopen(args: dict[str, Any]) -> ScoringSession:
+    args = dict(args)
+    return ScoringSession.open(args.pop("pipeline"), args.pop("model"), args.pop("device"),
+                               args.pop("batch_size"), args.pop("home"), **args)
+
+
+def _input_schema(manifest: dict[str, Any], registry: Any, pipe: Pipeline) -> Schema:
+    """The schema the model was trained with; the plugin's current one only for manifests without it."""
+    data = manifest.get("input_schema")
+    if data:
+        return Schema.from_dict(data).without_target()
+    return registry.dataset_of(pipe).schema.without_target()
+
+
+def _preprocessor(pipe: Pipeline, registry: Any, manifest: dict[str, Any], schema: Schema) -> Preprocessor:
+    """The pipeline's preprocessor for the model's schema, with the fitted state from the manifest."""
+    dataset = registry.dataset_of(pipe)
+    # Built as the engine builds it (the dataset's schema, target included) but from the model's columns.
+    target = dataset.schema.target
+    full = Schema((*schema.columns, target)) if target is not None and target.name not in schema else schema
+    pre = pipe.preprocessor(dataclasses.replace(dataset, schema=full))
+    state = manifest.get("preprocessor")
+    if state is None:
+        raise NotFoundError(f"{pipe.qualified_name} v{manifest.get('version')}: manifest has no preprocessor state",
+                            hint=f"retrain with `verticals train {pipe.qualified_name}`")
+    pre.load_state(state)
+    if getattr(pre, "order", None) == "F":
+        # TabularPreprocessor: ORT needs row-major inputs; building them directly is cheaper than
+        # transposing column-major ones later (see verticals.data.tabular).
+        pre.order = "C"
+    return pre
+
+
+def _default_file(manifest: dict[str, Any]) -> str:
+    return str(manifest.get("model_file") or "model.onnx")
+
+
+def _preferred(device: str) -> str:
+    return "fp16" if device == "cuda" else "int8"
+
+
+def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str]:
+    """(variant name, file) for ``variant``; ``auto`` takes int8 on the CPU / fp16 on CUDA if accepted."""
+    manifest = version.manifest
+    variants = manifest.get("variants") or {}
+    if variant == "fp32":
+        return "fp32", _default_file(manifest)
+    if variant == "auto":
+        want = _preferred("cuda" if device == "cuda" else "cpu")
+        info = variants.get(want) or {}
+        if info.get("accepted") and info.get("file"):
+            return want, str(info["file"])
+        return "fp32", _default_file(manifest)
+    info = variants.get(variant)
+    if not info or not info.get("file"):
+        raise NotFoundError(f"{version.label} has no {variant} variant; variants: {', '.join(sorted(variants)) or 'none'}",
+                            hint="score with --variant fp32")
+    if not info.get("accepted"):
+        raise UserError(f"{version.label}: the {variant} variant was not accepted at registration "
+                        f"({info.get('reason') or 'delta ' + str(info.get('delta'))})",
+                        hint="score with --variant fp32 (the variant lost too much accuracy)")
+    return variant, str(info["file"])
