@@ -14,13 +14,13 @@ import importlib.util
 import inspect
 import re
 import sys
+import tomllib
 import types
 import warnings
 from pathlib import Path
 
 import pluggy
 import pytest
-import tomllib
 from plugin_dists import dists_fixture  # noqa: F401
 from verticals import hookspecs
 from verticals.plugins import PluginWarning, check_plugin
