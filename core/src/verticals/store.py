@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from verticals.errors import ModelIntegrityError, NotFoundError, UserError, VerticalsError
+from verticals.fsutil import fsync_dir as _fsync_dir
 
 __all__ = ["DEFAULT_ALIAS", "ModelStore", "ModelVersion", "home"]
 
@@ -543,10 +544,3 @@ def _write_json(path: Path, data: Any) -> None:
     _write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -21,9 +21,7 @@ worker opens the model once and keeps it for the partitions it receives.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -146,9 +144,8 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     Returns:
         The run's ``_manifest.json`` content.
     """
-    from verticals.registry import get_registry
     from verticals.scoring import ScoringSession, check_sources, finalize, prepare_staging
-    from verticals.scoring.output import STATE, check_output, locked
+    from verticals.scoring.output import abandon, check_output, committed_parts, locked
 
     logger = get_run_logger()
     started = time.time()
@@ -166,7 +163,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
         for note in notes:
             logger.warning("%s", note)
         staging = prepare_staging(session, partitions, out, overwrite=overwrite)
-        committed = len(list((staging / STATE).glob("part-*.json")))
+        committed = committed_parts(staging)
         logger.info("%s: %d partition(s) of %s -> %s (%d already committed in %s), on %s",
                     session.version.label, len(partitions), source, out, committed, staging,
                     f"Dask {address}" if address else f"{max(1, workers)} local thread(s)")
@@ -179,10 +176,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
             manifest = finalize(session, staging, out, results, overwrite=overwrite, started=started,
                                 input=source, warnings=notes)
     except BaseException as exc:
-        if staging is not None and not any((staging / STATE).glob("part-*.json")):
-            shutil.rmtree(staging, ignore_errors=True)  # nothing to resume from
-        with contextlib.suppress(Exception):
-            get_registry().notify("on_error", pipeline=session.name, stage="score", error=exc)
+        abandon(session, staging, exc)
         raise
     finally:
         _forget(open_args, keep=session)

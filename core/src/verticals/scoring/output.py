@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from verticals.errors import UserError, VerticalsError
+from verticals.fsutil import fsync_dir as _fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -106,13 +107,23 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def committed_parts(staging: Path) -> int:
+    """How many partitions a staging folder holds committed results for (what a re-run resumes)."""
+    return len(list((Path(staging) / STATE).glob("part-*.json")))
+
+
+def abandon(session: ScoringSession, staging: Path | None, error: BaseException) -> None:
+    """A scoring run failed: drop a staging folder nothing can resume from, and fire ``on_error``.
+
+    A staging folder with committed partitions is kept, so the next run with the same input and
+    output resumes from it (``verticals score`` and the Prefect score flow alike).
+    """
+    if staging is not None and committed_parts(staging) == 0:
+        shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(Exception):
+        from verticals.registry import get_registry
+
+        get_registry().notify("on_error", pipeline=session.name, stage="score", error=error)
 
 
 def prepare_staging(session: ScoringSession, partitions: Sequence[Partition], output: Path | str, *,

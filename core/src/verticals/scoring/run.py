@@ -27,6 +27,7 @@ from verticals.scoring.output import (
     STATE,
     AtomicParquet,
     PartResult,
+    abandon,
     check_output,
     finalize,
     locked,
@@ -559,14 +560,7 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
                  manifest["rows_rejected"], manifest["seconds"], manifest["rows_per_second"], manifest["provider"])
         return manifest
     except BaseException as exc:
-        if staging is not None and not any((staging / STATE).glob("part-*.json")):
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)  # nothing to resume from
-        with contextlib.suppress(Exception):
-            from verticals.registry import get_registry
-
-            get_registry().notify("on_error", pipeline=session.name, stage="score", error=exc)
+        abandon(session, staging, exc)
         raise
     finally:
         session.close()
