@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
 REJECT_COLUMNS = ("_row", "_reason")
+MISSING_TEXT = ("", "nan", "na", "n/a", "null", "none")
 
 
 @dataclass
@@ -118,7 +119,10 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
     fixes: list[pl.Expr] = []
     for c in columns:
         col = pl.col(c.name)
-        parse_failed = pl.col(f"__raw_{c.name}").is_not_null() & col.is_null()
+        raw_text = pl.col(f"__raw_{c.name}")
+        # Text that spells a missing value ("NaN", "null", "NA", "") is missing, not unreadable.
+        parse_failed = (raw_text.is_not_null() & col.is_null()
+                        & ~raw_text.str.strip_chars().str.to_lowercase().is_in(list(MISSING_TEXT)))
         if types[c.name] in (pl.String,) and c.dtype in ("float", "int", "bool", "datetime"):
             reasons.append((parse_failed, pl.format(
                 "column '{}': cannot read {} as {}", pl.lit(c.name),
