@@ -31,7 +31,7 @@ def plugins(as_json: JsonOpt = False) -> None:
 
     table = Table(title="verticals plugins")
     for col in ("plugin", "distribution", "status", "hooks", "registered"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("plugin", "name", "dataset", "model", "distribution"))  # identifiers stay whole
     for p in registry.plugins:
         registered = "\n".join(f"{kind}: {', '.join(names)}" for kind, names in p.registered.items())
         status = p.status if not p.errors else f"{p.status}\n" + "\n".join(p.errors)
@@ -101,8 +101,10 @@ def _table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> 
         console.print(f"{title}: none registered. 'verticals plugins' shows what is installed.")
         return
     table = Table(title=title)
-    for col in columns:
-        table.add_column(col, overflow="fold")
+    identifiers = ("plugin", "name", "dataset", "model", "distribution")
+    for col in columns:  # identifiers stay whole; prose wraps by words
+        table.add_column(col, overflow="fold", no_wrap=col in identifiers,
+                         min_width=24 if col in ("description", "source") else None)
     for row in rows:
         table.add_row(*(str(row.get(c) if row.get(c) is not None else "") for c in columns))
     console.print(table)

@@ -127,7 +127,7 @@ def list_models(
         return
     table = Table(title=f"models in {store.home}")
     for col in ("pipeline", "version", "aliases", "created (UTC)", "test metrics", "parity max diff"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("pipeline", "version", "created (UTC)"))  # identifiers stay whole
     for mv, row in zip(versions, rows, strict=True):
         parity = row["parity_max_diff"]
         table.add_row(mv.pipeline, f"v{mv.version}", ", ".join(mv.aliases), _created(mv.created_at),
@@ -201,7 +201,7 @@ def show(
         console.print(table)
     table = Table(title="files")
     for col in ("file", "bytes", "sha256"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("pipeline", "version", "created (UTC)"))  # identifiers stay whole
     for name, digest in sorted(mv.artifacts.items()):
         path = mv.path / name
         size = str(path.stat().st_size) if path.is_file() else "missing"
