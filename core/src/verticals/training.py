@@ -40,16 +40,16 @@ __all__ = [
     "FitOutput",
     "TrainContext",
     "class_weights",
-    "default_loss",
     "clean_metrics",
+    "default_loss",
     "evaluate_split",
     "fit_model",
     "postprocess_checked",
     "predict_examples",
     "predict_outputs",
-    "split_metrics",
     "seed_everything",
     "select_device",
+    "split_metrics",
 ]
 
 log = logging.getLogger("verticals.training")

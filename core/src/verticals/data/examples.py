@@ -229,8 +229,9 @@ class Examples:
 
     def _stream(self, batch_size: int, *, shuffle: bool, seed: int, epoch: int, augment: bool,
                 note: bool) -> Iterator[Batch]:
-        import numpy as np
         from concurrent.futures import ThreadPoolExecutor
+
+        import numpy as np
 
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(self._units()) if shuffle else None
