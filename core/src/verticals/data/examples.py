@@ -17,6 +17,7 @@ only, with a generator seeded by ``(seed, epoch, chunk)``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -77,7 +78,7 @@ def _group_bounds(frame: pl.DataFrame, group: str) -> list[tuple[int, int]]:
     codes = frame.get_column(group).rle_id().to_numpy()
     starts = np.flatnonzero(np.diff(codes)) + 1
     edges = [0, *starts.tolist(), frame.height]
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(itertools.pairwise(edges))
 
 
 def chunk_frame(frame: pl.DataFrame, pre: Preprocessor, rows: int, *, order: np.ndarray | None = None
