@@ -7,7 +7,6 @@ import json
 from typing import Annotated
 
 import typer
-from verticals.errors import UserError
 
 from verticals_flows.config import DEFAULT_HOST, DEFAULT_PORT
 
@@ -31,19 +30,29 @@ def start(
     background: Annotated[bool, typer.Option("--background", "-b", help="Start it detached and return once it "
                                                                       "answers; stop it with `verticals server stop`.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="With --background: seconds to wait for it.")] = 180.0,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", envvar="PREFECT_SERVER_DATABASE_CONNECTION_URL", show_envvar=True,
+        help="PostgreSQL for production: postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB (PostgreSQL "
+             ">= 14.9 with the pg_trgm extension). Default: SQLite at $PREFECT_HOME/prefect.db.")] = None,
 ) -> None:
-    """Start a Prefect server on $PREFECT_HOME/prefect.db (the database local runs already use)."""
+    """Start a Prefect server: the UI and API on --port, the scheduler, on SQLite or PostgreSQL.
+
+    SQLite ($PREFECT_HOME/prefect.db, the database local runs already use) is the embedded default;
+    use PostgreSQL where several workers and runs write at once.
+    """
     from verticals_flows import server
 
     if background:
-        state = server.start_background(host, port, timeout=timeout)
+        state = server.start_background(host, port, timeout=timeout, database=database_url)
         verb = "already running" if state.get("already_running") else "started"
         typer.echo(f"Prefect server {verb} (pid {state['pid']}, log {state['log']})")
+        typer.echo(f"Database:    {state.get('database') or server.shown_database(None)}")
         _how_to_use(state["api"], state["ui"])
         return
     where = server.urls(host, port)
+    typer.echo(f"Database:    {server.shown_database(server.database_url(database_url))}")
     _how_to_use(where["api"], where["ui"])
-    server.run_foreground(host, port)
+    server.run_foreground(host, port, database_url)
 
 
 @server_app.command("stop")
@@ -57,24 +66,36 @@ def stop() -> None:
 
 @server_app.command("status")
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Which Prefect API this shell uses, and whether it answers."""
+    """Which Prefect API this shell uses, and whether it answers.
+
+    Exit code 0 when the server this shell would use (PREFECT_API_URL, else the background server)
+    answers, 1 when it does not or when there is none.
+    """
     from prefect.settings import get_current_settings
 
     from verticals_flows import server
 
     api = get_current_settings().api.url
     state = server.read_state()
-    info = {"api_url": api or None, "answers": bool(api) and server.healthy(api),
+    target = api or (state or {}).get("api")
+    info = {"api_url": api or None, "answers": bool(target) and server.healthy(target),
             "background_server": state, "prefect_home": str(server.prefect_home())}
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
-        return
-    if api:
-        typer.echo(f"PREFECT_API_URL={api} ({'answers' if info['answers'] else 'does not answer'})")
     else:
-        typer.echo(f"no PREFECT_API_URL: runs use a temporary local API on {info['prefect_home']}/prefect.db")
-    if state:
-        typer.echo(f"background server: pid {state['pid']} at {state['ui']}")
+        if api:
+            typer.echo(f"PREFECT_API_URL={api} ({'answers' if info['answers'] else 'does not answer'})")
+        else:
+            typer.echo(f"no PREFECT_API_URL: runs use a temporary local API on {info['prefect_home']}/prefect.db")
+        if state:
+            typer.echo(f"background server: pid {state['pid']} at {state['ui']} "
+                       f"({state.get('database') or server.shown_database(None)})")
+            if not api:
+                typer.echo(f"use it: export PREFECT_API_URL={state['api']}")
+        if not info["answers"]:
+            typer.echo("no Prefect server answers; start one with `verticals server start --background`", err=True)
+    if not info["answers"]:
+        raise typer.Exit(1)
 
 
 def worker(
@@ -82,21 +103,25 @@ def worker(
     limit: Annotated[int | None, typer.Option("--limit", help="Flow runs at once.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Worker name shown in the UI.")] = None,
     run_once: Annotated[bool, typer.Option("--run-once", help="Run what is due, then exit.")] = False,
+    stop_timeout: Annotated[float, typer.Option("--stop-timeout", min=0, help="Seconds a stopping worker (SIGTERM, "
+                                                "Ctrl-C) gives its runs before it kills them.")] = 10.0,
 ) -> None:
-    """Execute scheduled and triggered runs of verticals deployments (a Prefect process worker)."""
-    import os
+    """Execute scheduled and triggered runs of verticals deployments (a Prefect process worker).
 
+    SIGTERM or one Ctrl-C stops it within --stop-timeout seconds; a second one stops it at once.
+    Runs it was executing end as crashed; running the same deployment again resumes them.
+    """
     from verticals_flows import deployments, server
     from verticals_flows.config import work_pool
 
-    if not deployments.server_configured():
-        raise UserError("no Prefect server configured for the worker (PREFECT_API_URL is not set)",
-                        hint="start one with `verticals server start` and export the PREFECT_API_URL it prints")
     pool = pool or work_pool()
-    deployments.ensure_work_pool(pool)
+    with deployments.server_api("start a worker") as api:
+        deployments.ensure_work_pool(pool)
     command = server.worker_command(pool, limit=limit, name=name, run_once=run_once)
-    typer.echo(f"worker polling work pool {pool!r}", err=True)
-    os.execv(command[0], command)
+    typer.echo(f"worker polling work pool {pool!r} at {api} (stop: Ctrl-C or SIGTERM)", err=True)
+    code = server.run_worker(command, stop_timeout=stop_timeout, api=api)
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
