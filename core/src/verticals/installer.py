@@ -172,8 +172,8 @@ def uninstall(name: str) -> PackageChange:
     dist = _distribution_of(name)
     if normalise(dist) == CORE:
         raise UserError("verticals itself is not a plugin", hint=f"remove it with `{sys.executable} -m pip uninstall verticals`")
-    before = metadata.distribution(dist)
-    plugins = [{"name": ep.name, "distribution": dist, "version": before.version}
+    version = metadata.distribution(dist).version  # read now: the files are gone after pip
+    plugins = [{"name": ep.name, "distribution": dist, "version": version}
                for ep in metadata.entry_points(group="verticals")
                if ep.dist is not None and normalise(ep.dist.metadata["Name"]) == normalise(dist)]
     _pip(["uninstall", "-y", "-q", dist], f"uninstall {dist}")
@@ -181,4 +181,4 @@ def uninstall(name: str) -> PackageChange:
     if left:
         raise VerticalsError(f"{dist} still provides plugin(s) {', '.join(p['name'] for p in left)} after pip "
                              "uninstall", hint="another copy is on the path; see `verticals plugins --json`")
-    return PackageChange("uninstalled", dist, before.version, plugins, target=name)
+    return PackageChange("uninstalled", dist, version, plugins, target=name)

@@ -47,7 +47,7 @@ where = ["src"]
 PLUGIN = '''"""verticals-{dist}: {title} pipelines.
 
 The dataset ``{name}.{dataset}`` is generated (nothing is downloaded) by a documented rule:
-``logit = -1.9 + 0.9 [segment = a] + 0.02 (amount - 50) - 0.01 age_days + 0.35 events``,
+``logit = -1.2 + 0.9 [segment = a] + 0.02 (amount - 50) - 0.005 age_days + 0.35 events``,
 ``label ~ Bernoulli(sigmoid(logit))``, seed 7 (about one record in four is positive).
 
 Replace ``load_data`` with your own loader (a function returning a polars LazyFrame), adjust the
@@ -88,7 +88,7 @@ def load_data(rows: int = 4000, seed: int = 7):
     age = rng.uniform(0, 365, rows).round(1)
     events = rng.poisson(1.5, rows).astype(float)
     segment = rng.choice(["a", "b", "c"], rows, p=[0.3, 0.4, 0.3])
-    logit = -1.9 + 0.9 * (segment == "a") + 0.02 * (amount - 50) - 0.01 * age + 0.35 * events
+    logit = -1.2 + 0.9 * (segment == "a") + 0.02 * (amount - 50) - 0.005 * age + 0.35 * events
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     return pl.DataFrame({{"record_id": np.arange(rows, dtype=np.int64), "amount": amount, "age_days": age,
                          "events": events, "segment": segment, "label": label}}).lazy()
