@@ -218,8 +218,9 @@ def run_worker(command: list[str], *, stop_timeout: float = 10.0, api: str | Non
 
     ``prefect worker start`` takes 30 s or more to act on SIGTERM or a first Ctrl-C (it finishes
     its polling cycle and flushes to the server). Here the first signal is passed on to the worker's
-    process group (its flow-run processes end as crashed, and the next run of the same command
-    resumes them); after ``stop_timeout`` seconds, or at a second signal, the group is killed.
+    process group; an idle worker is killed after a second, one executing flow runs after
+    ``stop_timeout`` seconds (its runs end as crashed; running the same command again resumes a score
+    run's committed partitions), and a second signal kills the group at once.
     Returns the exit code: 0 after a requested stop, else the worker's own.
     """
     env = {**os.environ, "PREFECT_API_URL": api} if api else None
@@ -242,7 +243,11 @@ def run_worker(command: list[str], *, stop_timeout: float = 10.0, api: str | Non
                 code = proc.wait(timeout=0.2)
                 break
             except subprocess.TimeoutExpired:
-                if "at" in stopping and time.monotonic() - stopping["at"] > stop_timeout:
+                if "at" not in stopping:
+                    continue
+                # An idle worker has nothing to finish: no reason to wait for Prefect's slow shutdown.
+                grace = stop_timeout if _children(proc.pid) else min(stop_timeout, 1.0)
+                if time.monotonic() - stopping["at"] > grace:
                     _signal_group(proc.pid, signal.SIGKILL)
     finally:
         for sig, handler in previous.items():
@@ -252,6 +257,19 @@ def run_worker(command: list[str], *, stop_timeout: float = 10.0, api: str | Non
         print("worker stopped", file=sys.stderr, flush=True)
         return 0
     return code
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the flow runs a worker executes); empty where /proc is missing."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields and len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
 
 
 def _signal_group(pgid: int, sig: int) -> None:

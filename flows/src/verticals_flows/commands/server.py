@@ -85,8 +85,11 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     else:
         if api:
             typer.echo(f"PREFECT_API_URL={api} ({'answers' if info['answers'] else 'does not answer'})")
+        elif state:
+            typer.echo("no PREFECT_API_URL: verticals commands use the background server")
         else:
-            typer.echo(f"no PREFECT_API_URL: runs use a temporary local API on {info['prefect_home']}/prefect.db")
+            typer.echo(f"no PREFECT_API_URL: `verticals run` uses a temporary local API on "
+                       f"{info['prefect_home']}/prefect.db")
         if state:
             typer.echo(f"background server: pid {state['pid']} at {state['ui']} "
                        f"({state.get('database') or server.shown_database(None)})")
@@ -115,8 +118,10 @@ def worker(
     from verticals_flows.config import work_pool
 
     pool = pool or work_pool()
+    # The worker process creates the pool when missing; a Prefect client here would make this
+    # process wait for Prefect's background services at exit, delaying a requested stop.
     with deployments.server_api("start a worker") as api:
-        deployments.ensure_work_pool(pool)
+        pass
     command = server.worker_command(pool, limit=limit, name=name, run_once=run_once)
     typer.echo(f"worker polling work pool {pool!r} at {api} (stop: Ctrl-C or SIGTERM)", err=True)
     code = server.run_worker(command, stop_timeout=stop_timeout, api=api)
