@@ -62,7 +62,20 @@ def test_local_and_dask_runs_write_what_verticals_score_writes(prefect_api, trai
     assert [r["part"] for r in table] == [f"part-{i:05d}" for i in range(8)] + ["total"]
     assert table[-1]["rows_in"] == 4000 and table[-1]["rows_rejected"] == 5
     assert all(r["rows_in"] == r["rows_scored"] + r["rows_rejected"] for r in table)
-    assert str(tmp_path / "local") in found["verticals-score-testref-mlp-summary"].data
+    assert [r["reads"] for r in table[:-1]] == [f"batch.parquet rg {i}" for i in range(8)]
+    assert all(not isinstance(v, (list, dict)) for r in table for v in r.values())
+    summary = found["verticals-score-testref-mlp-summary"].data
+    assert str(tmp_path / "local") in summary and "| parts | 8 (0 resumed from an earlier run) |" in summary
+
+
+def _runs_into(out: Path) -> list:
+    """The score flow runs whose output parameter is ``out``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["verticals-score"])), limit=200)
+    return [r for r in runs if (r.parameters or {}).get("output") == str(out)]
 
 
 SLOW_RUN = """
@@ -107,9 +120,18 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flo
     assert 2 <= len(committed) < 8, f"kill came too late or the run failed: {committed} {proc.stderr.read()[-2000:]}"
     assert not out.exists(), "a killed run must not leave an output that looks finished"
 
-    manifest = score_flow(pipeline=PIPELINE, input=str(batch), output=str(out), batch_size=100)
+    killed = _runs_into(out)
+    assert [r.state.type.value for r in killed] == ["RUNNING"], "the killed run should still look Running"
+
+    state = score_flow(pipeline=PIPELINE, input=str(batch), output=str(out), batch_size=100, return_state=True)
+    manifest = state.result()
     reused = [p["file"] for p in manifest["parts"] if p["reused"]]
     assert len(reused) >= len(committed), (reused, committed)
+    # The resuming run proved the killed one dead (it holds the output's lock) and marked it Crashed.
+    after = {str(r.id): r.state for r in _runs_into(out)}
+    assert after[str(killed[0].id)].type.value == "CRASHED"
+    assert str(state.state_details.flow_run_id) in after[str(killed[0].id)].message
+    assert after[str(state.state_details.flow_run_id)].type.value == "COMPLETED"
     capsys.readouterr()
     main(["run", "score", PIPELINE, "--input", str(batch), "--output", str(tmp_path / "straight"), "--json"])
     uninterrupted = json.loads(capsys.readouterr().out)
