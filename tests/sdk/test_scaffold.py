@@ -148,3 +148,22 @@ def test_the_binary_score_is_a_calibrated_probability(tmp_path, verticals_home, 
     weighted, _ = _mean_score_and_rate(tmp_path, registry, "probe.probe", verticals_home)
     print(f"with class weighting: mean score {weighted:.4f}")
     assert weighted > rate + 0.1, f"weighted mean {weighted:.3f} vs positive rate {rate:.3f}"
+
+
+def test_new_plugin_declares_the_core_versions_it_supports(tmp_path):
+    import tomllib
+
+    import verticals
+    from verticals.compat import Requirement, compatible_range, from_module
+
+    main(["new-plugin", "telco", "--dir", str(tmp_path)])
+    root = tmp_path / "verticals-telco"
+    expected = compatible_range(verticals.__version__)
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert deps == [f"verticals{expected}"]
+    namespace: dict = {}
+    exec(compile((root / "src/verticals_telco/plugin.py").read_text(), "plugin.py", "exec"), namespace)
+    assert namespace["VERTICALS_REQUIRES"] == expected
+    declared, problem = from_module(type("M", (), namespace))
+    assert problem is None and declared == Requirement(expected, "VERTICALS_REQUIRES")
+    assert declared.fits(verticals.__version__)

@@ -34,7 +34,8 @@ name = "verticals-{dist}"
 version = "0.1.0"
 description = "{title} pipelines for verticals"
 requires-python = ">=3.11"
-dependencies = ["verticals>={core_version}"]
+# The core versions this plugin supports: verticals refuses the plugin under any other.
+dependencies = ["verticals{core_range}"]
 
 # This line is what makes verticals find the plugin: the entry-point name is the plugin's name.
 [project.entry-points.verticals]
@@ -67,6 +68,10 @@ from verticals import (
     TrainingConfig,
     hookimpl,
 )
+
+#: The core versions this plugin supports (keep in step with the dependency in pyproject.toml);
+#: verticals refuses the plugin at discovery, with this range in the message, under any other core.
+VERTICALS_REQUIRES = "{core_range}"
 
 SCHEMA = Schema((
     Column("record_id", "int", "id"),
@@ -235,6 +240,7 @@ def create_plugin(name: str, directory: Path | str = ".", *, pipeline: str | Non
         pipeline: the example pipeline's name (default: the plugin's name).
     """
     from verticals import __version__
+    from verticals.compat import compatible_range
 
     if not _NAME.match(name) or keyword.iskeyword(name):
         raise UserError(f"invalid plugin name {name!r}",
@@ -246,7 +252,7 @@ def create_plugin(name: str, directory: Path | str = ".", *, pipeline: str | Non
     if reason:
         raise UserError(f"plugin name {name!r} is taken: {reason}",
                         hint=f"choose another name, e.g. {name}_ext or my_{name}")
-    values = {**plugin_names(name, pipeline), "core_version": __version__.split("+")[0]}
+    values = {**plugin_names(name, pipeline), "core_range": compatible_range(__version__.split("+")[0])}
     target = Path(directory).expanduser()
     if target.exists() and not target.is_dir():
         raise UserError(f"--dir {target} is a file, not a folder", hint="pass a folder (it is created when missing)")
