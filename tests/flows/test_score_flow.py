@@ -145,3 +145,27 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flo
     for key in ("rows_in", "rows_scored", "rows_rejected", "rows_out"):
         assert got[key] == want[key] == uninterrupted[key], key
     assert not staging_dir(out).exists()
+
+
+def test_a_dead_run_of_any_flow_is_marked_crashed_by_the_next_run(prefect_api, flows_env) -> None:
+    """Runs hold a lock file while they execute; the next run marks a 'Running' one whose lock is free."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Running
+    from verticals_flows import crashed
+    from verticals_flows.train import train_flow
+
+    with get_client(sync_client=True) as client:
+        dead = client.create_flow_run(train_flow, parameters={"pipeline": PIPELINE}, state=Running())
+        alive = client.create_flow_run(train_flow, parameters={"pipeline": PIPELINE}, state=Running())
+    locks = flows_env.prefect_home / "verticals-runs"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / f"{dead.id}.lock").touch()  # what a SIGKILLed run leaves: the file, no holder
+    with crashed.run_lock(alive.id):  # a live run holds its lock
+        marked = crashed.mark_dead_runs("train", current="the-next-run")
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(dead.id).state.type.value == "CRASHED"
+        assert "the-next-run" in client.read_flow_run(dead.id).state.message
+        assert client.read_flow_run(alive.id).state.type.value == "RUNNING"
+        client.set_flow_run_state(alive.id, Cancelled(), force=True)
+    assert marked == [str(dead.id)]
+    assert not (locks / f"{dead.id}.lock").exists() and not (locks / f"{alive.id}.lock").exists()
