@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -56,6 +57,18 @@ def test_server_status_exits_non_zero_when_down(tmp_path):
     assert proc.returncode == 1
     assert f"PREFECT_API_URL={api} (does not answer)" in proc.stdout
     assert "no Prefect server answers" in proc.stderr and "Traceback" not in proc.stderr
+    proc, _ = _cli_without_server(tmp_path, "server", "stop", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {"stopped": False, "pid": None}
+
+
+def test_server_start_json_needs_background(capsys):
+    from verticals.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["server", "start", "--json"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == ("error: --json needs --background (a foreground server prints "
+                                               "its log) (fix: add --background, or drop --json)")
 
 
 def test_server_environment_follows_port_and_database(monkeypatch):

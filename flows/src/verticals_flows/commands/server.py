@@ -7,6 +7,7 @@ import json
 from typing import Annotated
 
 import typer
+from verticals.errors import UserError
 
 from verticals_flows.config import DEFAULT_HOST, DEFAULT_PORT
 
@@ -34,6 +35,7 @@ def start(
         "--database-url", envvar="PREFECT_SERVER_DATABASE_CONNECTION_URL", show_envvar=True,
         help="PostgreSQL for production: postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB (PostgreSQL "
              ">= 14.9 with the pg_trgm extension). Default: SQLite at $PREFECT_HOME/prefect.db.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --background: print the server's record as JSON.")] = False,
 ) -> None:
     """Start a Prefect server: the UI and API on --port, the scheduler, on SQLite or PostgreSQL.
 
@@ -44,11 +46,17 @@ def start(
 
     if background:
         state = server.start_background(host, port, timeout=timeout, database=database_url)
+        if as_json:
+            typer.echo(json.dumps(state, indent=2, default=str))
+            return
         verb = "already running" if state.get("already_running") else "started"
         typer.echo(f"Prefect server {verb} (pid {state['pid']}, log {state['log']})")
         typer.echo(f"Database:    {state.get('database') or server.shown_database(None)}")
         _how_to_use(state["api"], state["ui"])
         return
+    if as_json:
+        raise UserError("--json needs --background (a foreground server prints its log)",
+                        hint="add --background, or drop --json")
     where = server.urls(host, port)
     typer.echo(f"Database:    {server.shown_database(server.database_url(database_url))}")
     _how_to_use(where["api"], where["ui"])
@@ -56,11 +64,14 @@ def start(
 
 
 @server_app.command("stop")
-def stop() -> None:
+def stop(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Stop the server started with `verticals server start --background`."""
     from verticals_flows import server
 
     state = server.stop()
+    if as_json:
+        typer.echo(json.dumps({"stopped": state is not None, "pid": (state or {}).get("pid")}))
+        return
     typer.echo(f"stopped Prefect server (pid {state['pid']})" if state else "no background Prefect server is running")
 
 
