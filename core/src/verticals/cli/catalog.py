@@ -112,6 +112,8 @@ def _table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> 
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plugins")(plugins)
+    from verticals.cli import plugin_packages
+
+    plugin_packages.register(app, plugins)  # `plugins` lists; `plugins install|uninstall` wrap pip
     app.command("pipelines")(pipelines)
     app.command("datasets")(datasets)
