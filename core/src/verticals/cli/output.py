@@ -10,12 +10,13 @@ stdout, so a script that parses stdout always gets JSON. Exit codes are :data:`E
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from typing import Annotated, Any
 
 import typer
+
+from verticals.errors import os_error
 
 __all__ = ["EXIT_CODES", "JsonOpt", "error_payload", "json_requested", "os_error", "print_json"]
 
@@ -66,27 +67,3 @@ def json_requested(args: list[str]) -> bool:
 def error_payload(message: str, fix: str | None, code: int) -> dict[str, Any]:
     """The JSON object of an error: what is wrong, how to fix it, the exit code and its kind."""
     return {"error": message, "fix": fix, "code": code, "kind": _KINDS.get(code, "error")}
-
-
-_OS_FIXES = {
-    errno.EROFS: "choose a folder on a writable file system",
-    errno.EACCES: "choose a folder you may write to, or fix its permissions",
-    errno.EPERM: "choose another folder (this one refuses changes: immutable or protected)",
-    errno.ENOSPC: "free disk space or choose another folder",
-    errno.EDQUOT: "free space within your quota or choose another folder",
-    errno.ENOENT: "check the path; its parent folder must exist",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
-    errno.EISDIR: "the path is a folder where a file was expected: choose another path",
-    errno.EEXIST: "remove it or choose another path",
-    errno.ENAMETOOLONG: "use a shorter path",
-}
-
-
-def os_error(exc: OSError, what: str | None = None) -> tuple[str, str]:
-    """``(message, fix)`` for a file system error: the path and the cause, never a Python class name."""
-    path = exc.filename if exc.filename is not None else None
-    reason = (exc.strerror or str(exc)).rstrip(".")
-    reason = reason[:1].lower() + reason[1:]
-    where = f" {path}" if path is not None else ""
-    target = f"{what}{where}" if what else f"cannot access{where}"
-    return f"{target}: {reason}", _OS_FIXES.get(exc.errno or 0, "check the path and its permissions")

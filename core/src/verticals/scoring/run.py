@@ -522,8 +522,10 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
 def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | int | None = None,
           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, overwrite: bool = False,
           home: Path | str | None = None, progress: bool = True, variant: str = "fp32",
-          threads: int | None = None) -> dict[str, Any]:
+          threads: int | None = None, csv: Any = None) -> dict[str, Any]:
     """Score ``input`` (Parquet/CSV file or folder) with ``pipeline``'s model into the folder ``output``.
+
+    ``csv`` (:class:`~verticals.data.files.CsvOptions`) sets the encoding and separator of CSV input.
 
     The output folder appears only when complete (parts, ``_rejects.parquet``, ``_manifest.json``); a
     rerun after an interruption resumes from the partitions already scored. Returns the manifest.
@@ -537,7 +539,7 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
     started = time.time()
     output = Path(output).expanduser().absolute()
     check_output(output, overwrite=overwrite)
-    partitions = plan_partitions(input)
+    partitions = plan_partitions(input, csv=csv)
     session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads)
     staging: Path | None = None
     try:
@@ -553,7 +555,7 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
             with bar:
                 results = score_partitions(session, partitions, staging, progress=advance)
             if not partitions or sum(r.rows_in for r in results) == 0:
-                notes.append(f"{input}: no rows to score")
+                notes.append(f"{input}: no rows to score (the input is empty or has only a header)")
             manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
                                 input=input, warnings=notes)
         log.info("scored %s rows (%s rejected) in %.1f s: %s rows/s on %s", manifest["rows_in"],
