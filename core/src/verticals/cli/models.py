@@ -13,6 +13,7 @@ import typer
 
 from verticals.cli.output import JsonOpt, print_json
 from verticals.cli.tables import Col, console, render
+
 HomeOpt = Annotated[Path | None, typer.Option(
     "--home", help="Model store root (default: $VERTICALS_HOME, else the per-user data folder).",
     show_default=False)]

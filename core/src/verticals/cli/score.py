@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from verticals.cli.output import JsonOpt, print_json
+from verticals.cli.output import print_json
 from verticals.cli.train import EncodingOpt, SeparatorOpt
 
 
