@@ -178,6 +178,8 @@ def _main(args: list[str]) -> None:
                        err=True)
         raise SystemExit(1) from None
     if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+        if result == 130:  # Typer turns Ctrl-C into Exit(130) without a word
+            _fail("interrupted", "rerun the command; scoring resumes from the parts already written", 130, as_json)
         raise SystemExit(result)
 
 

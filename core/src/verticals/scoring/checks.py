@@ -45,6 +45,6 @@ def describe(found: dict[str, Any], ids: Sequence[str]) -> str:
         return f"{value} (x{example['count']})"
 
     shown = ", ".join(label(e) for e in found["examples"])
-    column = ids[0] if len(ids) == 1 else "(" + ", ".join(ids) + ")"
-    return (f"{found['ids']:,} value(s) of id {column} occur more than once ({found['rows']:,} output rows), "
-            f"e.g. {shown}: joining the scores back to the input by id would repeat rows")
+    where = f"column {ids[0]!r}" if len(ids) == 1 else "columns " + ", ".join(repr(c) for c in ids)
+    return (f"{found['ids']:,} id value(s) occur more than once in {where} ({found['rows']:,} output rows), "
+            f"e.g. {shown}; joining the scores back to the input by id would repeat rows")
