@@ -14,7 +14,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from scoring_support import PIPELINE, ScoringTestPlugin, cached_model, make_rows, register_model, write_parquet
+from scoring_support import (
+    PIPELINE,
+    ScoringTestPlugin,
+    cached_model,
+    make_rows,
+    register_model,
+    write_parquet,
+)
 from verticals.cli import main
 from verticals.cli.output import EXIT_CODES
 from verticals.scoring import output as scoring_output
@@ -300,7 +307,7 @@ def test_empty_input_warns(capfd, home, tmp_path, content):
 def test_duplicate_ids_warn_with_count_and_examples(capfd, home, tmp_path):
     rows = make_rows(10)
     data = write_parquet(pl.concat([rows, rows.head(3), rows.head(1)]), tmp_path / "in.parquet")
-    code, out, err = score(capfd, data, tmp_path / "o")
+    code, _, err = score(capfd, data, tmp_path / "o")
     assert code == 0, err
     (warning,) = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert "3 id value(s) occur more than once in column 'id' (7 output rows), e.g. 0 (x3), 1 (x2), 2 (x2)" \
