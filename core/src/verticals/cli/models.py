@@ -145,14 +145,14 @@ def list_models(
         table.append({"pipeline": mv.pipeline, "version": f"v{mv.version}", "aliases": ", ".join(mv.aliases),
                       "created": _created(mv.created_at), "metrics": _primary_metrics(mv.manifest),
                       "parity": "" if parity is None else f"{parity:.2e}"})
-    for p in problems:
-        table.append({"pipeline": p["pipeline"], "version": f"v{p['version']}" if p["version"] else "-",
-                      "aliases": "", "created": "BROKEN", "metrics": p["error"], "parity": ""})
     render(f"models in {store.home}", [
         Col("pipeline", "pipeline"), Col("version", "version"), Col("aliases", "aliases", "words", priority=1),
         Col("metrics", "test metrics", "words", priority=2), Col("created", "created (UTC)", priority=3),
         Col("parity", "parity max diff", priority=4, justify="right"),
-    ], table)
+    ], table, empty="")
+    for p in problems:  # full messages, not squeezed into a column
+        version = f" v{p['version']}" if p["version"] is not None else ""
+        typer.echo(f"BROKEN {p['pipeline']}{version}: {p['error']}")
     if problems:
         typer.echo(f"warning: {len(problems)} version(s) cannot be read; `verticals models show PIPELINE N` "
                    "names the file, `verticals models delete PIPELINE N --force` removes one", err=True)

@@ -131,7 +131,8 @@ def render(title: str, columns: Sequence[Col], rows: Sequence[Mapping[str, Any]]
         _render_list(title, columns, rows, out, width)
         return
     cells = {c.key: [_cell(r.get(c.key)) for r in rows] for c in shown}
-    table = Table(title=title, title_justify="left")
+    out.print(Text(title, style="italic"), soft_wrap=True)  # a title may hold a path: never wrapped
+    table = Table()
     # Fixed widths, computed here: rich's own shrinking ignores minimum widths and would split names.
     for c, w in zip(shown, column_widths(shown, cells, width), strict=True):
         table.add_column(c.header, no_wrap=c.kind == "id", width=w, justify=c.justify,  # type: ignore[arg-type]
