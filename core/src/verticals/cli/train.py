@@ -50,10 +50,12 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train PIPELINE, check its ONNX export against PyTorch and register it as a new version."""
+    from verticals.cli.names import installed_pipeline
     from verticals.data.files import CsvOptions
     from verticals.engine import train as run_training
 
     csv = CsvOptions(encoding, separator)
+    pipeline = installed_pipeline(pipeline, home)  # names the missing plugin of a known model
     result = run_training(pipeline, data=data, epochs=epochs, seed=seed, device=device, home=home,
                           progress=progress and not as_json, csv=csv)
     manifest = result.manifest
