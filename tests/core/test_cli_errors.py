@@ -314,6 +314,20 @@ def test_duplicate_ids_warn_with_count_and_examples(capfd, home, tmp_path):
         in warning
     manifest = json.loads((tmp_path / "o" / "_manifest.json").read_text())
     assert manifest["duplicate_ids"]["ids"] == 3 and manifest["duplicate_ids"]["rows"] == 7
+    assert manifest["duplicate_ids"]["examples"][0] == {"id": 0, "count": 3}
+
+
+def test_unique_ids_and_the_row_limit_of_the_duplicate_check(capfd, home, tmp_path, monkeypatch):
+    data = write_parquet(make_rows(10), tmp_path / "in.parquet")
+    code, _, err = score(capfd, data, tmp_path / "o1")
+    assert code == 0 and "more than once" not in err
+    manifest = json.loads((tmp_path / "o1" / "_manifest.json").read_text())
+    assert manifest["duplicate_ids"] == {"checked": True, "ids": 0, "rows": 0, "examples": []}
+    monkeypatch.setenv("VERTICALS_DUPLICATE_CHECK_MAX_ROWS", "5")
+    code, _, err = score(capfd, data, tmp_path / "o2")
+    manifest = json.loads((tmp_path / "o2" / "_manifest.json").read_text())
+    assert code == 0 and manifest["duplicate_ids"]["checked"] is False
+    assert "10 output rows exceed VERTICALS_DUPLICATE_CHECK_MAX_ROWS=5" in manifest["duplicate_ids"]["reason"]
 
 
 def test_a_resumed_run_reports_its_parts_and_this_runs_throughput(capfd, home, tmp_path, monkeypatch):

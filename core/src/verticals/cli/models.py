@@ -231,7 +231,7 @@ def show(
 
 def _shape(shape: Any) -> str:
     if isinstance(shape, (list, tuple)):
-        return "[" + ", ".join("batch" if d is None or isinstance(d, str) else str(d) for d in shape) + "]"
+        return "[" + ", ".join("batch" if d is None or isinstance(d, str) or (isinstance(d, int) and d < 0) else str(d) for d in shape) + "]"
     return "" if shape is None else f"[{shape}]"
 
 

@@ -377,7 +377,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
     resumed = [r for r in results if r.reused]
     rows_now = totals["rows_in"] - sum(r.rows_in for r in resumed)  # throughput: this run's rows only
     duplicates = _duplicates(session, staging, results)
-    if duplicates is not None:
+    if duplicates is not None and duplicates.get("ids"):
         from verticals.scoring.checks import describe
 
         warn.append(f"{output}: {describe(duplicates, session.schema.ids)}")
@@ -415,16 +415,15 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
 
 
 def _duplicates(session: ScoringSession, staging: Path, results: Sequence[PartResult]) -> dict[str, Any] | None:
-    """Repeated ids in the output parts (only for schemas with id columns that reach the output)."""
+    """Repeated ids in the output parts; None for schemas without id columns in the output."""
     import pyarrow.parquet as pq
 
     from verticals.scoring.checks import duplicate_ids
 
     ids = list(session.schema.ids)
-    files = [staging / r.file for r in results if r.rows_out]
-    if not ids or not files or any(c not in pq.read_schema(files[0]).names for c in ids):
+    if not ids or not results or any(c not in pq.read_schema(staging / results[0].file).names for c in ids):
         return None
-    return duplicate_ids(files, ids)
+    return duplicate_ids([staging / r.file for r in results if r.rows_out], ids, rows=sum(r.rows_out for r in results))
 
 
 def _stages(results: Sequence[PartResult]) -> dict[str, float]:
