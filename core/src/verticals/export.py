@@ -249,8 +249,33 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff.max())
 
 
+def _indices_parity(ours: np.ndarray, ref: np.ndarray, scores: tuple[np.ndarray, np.ndarray] | None,
+                    limit: float) -> dict[str, Any]:
+    """Compare integer index outputs (top-k items) row by row as sets.
+
+    A row whose sets differ passes when the paired float output (``scores``: ONNX, torch) shows a tie:
+    the sorted scores agree within ``limit``, so two items of equal score were merely swapped.
+    """
+    import numpy as np
+
+    if ours.shape != ref.shape:
+        return {"kind": "indices", "passed": False, "rows_differing": int(ref.shape[0]) if ref.ndim else 1,
+                "ties": 0, "max_abs_diff": float("inf"), "limit": limit}
+    a = np.sort(ours.reshape(ours.shape[0], -1), axis=1) if ours.ndim else ours.reshape(1, 1)
+    b = np.sort(ref.reshape(ref.shape[0], -1), axis=1) if ref.ndim else ref.reshape(1, 1)
+    differing = np.flatnonzero((a != b).any(axis=1))
+    ties = 0
+    if differing.size and scores is not None:
+        so, st = (np.sort(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1), axis=1) for x in scores)
+        close = np.abs(so[differing] - st[differing]).max(axis=1) <= limit
+        ties = int(close.sum())
+    passed = ties == differing.size
+    return {"kind": "indices", "passed": bool(passed), "rows_differing": int(differing.size), "ties": ties,
+            "max_abs_diff": 0.0 if passed else float("inf"), "limit": limit}
+
+
 def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str, np.ndarray],
-                 tolerance: float = PARITY_TOLERANCE) -> dict[str, Any]:
+                 tolerance: float = PARITY_TOLERANCE, kinds: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run ``sample`` through PyTorch and ONNX Runtime (CPU provider) and compare every output.
 
     Args:
@@ -259,6 +284,8 @@ def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str,
             model), called with the inputs positionally in the graph's input order.
         sample: held-out inputs (the test split), at a batch size different from the export example.
         tolerance: see the module docstring; the limit per output is ``tolerance * max(1, max|y|)``.
+        kinds: per output name, ``float`` (the default for floating outputs), ``indices`` (the default
+            for integer outputs: sets per row, ties in the paired float output forgiven) or ``none``.
 
     Returns:
         ``{"max_abs_diff", "tolerance", "rows", "passed", "outputs": {name: {"max_abs_diff", "limit"}},
@@ -283,16 +310,34 @@ def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str,
         torch_out = module(*(torch.from_numpy(feeds[n]) for n in names))
     if not isinstance(torch_out, (tuple, list)):
         torch_out = (torch_out,)
-    per_output: dict[str, dict[str, float]] = {}
+    per_output: dict[str, dict[str, Any]] = {}
     passed = len(torch_out) == len(onnx_out)
     worst = 0.0 if passed else float("inf")
-    for meta, ours, theirs in zip(session.get_outputs(), onnx_out, torch_out, strict=False):
-        ref = theirs.detach().cpu().numpy()
-        diff = _max_abs_diff(ours, ref)
-        finite = np.abs(ref[np.isfinite(ref)]) if ref.size else np.zeros(1)
+    kinds = dict(kinds or {})
+    metas = session.get_outputs()
+    refs = [t.detach().cpu().numpy() for t in torch_out]
+    floats = [(o, r) for o, r in zip(onnx_out, refs, strict=False) if np.issubdtype(r.dtype, np.floating)]
+    for meta, ours, ref in zip(metas, onnx_out, refs, strict=False):
+        kind = kinds.get(meta.name) or ("float" if np.issubdtype(ref.dtype, np.floating) or ref.dtype == bool
+                                        else "indices")
+        finite = np.abs(ref[np.isfinite(ref)]) if ref.size and kind == "float" else np.zeros(1)
         scale = max(1.0, float(finite.max()) if finite.size else 1.0)
         limit = tolerance * scale
-        per_output[meta.name] = {"max_abs_diff": diff, "limit": limit}
+        if kind == "none":
+            per_output[meta.name] = {"kind": "none", "max_abs_diff": 0.0, "limit": limit}
+            continue
+        if kind == "indices":
+            pair = next(((o, r) for o, r in floats if o.shape == ours.shape), None)
+            if pair is not None:
+                pair_scale = max(1.0, float(np.abs(pair[1][np.isfinite(pair[1])]).max()) if pair[1].size else 1.0)
+                limit = tolerance * pair_scale
+            record = _indices_parity(np.asarray(ours), ref, pair, limit)
+            per_output[meta.name] = record
+            passed = passed and record["passed"]
+            worst = max(worst, record["max_abs_diff"])
+            continue
+        diff = _max_abs_diff(ours, ref)
+        per_output[meta.name] = {"kind": "float", "max_abs_diff": diff, "limit": limit}
         worst = max(worst, diff)
         passed = passed and diff <= limit
     return {"max_abs_diff": worst, "tolerance": tolerance, "rows": rows, "passed": bool(passed),
