@@ -354,3 +354,38 @@ def test_a_resumed_run_reports_its_parts_and_this_runs_throughput(capfd, home, t
     assert (manifest["parts_resumed"], manifest["rows_resumed"]) == (1, 1000)
     # throughput counts the 2,000 rows scored in this run, not the 1,000 resumed ones
     assert manifest["rows_per_second"] * manifest["seconds"] == pytest.approx(2000, rel=0.01)
+
+
+# -- JSON on every command that reports something ---------------------------------------------------------
+def _commands(group, path=()):
+    for name, command in getattr(group, "commands", {}).items():
+        yield from _commands(command, (*path, name))
+    if not getattr(group, "commands", None):
+        yield path, group
+
+
+def test_every_core_command_that_reports_takes_json():
+    import typer.main
+    from verticals.cli import _new_app, catalog, models, score, train
+
+    app = _new_app()
+    for module in (catalog, train, models, score):
+        module.register(app)
+    group = typer.main.get_command(app)
+    checked = []
+    for path, command in _commands(group):
+        options = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        assert "--json" in options, f"`verticals {' '.join(path)}` has no --json"
+        checked.append(" ".join(path))
+    assert {"plugins", "pipelines show", "datasets show", "train", "score", "models list", "models verify",
+            "models promote", "models unalias", "models delete"} <= set(checked)
+
+
+def test_train_json_reports_the_new_version(capfd, home, tmp_path):
+    code, out, err = cli(capfd, "train", "rules", "--json", "--epochs", "1", "--home", str(tmp_path / "h2"))
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["pipeline"] == PIPELINE and data["version"] == 1
+    assert Path(data["path"]).is_dir() and Path(data["report"]).is_file()
+    assert 0 <= data["metrics"]["test"]["auc"] <= 1 and data["parity"]["passed"] is True
+    assert set(data["variants"]) >= {"int8"}
