@@ -227,6 +227,10 @@ def test_short_names_delete_and_unalias(capsys, monkeypatch, store):
     assert store.resolve("finance.credit_risk").version == 3  # a deleted number is not given out again
     code, _, err = cli(capsys, monkeypatch, 80, "models", "show", "credit_risk_x")
     assert code == 2 and "train" not in err  # a lookup mistake is never fixed by retraining
+    code, _, err = cli(capsys, monkeypatch, 80, "models", "show", "credit_risk_islr")
+    assert code == 2  # an installed pipeline without a model yet: training is the fix
+    assert "pipeline finance.credit_risk_islr has no model" in err
+    assert "train one with `verticals train finance.credit_risk_islr`" in err
 
 
 def test_a_model_whose_plugin_is_not_installed(capsys, monkeypatch, store, tmp_path):

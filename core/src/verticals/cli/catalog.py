@@ -113,11 +113,21 @@ def _print_columns(title: str, schema: Any) -> None:
 
 
 def _print_fields(fields: list[tuple[str, Any]]) -> None:
+    """``key  value`` lines; long values wrap between words under their start, never inside a word."""
+    import textwrap
+
     from rich.text import Text
 
     out = console()
-    width = max(len(k) for k, _ in fields)
-    out.print(Text("\n".join(f"{k:<{width}}  {'' if v is None else v}" for k, v in fields)), soft_wrap=True)
+    key_width = max(len(k) for k, _ in fields)
+    room = max(out.width - key_width - 2, 20)
+    lines = []
+    for key, value in fields:
+        parts = textwrap.wrap("" if value is None else str(value), width=room, break_long_words=False,
+                              break_on_hyphens=False) or [""]
+        lines.append(f"{key:<{key_width}}  {parts[0]}")
+        lines.extend(" " * (key_width + 2) + part for part in parts[1:])
+    out.print(Text("\n".join(lines)), soft_wrap=True)
 
 
 def _dataset_dict(d: Any) -> dict[str, Any]:

@@ -39,9 +39,16 @@ def _store(home: Path | None) -> Any:
 
 
 def _pipeline(name: str, store: Any) -> str:
+    """The qualified name; an installed pipeline without any model is told to train one."""
     from verticals.cli.names import stored_pipeline
+    from verticals.errors import NotFoundError
 
-    return stored_pipeline(name, store)
+    qualified = stored_pipeline(name, store)
+    if qualified not in store.pipelines():
+        raise NotFoundError(f"pipeline {qualified} has no model in {store.models_dir} yet",
+                            hint=f"train one with `verticals train {qualified}`, or point --home / "
+                                 "VERTICALS_HOME at the store that holds its models")
+    return qualified
 
 
 def _value(value: Any) -> str:
@@ -129,8 +136,6 @@ def list_models(
     """
     store = _store(home)
     name = _pipeline(pipeline, store) if pipeline else None
-    if name is not None and name not in store.pipelines():
-        store.resolve(name)  # raises NotFoundError listing the pipelines that have models
     versions, problems = store.survey(name)
     rows = [_row(mv) for mv in versions]
     if as_json:
