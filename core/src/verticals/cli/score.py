@@ -67,7 +67,8 @@ def score_command(
         with pywarnings.catch_warnings(record=True) as caught:
             pywarnings.simplefilter("always", UserWarning)
             manifest = score(name, input, output, model=model, device=device, batch_size=batch_size,
-                             overwrite=overwrite, home=home, progress=progress and not as_json, variant=variant,
+                             overwrite=overwrite, home=home, progress=progress and not as_json and _terminal(),
+                             variant=variant,
                              threads=threads, csv=csv)
     finally:
         scoring_log.setLevel(level)
@@ -80,6 +81,13 @@ def score_command(
         return
     for line in summary(manifest):
         typer.echo(line)
+
+
+def _terminal() -> bool:
+    """A progress bar only where a person watches (stderr is a terminal), never into a log file."""
+    import sys
+
+    return sys.stderr.isatty()
 
 
 def summary(manifest: dict[str, Any]) -> list[str]:

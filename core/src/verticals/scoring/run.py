@@ -609,8 +609,11 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
             speed = task.finished_speed or task.speed
             return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
 
+    from rich.console import Console
+
+    # On stderr, and gone when done: stdout keeps one summary (the command prints it), pipes stay clean.
     bar = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.fields[total_text]} rows"),
-                   RowsPerSecond(), TimeElapsedColumn(), transient=False)
+                   RowsPerSecond(), TimeElapsedColumn(), transient=True, console=Console(stderr=True))
     task = bar.add_task("score", total=total, total_text=f"{total:,}" if total is not None else "?")
 
     def advance(rows_in: int, rows_scored: int) -> None:
