@@ -11,7 +11,6 @@ stdout, so a script that parses stdout always gets JSON. Exit codes are :data:`E
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Any
 
 import typer
@@ -40,13 +39,12 @@ _KINDS = {1: "internal", 2: "user", 3: "plugin", 4: "integrity", 5: "parity", 6:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return str(obj)
+    from verticals.jsonutil import json_default
+
+    try:
+        return json_default(obj)
+    except TypeError:  # printing must not fail on an odd value: show it as text
+        return str(obj)
 
 
 def print_json(data: Any) -> None:
