@@ -252,7 +252,7 @@ class ModelStore:
                                 hint=f"promote another version first (`verticals models promote {pipeline} N "
                                      f"--alias {pointing[0]}`) or pass --force to delete it with its alias")
             if pointing:
-                _write_json(pdir / ALIASES, {a: n for a, n in sorted(aliases.items()) if a not in pointing})
+                write_json_atomic(pdir / ALIASES, {a: n for a, n in sorted(aliases.items()) if a not in pointing})
             aside = pdir / f".deleted-v{number}-{uuid.uuid4().hex[:8]}"
             os.rename(target.path, aside)
             _fsync_dir(pdir)
