@@ -38,7 +38,7 @@ FILESYSTEM_EXIT = 6
 _KINDS = {1: "internal", 2: "user", 3: "plugin", 4: "integrity", 5: "parity", 6: "filesystem", 130: "interrupted"}
 
 
-def _json_default(obj: Any) -> Any:
+def _printable(obj: Any) -> Any:
     from verticals.jsonutil import json_default
 
     try:
@@ -49,7 +49,7 @@ def _json_default(obj: Any) -> Any:
 
 def print_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout (paths and numpy scalars as plain values)."""
-    typer.echo(json.dumps(data, indent=2, default=_json_default))
+    typer.echo(json.dumps(data, indent=2, default=_printable))
 
 
 def json_requested(args: list[str]) -> bool:
