@@ -155,12 +155,20 @@ def check_output(output: Path, *, overwrite: bool) -> None:
             raise UserError(f"output {output} already exists", hint="choose a new folder or pass --overwrite")
         if not output.is_dir():
             raise UserError(f"output {output} exists and is not a folder", hint="remove it or choose another path")
-    probe = output.parent / f".{output.name}.probe-{uuid.uuid4().hex[:8]}"
+    # Probe the nearest existing folder on the way to the output: creates nothing that stays behind.
+    base = output.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    probe = base / f".{output.name}.probe-{uuid.uuid4().hex[:8]}"
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ENOENT and base.is_dir():  # /proc, /sys: the folder exists, takes no new ones
+            raise FileSystemError(f"cannot write the output folder {output}: {base} does not accept new folders "
+                                  "(a virtual file system)", hint="choose a folder on a disk (--output)") from None
         raise cannot_write(output, exc) from None
 
 
