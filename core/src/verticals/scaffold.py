@@ -8,12 +8,11 @@ the author's loader), a model and a pipeline, and ships a test that runs the SDK
 from __future__ import annotations
 
 import keyword
-import re
 from pathlib import Path
 
 from verticals.errors import UserError
+from verticals.names import NAME_MAX, check_name
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
@@ -167,11 +166,10 @@ def create_plugin(name: str, directory: Path | str = ".", *, pipeline: str = "ch
     """Write ``verticals-<name>/`` under ``directory`` and return its path."""
     from verticals import __version__
 
-    if not _NAME.match(name) or keyword.iskeyword(name):
-        raise UserError(f"invalid plugin name {name!r}",
-                        hint="use lowercase letters, digits and underscores, starting with a letter")
-    if not _NAME.match(pipeline):
-        raise UserError(f"invalid pipeline name {pipeline!r}", hint="use lowercase letters, digits and underscores")
+    check_name(name, what="plugin name", max_len=NAME_MAX - len("verticals-"))
+    if keyword.iskeyword(name):
+        raise UserError(f"invalid plugin name {name!r}: it is a Python keyword", hint="choose another name")
+    check_name(pipeline, what="pipeline name")
     dist = name.replace("_", "-")
     root = Path(directory) / f"verticals-{dist}"
     if root.exists():

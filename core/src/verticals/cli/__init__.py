@@ -152,8 +152,31 @@ def _main(args: list[str]) -> None:
             raise SystemExit(_usage_error(exc)) from None
         if debug:
             raise
+        full = _disk_full(exc)
+        if full is not None:
+            typer.echo(f"error: {full}", err=True)
+            raise SystemExit(1) from None
         typer.echo(f"error: {type(exc).__name__}: {exc} (run 'verticals --debug ...' for the traceback)",
                    err=True)
         raise SystemExit(1) from None
     if isinstance(result, int) and not isinstance(result, bool) and result != 0:
         raise SystemExit(result)
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """A one-line message for a full disk or an exceeded quota anywhere in ``exc``'s chain, else None."""
+    import errno
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {cause.filename}" if cause.filename else ""
+            return (f"no space left on the device{where}; nothing was published (fix: free space or write "
+                    "elsewhere, then run the same command again)")
+        if isinstance(cause, OSError) and "No space left on device" in str(cause):  # pyarrow's IOError text
+            return ("no space left on the device; nothing was published (fix: free space or write elsewhere, "
+                    "then run the same command again)")
+        cause = cause.__cause__ or cause.__context__
+    return None
