@@ -61,13 +61,13 @@ def test_edited_manifest_is_refused_at_load(store: ModelStore) -> None:
     message = str(info.value)
     assert f"'manifest.json' in {mv.path} has changed: expected sha256 {expected}, actual {_sha(path)}" in message
     assert "(fix: re-register the model or retrain it" in message and "\n" not in message
-    with pytest.raises(ModelIntegrityError, match="'manifest.json'"):
+    with pytest.raises(ModelIntegrityError, match=r"'manifest\.json'"):
         store.verify(store.resolve(PIPE, 1))
     # Only whitespace changed: still refused (the digest is of the bytes, not of the meaning).
     mv2 = _add(store)
     raw = (mv2.path / "manifest.json").read_bytes()
     (mv2.path / "manifest.json").write_bytes(raw + b" ")
-    with pytest.raises(ModelIntegrityError, match="'manifest.json'"):
+    with pytest.raises(ModelIntegrityError, match=r"'manifest\.json'"):
         store.load(PIPE, 2)
     reliability_log.record("tamper-manifest", "refused at load with ModelIntegrityError (exit 4 in the CLI): "
                                               "\"file 'manifest.json' ... has changed: expected sha256 ..., "
@@ -102,7 +102,7 @@ def test_every_artifact_a_pipeline_stores_is_checked(store: ModelStore) -> None:
     mv = _add(store)
     target = mv.path / "catalogue" / "items.parquet"
     target.write_bytes(target.read_bytes().replace(b"....", b"...."[::-1] + b"!"))
-    with pytest.raises(ModelIntegrityError, match="'catalogue/items.parquet' .* has changed"):
+    with pytest.raises(ModelIntegrityError, match=r"'catalogue/items\.parquet' .* has changed"):
         store.load(PIPE, 1)
 
 

@@ -16,7 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -246,7 +245,7 @@ def test_killed_training_never_leaves_a_half_registered_version(flows_env, tmp_p
         os.killpg(proc.pid, signal.SIGKILL)
     finish(proc)
     visible = _versions(home)
-    rc, out, err = run(flows_env, _train_args(home))
+    rc, _, err = run(flows_env, _train_args(home))
     assert rc == 0, err[-3000:]
     after = _versions(home)
     assert len(after) == len(visible) + 1 and after[-1] > max(visible, default=0), (visible, after)

@@ -13,7 +13,6 @@ from pathlib import Path
 from verticals.errors import UserError
 from verticals.names import NAME_MAX, check_name
 
-
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"

@@ -144,8 +144,8 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     Returns:
         The run's ``_manifest.json`` content.
     """
-    from verticals.scoring import ScoringSession, check_sources, finalize, prepare_staging
     from verticals.locking import OutputLock
+    from verticals.scoring import ScoringSession, check_sources, finalize, prepare_staging
     from verticals.scoring.output import abandon, check_output, committed_parts
 
     logger = get_run_logger()
