@@ -34,7 +34,7 @@ CASES: dict[str, tuple[str, str, str]] = {
     "enospc-score": ("Disk full", "no space left while writing a part file of `verticals score`",
                      "tests/flows/test_reliability.py::test_disk_full_while_scoring"),
     "enospc-register": ("Disk full", "no space left while `verticals train` registers the version",
-                        "tests/flows/test_reliability.py::test_disk_full_while_registering"),
+                        "tests/flows/test_reliability.py::test_killed_training_never_leaves_a_half_registered_version"),
     "concurrent-train": ("Concurrency", "ten `verticals train` of one pipeline at once",
                          "tests/flows/test_reliability.py::test_ten_concurrent_trainings"),
     "concurrent-promote": ("Concurrency", "eight processes promoting aliases of one pipeline at once, 25 times each",

@@ -30,7 +30,7 @@ def _install_fault(spec: dict) -> None:
     calls = [0]
 
     def fault() -> None:
-        if spec["action"] == "kill":
+        if spec.get("action", "kill") == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(60)  # never reached
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), spec.get("filename"))
