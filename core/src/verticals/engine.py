@@ -268,6 +268,19 @@ def _frame_fingerprint(frame: pl.DataFrame) -> str:
 
 
 def _read_file(path: Path) -> pl.DataFrame:
+    """Read a training data file or folder; a damaged or undecodable file is a one-line DataValidationError."""
+    import polars as pl
+
+    try:
+        return _read_training_file(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        kind = "CSV" if path.name.lower().endswith(CSV_SUFFIXES) else "Parquet"
+        detail = " ".join(str(exc).split())[:300]
+        raise DataValidationError(f"{path}: cannot read as {kind} ({type(exc).__name__}: {detail})",
+                                  hint="the file is damaged, truncated or not UTF-8 text; rewrite it") from exc
+
+
+def _read_training_file(path: Path) -> pl.DataFrame:
     import polars as pl
 
     name = path.name.lower()

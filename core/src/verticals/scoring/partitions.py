@@ -209,6 +209,10 @@ def _csv_header(path: Path) -> list[str] | None:
                                   hint="check the file's delimiter and quoting") from exc
     names = list(reader.schema.names)
     reader.close()
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataValidationError(f"{path}: column(s) {', '.join(repr(d) for d in dupes)} appear more than once "
+                                  "in the header", hint="rename or remove the duplicate columns")
     return names
 
 
@@ -301,7 +305,7 @@ def _read_csv(partition: Partition, schema: Schema, batch_size: int) -> Iterator
                 pending, held = rest.to_batches(), rest.num_rows
         if held:
             yield pl.from_arrow(pa.Table.from_batches(pending))  # type: ignore[misc]
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
         raise DataValidationError(f"{partition.source}: cannot read CSV ({_one_line(exc)})",
                                   hint="check the delimiter, quoting and that every row has all columns") from exc
 
