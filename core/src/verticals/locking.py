@@ -94,9 +94,11 @@ class OutputLock:
     def acquire(self) -> OutputLock:
         if self.fd is not None:
             return self
-        if not self.output.parent.is_dir():
-            raise UserError(f"cannot write {self.output}: folder {self.output.parent} does not exist",
-                            hint="create the parent folder first, or choose another output path")
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)  # as the output's staging folder would
+        except OSError as exc:
+            raise UserError(f"cannot write {self.output}: cannot create folder {self.output.parent} "
+                            f"({exc.strerror})", hint="choose an output path in a writable folder") from None
         for _attempt in range(50):
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
