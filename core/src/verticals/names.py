@@ -2,8 +2,10 @@
 
 Pipeline, dataset, model, config and plugin names, model aliases and ids used in side-output file
 names all end up in a path somewhere (``<home>/models/<pipeline>/``, ``<home>/monitoring/<pipeline>/``,
-``verticals-<plugin>/``, ...). :func:`check_name` is what every such place calls, so none of them can be
-handed ``../x``, an absolute path, a NUL byte or a name longer than a file system allows.
+``verticals-<plugin>/``, ``artifacts/<name>.npy``, side-output files named after ids). :func:`check_name`
+(or :func:`verticals.fsutil.safe_name`, the same rule raising ``ValueError`` for file names) is what
+every such place calls, so none of them can be handed ``../x``, an absolute path, a NUL byte or a name
+longer than a file system allows.
 :func:`safe_join` does the same for relative paths read from manifests and reports.
 """
 
@@ -14,12 +16,13 @@ from pathlib import Path, PurePosixPath
 
 from verticals.errors import UserError
 
-__all__ = ["NAME_MAX", "PLUGIN", "QUALIFIED", "SIMPLE", "check_name", "name_problem", "safe_join"]
+__all__ = ["FILE", "NAME_MAX", "PLUGIN", "QUALIFIED", "SIMPLE", "check_name", "name_problem", "safe_join"]
 
 NAME_MAX = 128  # well under the 255 bytes of a file name, leaving room for prefixes and suffixes
 SIMPLE = re.compile(r"[a-z][a-z0-9_]*")  # registry names, plugin names, config names
 PLUGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # entry-point names: the first part of qualified names
 QUALIFIED = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # plugin.name, and names in the model store
+FILE = re.compile(r"[^/\\\x00]+")  # any file name: artifact names, ids in side-output file names
 
 
 def _problem(name: object, pattern: re.Pattern[str], max_len: int) -> str | None:
@@ -31,7 +34,7 @@ def _problem(name: object, pattern: re.Pattern[str], max_len: int) -> str | None
         return "contains a NUL byte"
     if "/" in name or "\\" in name:
         return "contains a path separator"
-    if ".." in name:
+    if name in (".", "..") or (".." in name and pattern is not FILE):
         return "contains '..'"
     if name.startswith("."):
         return "starts with '.'"

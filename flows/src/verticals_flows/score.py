@@ -145,7 +145,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
         The run's ``_manifest.json`` content.
     """
     from verticals.locking import OutputLock
-    from verticals.scoring import ScoringSession, check_sources, finalize, prepare_staging
+    from verticals.scoring import ScoringSession, check_sources, finalize, grouped_partitions, prepare_staging
     from verticals.scoring.output import abandon, check_output, committed_parts
 
     logger = get_run_logger()
@@ -172,6 +172,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
                     f"Dask {address}" if address else f"{max(1, workers)} local thread(s)")
         if not address and workers <= 1:
             _remember(open_args, session)
+        partitions = grouped_partitions(session, partitions, staging)
         results = _score_all(partitions, open_args, staging, address, workers)
         if sum(r.rows_in for r in results) == 0:
             notes.append(f"{source}: no rows to score")
