@@ -52,7 +52,7 @@ CASES: dict[str, tuple[str, str, str]] = {
     "bad-input": ("Bad input", "every case of the reader table (Parquet, CSV: truncated, empty, wrong types, bad encoding, ...)",
                   "tests/core/test_reader_cases.py::test_reader_case"),
     "fuzz": ("Bad input", "seeded byte mutations of Parquet and CSV inputs",
-             "tests/core/test_reader_cases.py::test_mutated_files_never_crash_the_run"),
+             "tests/core/test_reader_properties.py::test_mutated_files_never_crash_the_run"),
 }
 
 _observed: dict[str, str] = {}

@@ -15,7 +15,8 @@ def test_reference_pipeline_conforms(verticals_home, verticals_plugins):
     assert report.rows_in == 300 == report.rows_scored + report.rows_rejected
     assert report.parity["passed"] and report.parity["max_abs_diff"] < 1e-4
     assert report.checks == ["manifest", "parity", "metrics", "integrity", "row accounting", "rows in",
-                             "output columns", "output rows", "deterministic scoring"]
+                             "output columns", "output rows", "one output per row", "deterministic scoring",
+                             "layout-independent scoring"]
 
 
 class _MissingColumn(ReferencePipeline):
