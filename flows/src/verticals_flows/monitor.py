@@ -37,8 +37,10 @@ DRIFT_TAG = "drift"
 
 def default_report(pipeline: str, home: Path | str | None = None) -> Path:
     """``<store home>/monitoring/<pipeline>/drift-<UTC time>.json``: where a run's drift table goes."""
+    from verticals.names import QUALIFIED, check_name
     from verticals.store import ModelStore
 
+    check_name(pipeline, what="pipeline name", pattern=QUALIFIED, max_len=200)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return ModelStore(home).home / "monitoring" / pipeline / f"drift-{stamp}.json"
 

@@ -163,7 +163,8 @@ def _main(args: list[str]) -> None:
     except OSError as exc:  # a path the user chose cannot be read or written: not a bug
         if debug:
             raise
-        message, fix = os_error(exc)
+        full = _disk_full(exc)
+        message, fix = (full, DISK_FULL_FIX) if full is not None else os_error(exc)
         _fail(message, fix, FILESYSTEM_EXIT, as_json)
         raise SystemExit(FILESYSTEM_EXIT) from None
     except Exception as exc:
@@ -171,6 +172,10 @@ def _main(args: list[str]) -> None:
             raise SystemExit(_usage_error(exc, as_json)) from None
         if debug:
             raise
+        full = _disk_full(exc)  # pyarrow reports a full disk as its own error type
+        if full is not None:
+            _fail(full, DISK_FULL_FIX, FILESYSTEM_EXIT, as_json)
+            raise SystemExit(FILESYSTEM_EXIT) from None
         if as_json:
             _fail(f"{type(exc).__name__}: {exc}", "run 'verticals --debug ...' for the traceback", 1, True)
         else:  # a bug: its class name helps the report
@@ -188,3 +193,23 @@ def _help_width() -> int:
     import shutil
 
     return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
+DISK_FULL_FIX = "free space or write elsewhere, then run the same command again"
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """A one-line message for a full disk or an exceeded quota anywhere in ``exc``'s chain, else None."""
+    import errno
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {cause.filename}" if cause.filename else ""
+            return f"no space left on the device{where}; nothing was published"
+        if isinstance(cause, OSError) and "No space left on device" in str(cause):  # pyarrow's IOError text
+            return "no space left on the device; nothing was published"
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -17,13 +17,12 @@ an interrupted run never leaves output that looks complete; rerunning reuses the
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,21 +179,6 @@ def cannot_write(output: Path, exc: OSError) -> FileSystemError:
     reason = (exc.strerror or str(exc)).rstrip(".")
     reason = reason[:1].lower() + reason[1:]
     return FileSystemError(f"cannot write the output folder {output}: {reason}", hint=f"{fix} (--output)")
-
-
-@contextlib.contextmanager
-def locked(staging: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the staging folder: two runs must not write one output at once."""
-    fd = os.open(staging, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another scoring run is writing {staging}",
-                            hint="wait for it to finish, or score into another output folder") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 # -- part files ---------------------------------------------------------------------------------------

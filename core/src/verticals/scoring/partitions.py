@@ -215,6 +215,10 @@ def _csv_header(path: Path, csv: CsvOptions | None = None) -> list[str] | None:
     names = list(reader.schema.names)
     reader.close()
     check_header(path, names, csv)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataValidationError(f"{path}: column(s) {', '.join(repr(d) for d in dupes)} appear more than once "
+                                  "in the header", hint="rename or remove the duplicate columns")
     return names
 
 
@@ -317,7 +321,7 @@ def _read_csv(partition: Partition, schema: Schema, batch_size: int) -> Iterator
                 pending, held = rest.to_batches(), rest.num_rows
         if held:
             yield pl.from_arrow(pa.Table.from_batches(pending))  # type: ignore[misc]
-    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # permissions and the like: reported as a file system error
         raise csv_error(partition.source, exc, csv) from exc

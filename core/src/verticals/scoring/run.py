@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from verticals.data.dtypes import id_dtype, output_dtype
 from verticals.errors import DataValidationError, PluginError, VerticalsError
+from verticals.locking import OutputLock
 from verticals.scoring.grouping import SOURCE, SOURCE_ROW, grouped_partitions
 from verticals.scoring.output import (
     STATE,
@@ -33,7 +34,6 @@ from verticals.scoring.output import (
     abandon,
     check_output,
     finalize,
-    locked,
     prepare_staging,
     record_result,
     recorded_result,
@@ -625,28 +625,30 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
     partitions = plan_partitions(input, csv=csv)
     session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads)
     staging: Path | None = None
+    lock = OutputLock(output, what="scoring run")
     try:
         notes = check_sources(session, partitions)
         for note in notes:
             log.warning("%s", note)
             pywarnings.warn(note, UserWarning, stacklevel=2)
+        lock.acquire()  # before anything at the output location is created, cleared or deleted
         staging = prepare_staging(session, partitions, output, overwrite=overwrite)
-        with locked(staging):
-            rows = [p.rows for p in partitions]
-            partitions = grouped_partitions(session, partitions, staging)
-            total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
-            bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
-            with bar:
-                results = score_partitions(session, partitions, staging, progress=advance)
-            if not partitions or sum(r.rows_in for r in results) == 0:
-                notes.append(f"{input}: no rows to score (the input is empty or has only a header)")
-            manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
-                                input=input, warnings=notes)
+        rows = [p.rows for p in partitions]
+        partitions = grouped_partitions(session, partitions, staging)
+        total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
+        bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
+        with bar:
+            results = score_partitions(session, partitions, staging, progress=advance)
+        if not partitions or sum(r.rows_in for r in results) == 0:
+            notes.append(f"{input}: no rows to score (the input is empty or has only a header)")
+        manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
+                            input=input, warnings=notes)
         log.info("scored %s rows (%s rejected) in %.1f s: %s rows/s on %s", manifest["rows_in"],
                  manifest["rows_rejected"], manifest["seconds"], manifest["rows_per_second"], manifest["provider"])
         return manifest
     except BaseException as exc:
-        abandon(session, staging, exc)
+        abandon(session, staging, exc)  # still under the lock: only this run's staging folder
         raise
     finally:
+        lock.release()
         session.close()
