@@ -830,6 +830,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
         from verticals import __version__
         from verticals.drift import profile
+        from verticals.manifest import ModelManifest
         from verticals.registry import get_registry
         from verticals.report import write_report
         from verticals.store import ModelStore
@@ -863,41 +864,42 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
             if pipe.score_column in train_pred.columns and train_pred.schema[pipe.score_column].is_numeric() else None
         reference = profile(splits.train, dataset.schema, train_scores)
         info = get_registry().plugin_info(pipe.plugin)
-        manifest = _json_ready({
-            "created_at": created_at,
-            "plugin": {"name": pipe.plugin, "distribution": info.distribution if info else None,
-                       "version": info.version if info else None},
-            "code_version": {"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
-            "task": pipe.task,
-            "dataset": dataset.qualified_name,
-            "model": spec.qualified_name,
-            "score_column": pipe.score_column,
-            "primary_metric": pipe.primary_metric,
-            "greater_is_better": pipe.greater_is_better,
-            "output_columns": [{"name": c.name, "dtype": c.dtype, "description": c.description}
-                               for c in pipe.output_columns],
-            "input_schema": dataset.schema.without_target().to_dict(),
-            "preprocessor": fitted.preprocessor_state,
-            "model_file": exported.model_file,
-            "signature": exported.signature,
-            "metrics": evaluation.metrics,
-            "parity": exported.parity,
-            "variants": exported.variants,
-            "training_data": {"source": validated.source, "rows": validated.rows_in,
-                              "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
-                              "fingerprint": validated.fingerprint, "splits": splits.sizes(),
-                              "preprocessor_rejects": evaluation.preprocessor_rejects,
-                              "no_example": evaluation.skipped,
-                              "split_strategy": splits.strategy, "seed": splits.seed},
-            "training": {"epochs": fitted.epochs, "epochs_run": len(fitted.history),
-                         "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
-                         "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
-                         "history": fitted.history, "model_options": fitted.model_options},
-            "reference": reference,
-            "extras": evaluation.extras,
-            "named_artifacts": evaluation.artifacts,
-            "report": report_path.name,
-        }, "manifest", name)
+        manifest = ModelManifest(
+            created_at=created_at,
+            plugin={"name": pipe.plugin, "distribution": info.distribution if info else None,
+                    "version": info.version if info else None},
+            code_version={"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
+            task=pipe.task,
+            dataset=dataset.qualified_name,
+            model=spec.qualified_name,
+            score_column=pipe.score_column,
+            primary_metric=pipe.primary_metric,
+            greater_is_better=pipe.greater_is_better,
+            output_columns=[{"name": c.name, "dtype": c.dtype, "description": c.description}
+                            for c in pipe.output_columns],
+            input_schema=dataset.schema.without_target().to_dict(),
+            preprocessor=fitted.preprocessor_state,
+            model_file=exported.model_file,
+            signature=exported.signature,
+            metrics=evaluation.metrics,
+            parity=exported.parity,
+            variants=exported.variants,
+            training_data={"source": validated.source, "rows": validated.rows_in,
+                           "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
+                           "fingerprint": validated.fingerprint, "splits": splits.sizes(),
+                           "preprocessor_rejects": evaluation.preprocessor_rejects,
+                           "no_example": evaluation.skipped,
+                           "split_strategy": splits.strategy, "seed": splits.seed},
+            training={"epochs": fitted.epochs, "epochs_run": len(fitted.history),
+                      "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
+                      "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
+                      "history": fitted.history, "model_options": fitted.model_options},
+            reference=reference,
+            extras=evaluation.extras,
+            named_artifacts=evaluation.artifacts,
+            report=report_path.name,
+        )
+        manifest = _json_ready(manifest.to_dict(), "manifest", name)
         version = ModelStore(home).register(name, workdir, manifest)
         _notify("after_register", pipeline=name, version=version.version, path=version.path,
                 manifest=version.manifest)
