@@ -231,3 +231,12 @@ def test_train_export_parity_register_with_structured_metrics_and_a_baseline(ver
     assert test["auc"] > baseline["auc"] + 0.1 and test["pr_auc"] > baseline["pr_auc"], (test, baseline)
     assert ModelStore(verticals_home).load("win.failure_windows", result.version).version == result.version
     assert "Recall per machine type" in (result.path / "report.html").read_text()
+
+
+def test_conformance_kit_takes_the_windows_pipeline_through_scoring(verticals_home):
+    from verticals.testing.conformance import check_pipeline
+
+    with use_plugins({"win": WindowsPlugin(machines=9, readings=120)}):
+        report = check_pipeline("win.failure_windows", epochs=1, home=verticals_home, sample_rows=600)
+    assert report.rows_in == 600 and report.rows_in == report.rows_scored + report.rows_rejected
+    assert {"parity", "row accounting", "output rows", "deterministic scoring"} <= set(report.checks)

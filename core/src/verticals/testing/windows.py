@@ -255,7 +255,7 @@ class WindowPreprocessor(Preprocessor):
             vocabulary, default=0, return_dtype=pl.Int64).to_numpy().astype(np.int64, copy=False)
         target = None
         if with_target:
-            target = examples.get_column("failure").cast(pl.Float32).to_numpy().astype(np.float32, copy=False)
+            target = np.array(examples.get_column("failure").cast(pl.Float32).to_numpy(), dtype=np.float32)
         rejects = None
         if rejected.height:
             rejects = rejected.select(
@@ -264,7 +264,7 @@ class WindowPreprocessor(Preprocessor):
                           pl.col("machine"), pl.col("time")).alias("_reason"))
         return Batch(
             ids=examples.select("machine", "time"),
-            inputs={"window": windows, "machine_type": np.ascontiguousarray(types)},
+            inputs={"window": windows, "machine_type": np.array(types, dtype=np.int64)},  # writable copy
             target=target,
             aux=examples.select("machine", pl.col("machine_type").cast(pl.String)),
             rejects=rejects,
