@@ -133,6 +133,27 @@ def test_streamed_chunks_cut_inside_machines_give_the_same_windows_as_one_piece(
 
 
 # -- split -------------------------------------------------------------------------------------------------
+def test_registry_accepts_grouped_splits_only_with_group_and_time_columns():
+    from verticals.hookspecs import hookimpl
+    from verticals.plugins import PluginWarning
+    from verticals.spec import Column, DatasetSpec, Schema, SplitSpec
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self, register):
+            readings = (Column("machine", "string", "group"), Column("x"), Column("y", "int", "target"))
+            register(DatasetSpec("no_time", lambda: None, Schema(readings), split=SplitSpec("group_time", gap=60)))
+            register(DatasetSpec("anonymous", lambda: None, Schema(readings[1:]), split=SplitSpec("random")))
+            register(DatasetSpec("ok", lambda: None, Schema((*readings, Column("t", "datetime", "time"))),
+                                 split=SplitSpec("group_time", gap=60)))
+
+    with pytest.warns(PluginWarning) as record, use_plugins({"p": Plugin()}) as registry:
+        assert set(registry.datasets) == {"p.ok"}  # no id column needed: examples are named by group and time
+    messages = " | ".join(str(w.message) for w in record)
+    assert "uses the 'group_time' split but lacks a group or a time column" in messages
+    assert "'anonymous' declares no id column" in messages
+
+
 def _splits(plugin: WindowsPlugin):
     with use_plugins({"win": plugin}):
         registry = get_registry()
@@ -144,7 +165,7 @@ def _splits(plugin: WindowsPlugin):
 
 def test_group_time_gap_keeps_every_training_label_horizon_before_validation_and_test():
     plugin = WindowsPlugin(machines=8, readings=160, window=W, horizon=H)
-    frame, dataset, splits = _splits(plugin)
+    _, dataset, splits = _splits(plugin)
     assert dataset.split.strategy == "group_time" and dataset.split.gap >= H * INTERVAL_S
     examples = {name: part.filter(~pl.col(CONTEXT)) if CONTEXT in part.columns else part
                 for name, part in splits.items()}
@@ -164,7 +185,7 @@ def test_group_time_gap_keeps_every_training_label_horizon_before_validation_and
     assert causes.get_column("failed_at").max() < valid_start
     # Context rows are earlier readings of the same machines, never later than the split's examples.
     for name in ("valid", "test"):
-        context = splits.items()[("train", "valid", "test").index(name)][1].filter(pl.col(CONTEXT))
+        context = getattr(splits, name).filter(pl.col(CONTEXT))
         assert context.get_column("time").max() < examples[name].get_column("time").min()
 
 
@@ -173,7 +194,7 @@ def test_windows_at_the_split_boundary_get_their_history_from_context_rows():
     frame, _, splits = _splits(plugin)
     pre = _fitted(splits.train)
     valid = Examples(pre, splits.valid, name="valid", chunk_rows=50)
-    batch = Batch_concat(valid)
+    batch = _concat(valid)
     valid_rows = splits.valid.filter(~pl.col(CONTEXT))
     assert len(batch) == valid_rows.height and not valid.skipped  # the first readings after the cut too
     first = batch.ids.group_by("machine").agg(pl.col("time").min()).sort("machine")
@@ -187,7 +208,7 @@ def test_windows_at_the_split_boundary_get_their_history_from_context_rows():
     assert bare.skipped == {pre.skip_reason: (W - 1) * valid_rows.get_column("machine").n_unique()}
 
 
-def Batch_concat(examples: Examples):  # noqa: N802 - reads like the class method it wraps
+def _concat(examples: Examples):
     from verticals.spec import Batch
 
     return Batch.concat(list(examples.batches(10_000)))

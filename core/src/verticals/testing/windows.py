@@ -420,7 +420,6 @@ class WindowsPipeline(Pipeline):
 
     def fit_extras(self, context: Any) -> dict[str, Any]:
         """The alert threshold (best F1 on validation) and the last-reading baseline's test metrics."""
-        import numpy as np
         import polars as pl
 
         valid = context.batches["valid"]
