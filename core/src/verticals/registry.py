@@ -184,9 +184,6 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             return (f"declares column(s) {', '.join(dupes)} more than once", "remove the duplicate columns")
-        if not obj.schema.ids and not obj.schema.group:
-            return ("declares no id column", "give one column role='id' (or role='group' for examples made "
-                    "from a group's rows) so scored rows can be traced back")
         if len(obj.schema.by_role("target")) > 1:
             return ("declares more than one target column", "keep one column with role='target'")
         if obj.split.strategy not in _STRATEGIES:
@@ -197,7 +194,7 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
             return ("uses the 'time' split but has no time column", "give one column role='time'")
         if obj.split.strategy in ("leave_last", "group_time") and not (obj.schema.group and obj.schema.time):
             return (f"uses the '{obj.split.strategy}' split but lacks a group or a time column",
-                    "give one column role='group' (user, machine) and one role='time'")
+                    "give one column role='group' and one role='time'")
         if obj.split.gap < 0:
             return (f"has a negative split gap ({obj.split.gap})", "use a gap of 0 or more (at least the horizon)")
         if not 0 < obj.split.test_fraction < 1 or not 0 <= obj.split.valid_fraction < 1 or (
