@@ -42,23 +42,34 @@ def _readings(plugin: WindowsPlugin) -> pl.DataFrame:
     return plugin.telemetry().frame.drop("failure")
 
 
+def _expected(frame: pl.DataFrame) -> tuple[int, int, str]:
+    """(windows, readings without a window, the late machine) of a frame of whole machines."""
+    sizes = frame.group_by("machine").len()
+    late = sizes.filter(pl.col("len") < W)
+    assert late.height == 1
+    without = (W - 1) * (sizes.height - 1) + late.get_column("len").item()
+    return frame.height - without, without, late.get_column("machine").item()
+
+
 def test_scoring_makes_one_row_per_window_and_accounts_for_every_reading(trained, tmp_path):
     home, plugin, _ = trained
     frame = _readings(plugin)  # an event log: sorted by time, machines interleaved
     source = tmp_path / "log.parquet"
     frame.write_parquet(source)
     table, manifest = _score(home, source, tmp_path / "out")
-    machines = frame.get_column("machine").n_unique()
-    late = frame.group_by("machine").len().filter(pl.col("len") < W)
-    assert late.height == 1
-    windows = frame.height - (W - 1) * (machines - 1) - late.get_column("len").item()
+    windows, without, late = _expected(frame)
     assert manifest["rows_in"] == frame.height == manifest["rows_scored"] + manifest["rows_rejected"]
     assert manifest["rows_rejected"] == 0 and manifest["rows_out"] == windows == table.height
+    # Readings without a window are counted with the reason, the late machine's included.
+    assert manifest["rows_no_output"] == without
+    assert manifest["no_output_reasons"] == {"fewer than 16 readings of the machine (window)": without}
+    assert manifest["rows_out"] + manifest["rows_no_output"] == manifest["rows_scored"]
     # One output per (machine, time) of a window's last reading; the late machine has none.
     assert table.select(pl.struct("machine", "time").n_unique()).item() == table.height
-    assert late.get_column("machine").item() not in set(table.get_column("machine"))
+    assert late not in set(table.get_column("machine"))
     assert {"score", "alert", "model_version"} <= set(table.columns)
     assert table.get_column("score").is_between(0, 1).all()
+    assert table.schema["time"] == pl.Datetime("us")
     # Grouped input (sorted by machine) scores exactly as the interleaved log.
     grouped = tmp_path / "grouped.parquet"
     frame.sort(["machine", "time"]).write_parquet(grouped)
@@ -66,16 +77,34 @@ def test_scoring_makes_one_row_per_window_and_accounts_for_every_reading(trained
     assert again.equals(table)
 
 
-@pytest.mark.xfail(strict=True, reason="windows across row groups need the core's grouped scoring "
-                                       "(context carried over row-group boundaries)")
-def test_windows_spanning_row_groups_score_exactly_as_in_one_piece(trained, tmp_path):
+@pytest.mark.parametrize("order", ["grouped", "interleaved"])
+def test_windows_spanning_row_groups_score_exactly_as_in_one_piece(trained, tmp_path, order):
     home, plugin, _ = trained
-    frame = _readings(plugin).sort(["machine", "time"])
+    frame = _readings(plugin)
+    if order == "grouped":
+        frame = frame.sort(["machine", "time"])
     one, fifty = tmp_path / "one.parquet", tmp_path / "fifty.parquet"
     pq.write_table(frame.to_arrow(), one, row_group_size=frame.height)
     pq.write_table(frame.to_arrow(), fifty, row_group_size=math.ceil(frame.height / 50))
     assert pq.ParquetFile(fifty).metadata.num_row_groups == 50
     whole, first = _score(home, one, tmp_path / "out-one")
     pieces, second = _score(home, fifty, tmp_path / "out-fifty")
-    assert second["rows_in"] == first["rows_in"] and second["rows_out"] == first["rows_out"]
+    for key in ("rows_in", "rows_scored", "rows_rejected", "rows_out", "rows_no_output", "no_output_reasons"):
+        assert second[key] == first[key], key
+    assert first["rows_out"] == _expected(frame)[0]
     assert pieces.equals(whole)
+
+
+def test_a_duplicate_reading_is_rejected_with_its_reason_and_the_rest_scores(trained, tmp_path):
+    home, plugin, _ = trained
+    frame = _readings(plugin)
+    duplicate = frame.filter(pl.col("machine") == "m03").slice(40, 1).with_columns(pl.col("vibration") + 1)
+    source = tmp_path / "dup.parquet"
+    pl.concat([frame, duplicate]).write_parquet(source)
+    table, manifest = _score(home, source, tmp_path / "out")
+    assert manifest["rows_in"] == frame.height + 1 == manifest["rows_scored"] + manifest["rows_rejected"]
+    assert manifest["rows_rejected"] == 1 and manifest["rows_out"] == _expected(frame)[0]
+    rejects = pl.read_parquet(tmp_path / "out" / "_rejects.parquet")
+    assert rejects.height == 1
+    assert rejects.get_column("_reason").item().startswith("duplicate reading: machine 'm03' already has a reading")
+    assert rejects.get_column("_row").item() == frame.height  # its row in the input file
