@@ -257,5 +257,6 @@ def test_conformance_kit_takes_the_windows_pipeline_through_scoring(verticals_ho
 
     with use_plugins({"win": WindowsPlugin(machines=9, readings=120)}):
         report = check_pipeline("win.failure_windows", epochs=1, home=verticals_home, sample_rows=600)
-    assert report.rows_in == 600 and report.rows_in == report.rows_scored + report.rows_rejected
-    assert {"parity", "row accounting", "output rows", "deterministic scoring"} <= set(report.checks)
+    assert 0 < report.rows_in <= 600 and report.rows_in == report.rows_scored + report.rows_rejected
+    assert {"parity", "row accounting", "output rows", "deterministic scoring",
+            "layout-independent scoring"} <= set(report.checks)
