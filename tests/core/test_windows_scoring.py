@@ -108,3 +108,18 @@ def test_a_duplicate_reading_is_rejected_with_its_reason_and_the_rest_scores(tra
     assert rejects.height == 1
     assert rejects.get_column("_reason").item().startswith("duplicate reading: machine 'm03' already has a reading")
     assert rejects.get_column("_row").item() == frame.height  # its row in the input file
+
+
+def test_an_input_of_machines_too_short_for_a_window_scores_no_row_and_says_why(trained, tmp_path):
+    home, plugin, _ = trained
+    frame = _readings(plugin)
+    _, _, late = _expected(frame)
+    short = frame.filter(pl.col("machine") == late)
+    source = tmp_path / "short.parquet"
+    short.write_parquet(source)
+    table, manifest = _score(home, source, tmp_path / "out")
+    assert manifest["rows_in"] == manifest["rows_scored"] == short.height and manifest["rows_out"] == 0
+    assert manifest["no_output_reasons"] == {"fewer than 16 readings of the machine (window)": short.height}
+    # The (empty) output still has the columns of any other: the examples' machine and time first.
+    assert table.height == 0
+    assert table.columns[:2] == ["machine", "time"] and table.schema["time"] == pl.Datetime("us")
