@@ -28,10 +28,10 @@ def trained(tmp_path_factory):
         yield home, plugin, result.version
 
 
-def _score(home: Path, source: Path, out: Path) -> tuple[pl.DataFrame, dict]:
+def _score(home: Path, source: Path, out: Path, **options) -> tuple[pl.DataFrame, dict]:
     from verticals.scoring import score
 
-    manifest = score(NAME, source, out, device="cpu", home=home, progress=False)
+    manifest = score(NAME, source, out, device="cpu", home=home, progress=False, **options)
     parts = sorted(out.glob("part-*.parquet"))
     table = pl.concat([pl.read_parquet(p) for p in parts], how="vertical_relaxed")
     assert json.loads((out / "_manifest.json").read_text())["rows_in"] == manifest["rows_in"]
@@ -77,8 +77,10 @@ def test_scoring_makes_one_row_per_window_and_accounts_for_every_reading(trained
     assert again.equals(table)
 
 
-@pytest.mark.parametrize("order", ["grouped", "interleaved"])
-def test_windows_spanning_row_groups_score_exactly_as_in_one_piece(trained, tmp_path, order):
+@pytest.mark.parametrize(("order", "batch_size"), [("grouped", None), ("interleaved", None), ("interleaved", 37)])
+def test_windows_spanning_row_groups_score_exactly_as_in_one_piece(trained, tmp_path, order, batch_size):
+    """50 row groups, machines grouped or interleaved (sorted by time only), and batches smaller than a
+    machine (each piece carries its window's earlier readings as context) score as one piece does."""
     home, plugin, _ = trained
     frame = _readings(plugin)
     if order == "grouped":
@@ -88,7 +90,8 @@ def test_windows_spanning_row_groups_score_exactly_as_in_one_piece(trained, tmp_
     pq.write_table(frame.to_arrow(), fifty, row_group_size=math.ceil(frame.height / 50))
     assert pq.ParquetFile(fifty).metadata.num_row_groups == 50
     whole, first = _score(home, one, tmp_path / "out-one")
-    pieces, second = _score(home, fifty, tmp_path / "out-fifty")
+    options = {} if batch_size is None else {"batch_size": batch_size}
+    pieces, second = _score(home, fifty, tmp_path / "out-fifty", **options)
     for key in ("rows_in", "rows_scored", "rows_rejected", "rows_out", "rows_no_output", "no_output_reasons"):
         assert second[key] == first[key], key
     assert first["rows_out"] == _expected(frame)[0]
