@@ -111,6 +111,9 @@ def test_a_duplicate_reading_is_rejected_with_its_reason_and_the_rest_scores(tra
     assert rejects.height == 1
     assert rejects.get_column("_reason").item().startswith("duplicate reading: machine 'm03' already has a reading")
     assert rejects.get_column("_row").item() == frame.height  # its row in the input file
+    # The first reading at that time is the one in the windows: its id is scored once.
+    at = duplicate.select("machine", "time")
+    assert table.join(at, on=["machine", "time"]).height == 1
 
 
 def test_an_input_of_machines_too_short_for_a_window_scores_no_row_and_says_why(trained, tmp_path):
