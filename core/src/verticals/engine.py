@@ -42,6 +42,8 @@ from verticals.errors import (
     UserError,
     VerticalsError,
 )
+from verticals.fsutil import sha256_file
+from verticals.jsonutil import plain_json
 from verticals.spec import Batch, ReportSection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,14 +262,6 @@ def _stage(pipeline: str, stage: str) -> Iterator[None]:
         raise
 
 
-def _sha256_file(path: Path, digest: Any = None) -> Any:
-    digest = digest or hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest
-
-
 def _frame_fingerprint(frame: pl.DataFrame) -> str:
     """sha256 of the column names, types and polars row hashes (stable within one polars version)."""
     digest = hashlib.sha256()
@@ -277,8 +271,11 @@ def _frame_fingerprint(frame: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_file(path: Path, csv: Any = None) -> pl.DataFrame:
+    """A user's training file; one-line errors name the file and the fix (see :mod:`verticals.data.files`)."""
     import polars as pl
+
+    from verticals.data.files import CsvOptions, read_csv, read_parquet
 
     name = path.name.lower()
     if path.is_dir():
@@ -286,9 +283,9 @@ def _read_file(path: Path) -> pl.DataFrame:
         if not files:
             raise NotFoundError(f"training data folder {path} holds no Parquet file",
                                 hint="pass a .csv or .parquet file, or a folder of .parquet files")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat([read_parquet(f) for f in files], how="diagonal_relaxed")
     if name.endswith(PARQUET_SUFFIXES):
-        return pl.read_parquet(path)
+        return read_parquet(path)
     if name.endswith(CSV_SUFFIXES):
         # Every column as text: validation casts it and rejects unreadable values row by row, naming
         # them, instead of the reader failing on the first bad cell. Missing-value markers are
@@ -296,8 +293,7 @@ def _read_file(path: Path) -> pl.DataFrame:
         # row is treated alike in training and scoring.
         import pyarrow.csv as pacsv
 
-        return pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",",
-                           null_values=list(pacsv.ConvertOptions().null_values))
+        return read_csv(path, csv or CsvOptions(), list(pacsv.ConvertOptions().null_values))
     raise UserError(f"cannot read training data {path}: unknown file type",
                     hint=f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
 
@@ -340,19 +336,8 @@ def _git_commit(where: Path) -> str | None:
 
 def _json_ready(value: Any, what: str, pipeline: str) -> Any:
     """``value`` round-tripped through JSON (numpy scalars become floats), or a PluginError naming it."""
-    import numpy as np
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
     try:
-        return json.loads(json.dumps(value, default=default, allow_nan=True))
+        return plain_json(value)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"pipeline '{pipeline}': {what} is not JSON ({exc})",
                           hint="return only dicts, lists, strings, numbers and booleans") from exc
@@ -363,7 +348,7 @@ def _slice_batch(batch: Batch, rows: int) -> dict[str, np.ndarray]:
 
 
 # -- stages ------------------------------------------------------------------------------------------------
-def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
+def load_data(pipeline: str, data: Path | str | None = None, *, csv: Any = None) -> LoadedData:
     """Read the training rows: the pipeline's dataset, or a user's CSV/Parquet file with its columns.
 
     Raises:
@@ -380,15 +365,15 @@ def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
                 raise NotFoundError(f"training data file {path} does not exist",
                                     hint=f"pass a CSV or Parquet file with the columns of dataset "
                                          f"{dataset.qualified_name} (`verticals datasets`)")
-            frame = _read_file(path)
+            frame = _read_file(path, csv)
             if path.is_dir():
                 digest = hashlib.sha256()
                 for f in sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES)):
                     digest.update(f.name.encode())
-                    _sha256_file(f, digest)
+                    sha256_file(f, digest)
                 fingerprint = digest.hexdigest()
             else:
-                fingerprint = _sha256_file(path).hexdigest()
+                fingerprint = sha256_file(path).hexdigest()
             return LoadedData(pipe.qualified_name, frame, str(path.resolve()), fingerprint)
         try:
             raw = dataset.loader()
@@ -685,9 +670,10 @@ def _with_ids(ids: pl.DataFrame, predictions: pl.DataFrame, schema: Any) -> pl.D
     """Id columns (in their schema types, as scoring writes them) and prediction columns side by side."""
     import polars as pl
 
-    types = {"int": pl.Int64, "bool": pl.Boolean, "category": pl.String, "string": pl.String, "path": pl.String}
+    from verticals.data.dtypes import id_dtype
+
     keep = [c for c in ids.columns if c not in predictions.columns]
-    casts = [pl.col(c).cast(types[schema[c].dtype]) if c in schema and schema[c].dtype in types else pl.col(c)
+    casts = [pl.col(c).cast(dt) if c in schema and (dt := id_dtype(schema[c].dtype)) is not None else pl.col(c)
              for c in keep]
     return pl.concat([ids.select(casts), predictions], how="horizontal")
 
@@ -715,11 +701,11 @@ def _primary_metric_via_onnx(pipe: Pipeline, evaluation: Evaluation, path: Path,
     import polars as pl
 
     from verticals import artifacts as named
-    from verticals.export import _session
+    from verticals.ort import open_session
     from verticals.spec import ScoringContext
     from verticals.training import postprocess_checked, split_metrics
 
-    session = _session(path, providers)
+    session = open_session(path, providers)
     context = ScoringContext(evaluation.extras, named.load(Path(evaluation.workdir), evaluation.artifacts))
     if evaluation.test_frame is None or fitted is None:
         stream = [evaluation.test_batch]
@@ -920,7 +906,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
 def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None = None, seed: int | None = None,
           device: str | None = None, home: Path | str | None = None, progress: bool = True,
-          variants: tuple[str, ...] | None = None) -> TrainResult:
+          variants: tuple[str, ...] | None = None, csv: Any = None) -> TrainResult:
     """Run every stage: load → validate → split → fit → evaluate → export → verify → register.
 
     Args:
@@ -930,6 +916,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
         home: model store root (default ``$VERTICALS_HOME`` or the per-user data folder).
         progress: show a progress bar (on a terminal).
         variants: model variants to try (default int8 and fp16; ``()`` for none).
+        csv: :class:`~verticals.data.files.CsvOptions` (encoding, separator) for a CSV ``data`` file.
 
     Returns:
         :class:`TrainResult` with the new version number, metrics, report path and manifest.
@@ -942,7 +929,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
     with _stage(pipeline, "load"):
         name = _lookup(pipeline)[0].qualified_name
     seed = _lookup(pipeline)[0].training.seed if seed is None else seed
-    loaded = load_data(name, data)
+    loaded = load_data(name, data, csv=csv)
     validated = validate_data(name, loaded)
     del loaded
     splits = split_data(name, validated, seed)

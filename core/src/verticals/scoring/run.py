@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verticals.data.dtypes import id_dtype, output_dtype
 from verticals.errors import DataValidationError, PluginError, VerticalsError
+from verticals.locking import OutputLock
 from verticals.scoring.grouping import SOURCE, SOURCE_ROW, grouped_partitions
 from verticals.scoring.output import (
     STATE,
@@ -32,7 +34,6 @@ from verticals.scoring.output import (
     abandon,
     check_output,
     finalize,
-    locked,
     prepare_staging,
     record_result,
     recorded_result,
@@ -340,29 +341,8 @@ def _reader_count(session: ScoringSession, partitions: int) -> int:
 
 
 # -- writer side ------------------------------------------------------------------------------------------
-_ID_DTYPES = {"int": "Int64", "float": "Float64", "category": "String", "string": "String", "path": "String",
-              "bool": "Boolean"}
-_OUT_DTYPES = {"float": "Float64", "int": "Int64", "string": "String", "bool": "Boolean",
-               "list[string]": ("List", "String"), "list[int]": ("List", "Int64"), "list[float]": ("List", "Float64")}
-
-
-def _pl_dtype(spec: Any) -> Any:
-    import polars as pl
-
-    if isinstance(spec, tuple):
-        return pl.List(getattr(pl, spec[1]))
-    return getattr(pl, spec)
-
-
 def _id_dtype(session: ScoringSession, name: str) -> Any:
-    import polars as pl
-
-    if name not in session.schema:
-        return None
-    dt = session.schema[name].dtype
-    if dt == "datetime":
-        return pl.Datetime("us")
-    return _pl_dtype(_ID_DTYPES[dt]) if dt in _ID_DTYPES else None
+    return id_dtype(session.schema[name].dtype) if name in session.schema else None
 
 
 def empty_output_schema(session: ScoringSession) -> Any:
@@ -376,7 +356,7 @@ def empty_output_schema(session: ScoringSession) -> Any:
     if not cols and session.preprocessor.rowwise:
         cols = {"_row": pl.Int64, "_source": pl.String}
     for oc in session.pipeline.output_columns:
-        cols[oc.name] = _pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))
+        cols[oc.name] = output_dtype(oc.dtype)
     cols["flags"] = pl.String
     cols["model_version"] = pl.Int64
     return pl.DataFrame(schema=cols).to_arrow().schema
@@ -404,7 +384,7 @@ def _part_frame(session: ScoringSession, batch: Batch, outputs: dict[str, Any], 
             raise PluginError(f"pipeline {session.name}: postprocess did not return output column {oc.name!r}",
                               hint=f"return the declared output columns: "
                                    f"{', '.join(c.name for c in session.pipeline.output_columns)}")
-        columns.append(post[oc.name].cast(_pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))))
+        columns.append(post[oc.name].cast(output_dtype(oc.dtype)))
     return pl.concat([ids, pl.DataFrame(columns), pl.DataFrame([flags.rename("flags")])], how="horizontal") \
         .with_columns(pl.lit(session.model_version, dtype=pl.Int64).alias("model_version"))
 
@@ -612,8 +592,11 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
             speed = task.finished_speed or task.speed
             return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
 
+    from rich.console import Console
+
+    # On stderr, and gone when done: stdout keeps one summary (the command prints it), pipes stay clean.
     bar = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.fields[total_text]} rows"),
-                   RowsPerSecond(), TimeElapsedColumn(), transient=False)
+                   RowsPerSecond(), TimeElapsedColumn(), transient=True, console=Console(stderr=True))
     task = bar.add_task("score", total=total, total_text=f"{total:,}" if total is not None else "?")
 
     def advance(rows_in: int, rows_scored: int) -> None:
@@ -625,8 +608,10 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
 def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | int | None = None,
           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, overwrite: bool = False,
           home: Path | str | None = None, progress: bool = True, variant: str = "fp32",
-          threads: int | None = None) -> dict[str, Any]:
+          threads: int | None = None, csv: Any = None) -> dict[str, Any]:
     """Score ``input`` (Parquet/CSV file or folder) with ``pipeline``'s model into the folder ``output``.
+
+    ``csv`` (:class:`~verticals.data.files.CsvOptions`) sets the encoding and separator of CSV input.
 
     The output folder appears only when complete (parts, ``_rejects.parquet``, ``_manifest.json``); a
     rerun after an interruption resumes from the partitions already scored. Returns the manifest.
@@ -640,31 +625,33 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
     started = time.time()
     output = Path(output).expanduser().absolute()
     check_output(output, overwrite=overwrite)
-    partitions = plan_partitions(input)
+    partitions = plan_partitions(input, csv=csv)
     session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads)
     staging: Path | None = None
+    lock = OutputLock(output, what="scoring run")
     try:
         notes = check_sources(session, partitions)
         for note in notes:
             log.warning("%s", note)
             pywarnings.warn(note, UserWarning, stacklevel=2)
+        lock.acquire()  # before anything at the output location is created, cleared or deleted
         staging = prepare_staging(session, partitions, output, overwrite=overwrite)
-        with locked(staging):
-            rows = [p.rows for p in partitions]
-            partitions = grouped_partitions(session, partitions, staging)
-            total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
-            bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
-            with bar:
-                results = score_partitions(session, partitions, staging, progress=advance)
-            if not partitions or sum(r.rows_in for r in results) == 0:
-                notes.append(f"{input}: no rows to score")
-            manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
-                                input=input, warnings=notes)
+        rows = [p.rows for p in partitions]
+        partitions = grouped_partitions(session, partitions, staging)
+        total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
+        bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
+        with bar:
+            results = score_partitions(session, partitions, staging, progress=advance)
+        if not partitions or sum(r.rows_in for r in results) == 0:
+            notes.append(f"{input}: no rows to score (the input is empty or has only a header)")
+        manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
+                            input=input, warnings=notes)
         log.info("scored %s rows (%s rejected) in %.1f s: %s rows/s on %s", manifest["rows_in"],
                  manifest["rows_rejected"], manifest["seconds"], manifest["rows_per_second"], manifest["provider"])
         return manifest
     except BaseException as exc:
-        abandon(session, staging, exc)
+        abandon(session, staging, exc)  # still under the lock: only this run's staging folder
         raise
     finally:
+        lock.release()
         session.close()
