@@ -8,6 +8,12 @@
   bucket of its own. Buckets are ``(-inf, e0], (e0, e1], …, (e_last, inf)``.
 * categorical features: the shares of the 20 most frequent values, of all other values together
   (``other``, which also receives values never seen in training) and of missing values.
+* list-valued outputs (top-k recommendations, ``outputs=``): scalar PSI does not apply to a list, so
+  what is profiled is what a recommender's users notice: the shares of recommendation *slots* taken by
+  the 20 most recommended values (and ``other``): the popularity of recommended items, compared by PSI
+  like a category; ``distinct`` values recommended, ``coverage`` (distinct / ``catalogue`` size, when
+  given), ``top_share`` (slots held by the 10 most recommended values: concentration) and the mean
+  list length. Scalar outputs other than the score are not profiled.
 
 :func:`compare` puts new rows into the same buckets and computes, per feature,
 ``PSI = Σ (actual − expected) · ln(actual / expected)`` over the buckets. A bucket with no rows on
@@ -30,13 +36,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import polars as pl
 
-__all__ = ["PSI_EPSILON", "PSI_MODERATE", "PSI_SIGNIFICANT", "TOP_CATEGORIES", "compare", "profile", "psi",
-           "status"]
+__all__ = ["PSI_EPSILON", "PSI_MODERATE", "PSI_SIGNIFICANT", "TOP_CATEGORIES", "compare", "list_profile",
+           "profile", "psi", "status"]
 
 PSI_MODERATE = 0.1
 PSI_SIGNIFICANT = 0.25
 PSI_EPSILON = 1e-4
 TOP_CATEGORIES = 20
+TOP_SHARE_VALUES = 10
 _FORMAT = 1
 _NUMERIC = ("float", "int", "bool")
 _CATEGORICAL = ("category", "string")
@@ -125,14 +132,19 @@ def _categorical_profile(values: pl.Series) -> dict[str, Any]:
     return {"kind": "categorical", "categories": top, "proportions": shares, "other": other, "missing": missing}
 
 
-def profile(frame: pl.DataFrame, schema: Schema, scores: np.ndarray | None = None, bins: int = 10) -> dict[str, Any]:
+def profile(frame: pl.DataFrame, schema: Schema, scores: np.ndarray | None = None, bins: int = 10, *,
+            outputs: pl.DataFrame | None = None, catalogue: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The reference profile of ``frame`` (the training split's valid rows) as JSON.
 
     Args:
         frame: validated rows.
         schema: its ``feature`` columns are profiled (numeric and categorical; others are skipped).
-        scores: the model's score on the same rows, profiled as ``score``.
+        scores: the model's score on the same rows, profiled as ``score`` (scalar scores only).
         bins: quantile buckets per numeric feature (before duplicate edges are removed).
+        outputs: the pipeline's output columns on the training split; each list-valued column is
+            profiled under ``outputs`` (:func:`list_profile`), other columns are ignored.
+        catalogue: per list column, how many distinct values it could hold (catalogue size), for
+            ``coverage``.
     """
     features: dict[str, Any] = {}
     for column in schema.features:
@@ -146,7 +158,63 @@ def profile(frame: pl.DataFrame, schema: Schema, scores: np.ndarray | None = Non
         "bins": bins,
         "features": features,
         "score": _numeric_profile(scores, bins) if scores is not None else None,
+        "outputs": {name: list_profile(outputs.get_column(name), (catalogue or {}).get(name))
+                    for name in _list_columns(outputs)},
     }
+
+
+def _list_columns(frame: pl.DataFrame | None) -> list[str]:
+    import polars as pl
+
+    if frame is None:
+        return []
+    return [name for name, dtype in frame.schema.items()
+            if isinstance(dtype, (pl.List, pl.Array)) and not name.startswith("_")]
+
+
+def _slots(values: pl.Series) -> pl.Series:
+    """Every element of every list of ``values``, as strings (nulls dropped)."""
+    import polars as pl
+
+    if isinstance(values.dtype, pl.Array):
+        values = values.cast(pl.List(values.dtype.inner))
+    return values.explode().drop_nulls().cast(pl.String).rename("value")
+
+
+def _list_summary(values: pl.Series, catalogue: int | None) -> tuple[dict[str, Any], pl.DataFrame]:
+    slots = _slots(values)
+    counts = slots.value_counts(name="n").sort(["n", "value"], descending=[True, False])
+    total = max(slots.len(), 1)
+    distinct = counts.height
+    summary = {
+        "rows": values.len(),
+        "mean_length": slots.len() / values.len() if values.len() else 0.0,
+        "distinct": distinct,
+        "coverage": distinct / catalogue if catalogue else None,
+        "top_share": float(counts.head(TOP_SHARE_VALUES).get_column("n").sum() / total) if distinct else 0.0,
+    }
+    return summary, counts
+
+
+def list_profile(values: pl.Series, catalogue: int | None = None) -> dict[str, Any]:
+    """Profile of a list-valued output (recommended items): slot shares of the most recommended values,
+    ``other``, and the summary figures of the module docstring."""
+    summary, counts = _list_summary(values, catalogue)
+    total = max(int(counts.get_column("n").sum()), 1)
+    top = counts.head(TOP_CATEGORIES)
+    shares = (top.get_column("n") / total).to_list()
+    return {"kind": "list", **summary, "catalogue": catalogue, "categories": top.get_column("value").to_list(),
+            "proportions": shares, "other": max(0.0, 1.0 - sum(shares)) if counts.height else 0.0}
+
+
+def _list_psi(ref: Mapping[str, Any], values: pl.Series) -> tuple[float, dict[str, Any]]:
+    summary, counts = _list_summary(values, ref.get("catalogue"))
+    total = int(counts.get_column("n").sum())
+    if total == 0:
+        return float("nan"), summary
+    found = dict(counts.iter_rows())
+    shares = [found.get(c, 0) / total for c in ref["categories"]]
+    return psi([*ref["proportions"], ref["other"]], [*shares, max(0.0, 1.0 - sum(shares))]), summary
 
 
 def _numeric_psi(ref: Mapping[str, Any], values: np.ndarray) -> float:
@@ -157,13 +225,18 @@ def _numeric_psi(ref: Mapping[str, Any], values: np.ndarray) -> float:
 
 
 def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
-            scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+            scores: np.ndarray | None = None, *, outputs: pl.DataFrame | None = None) -> list[dict[str, Any]]:
     """PSI of each profiled feature (and of the score when both sides have one) on new rows.
 
+    Args:
+        outputs: the scoring output's columns; each list column profiled in the reference gets a row
+            of kind ``list`` (PSI of the recommended values' slot shares, plus the new ``coverage``,
+            ``distinct`` and ``top_share`` next to the reference's as ``reference_<name>``).
+
     Returns:
-        One row per feature in the reference's order, then ``score``:
-        ``{"feature", "kind", "psi", "status"}`` with ``kind`` numeric/categorical/score; ``psi`` is
-        NaN (status ``unknown``) when ``frame`` has no rows.
+        One row per feature in the reference's order, then ``score``, then list outputs:
+        ``{"feature", "kind", "psi", "status"}`` with ``kind`` numeric/categorical/score/list; ``psi``
+        is NaN (status ``unknown``) when ``frame`` has no rows.
     """
     rows: list[dict[str, Any]] = []
     for name, ref in reference.get("features", {}).items():
@@ -182,4 +255,12 @@ def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
 
         value = _numeric_psi(reference["score"], np.asarray(scores, dtype=np.float64).reshape(-1))
         rows.append({"feature": "score", "kind": "score", "psi": value, "status": status(value)})
+    if outputs is not None:
+        for name, ref in (reference.get("outputs") or {}).items():
+            if name not in outputs.columns:
+                continue
+            value, summary = _list_psi(ref, outputs.get_column(name))
+            rows.append({"feature": name, "kind": "list", "psi": value, "status": status(value),
+                         **{k: summary[k] for k in ("coverage", "distinct", "top_share")},
+                         **{f"reference_{k}": ref.get(k) for k in ("coverage", "distinct", "top_share")}})
     return rows
