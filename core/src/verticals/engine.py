@@ -661,6 +661,8 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
                 import polars as pl
 
                 frame = frame.with_columns(pl.Series("_target", batch.target))
+            if batch.aux is not None and len(batch):  # auxiliary data (failure mode, group) for reports
+                frame = frame.hstack(batch.aux.select([c for c in batch.aux.columns if c not in frame.columns]))
             frames[name] = frame
         _notify("after_train", pipeline=pipe.qualified_name, metrics=metrics, history=fitted.history)
         test = examples["test"]

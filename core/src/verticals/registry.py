@@ -184,10 +184,6 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             return (f"declares column(s) {', '.join(dupes)} more than once", "remove the duplicate columns")
-        if not obj.schema.ids and not obj.schema.group:
-            # A grouped dataset (interactions by user, readings by machine) is identified by its group.
-            return ("declares no id column", "give one column role='id' (or role='group' for grouped rows) "
-                    "so scored rows can be traced back")
         if len(obj.schema.by_role("target")) > 1:
             return ("declares more than one target column", "keep one column with role='target'")
         if obj.split.strategy not in _STRATEGIES:
@@ -198,7 +194,7 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
             return ("uses the 'time' split but has no time column", "give one column role='time'")
         if obj.split.strategy in ("leave_last", "group_time") and not (obj.schema.group and obj.schema.time):
             return (f"uses the '{obj.split.strategy}' split but lacks a group or a time column",
-                    "give the user/machine column role='group' and the timestamp column role='time'")
+                    "give one column role='group' and one role='time'")
         if not 0 < obj.split.test_fraction < 1 or not 0 <= obj.split.valid_fraction < 1 or (
                 obj.split.test_fraction + obj.split.valid_fraction >= 1):
             return ("has split fractions outside (0, 1)", "use e.g. test_fraction=0.2, valid_fraction=0.1")

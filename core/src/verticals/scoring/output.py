@@ -68,6 +68,15 @@ class PartResult:
     warnings: list[str] = field(default_factory=list)
     reused: bool = False
     stages: dict[str, float] = field(default_factory=dict)
+    no_output: dict[str, int] = field(default_factory=dict)
+    """Valid input rows that produced no output row, by reason (a machine with fewer readings than a
+    window); only grouping pipelines have them."""
+    side: str | None = None
+    """The part's folder of side outputs (per-example files), relative to the output folder."""
+
+    @property
+    def rows_no_output(self) -> int:
+        return sum(self.no_output.values())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -342,9 +351,19 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
     for stale in [*staging.glob("part-*.parquet"), *staging.glob(".*.tmp")]:
         if stale.name not in keep:  # left by an earlier plan of this staging folder, or a crashed writer
             stale.unlink(missing_ok=True)
+    sides = {r.side for r in results if r.side}
+    for stale in staging.glob("part-*"):
+        if stale.is_dir() and stale.name not in sides:
+            shutil.rmtree(stale, ignore_errors=True)
     rejected = _merge_rejects(staging, results, [*session.schema.names])
-    totals = {k: sum(getattr(r, k) for r in results) for k in ("rows_in", "rows_scored", "rows_rejected", "rows_out")}
-    if totals["rows_in"] != totals["rows_scored"] + totals["rows_rejected"] or rejected != totals["rows_rejected"]:
+    totals = {k: sum(getattr(r, k) for r in results)
+              for k in ("rows_in", "rows_scored", "rows_rejected", "rows_out", "rows_no_output")}
+    no_output: dict[str, int] = {}
+    for r in results:
+        for reason, count in r.no_output.items():
+            no_output[reason] = no_output.get(reason, 0) + count
+    if totals["rows_in"] != totals["rows_scored"] + totals["rows_rejected"] or rejected != totals["rows_rejected"] \
+            or totals["rows_no_output"] > totals["rows_scored"]:
         raise VerticalsError(f"row accounting broke for {output}: {totals} with {rejected} reject rows written",
                              hint="this is a bug in verticals scoring; please report it with the input")
     finished = time.time()
@@ -354,6 +373,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "pipeline": session.name,
         "model_version": session.model_version,
         **totals,
+        "no_output_reasons": no_output,
         "device": session.device,
         "provider": session.provider,
         "variant": session.variant,
@@ -365,6 +385,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "output": str(output),
         "parts": [{"file": r.file, "source": r.source, "partition": r.partition, "rows_in": r.rows_in,
                    "rows_scored": r.rows_scored, "rows_rejected": r.rows_rejected, "rows_out": r.rows_out,
+                   "rows_no_output": r.rows_no_output, "side_outputs": r.side,
                    "seconds": round(r.seconds, 4), "reused": r.reused} for r in results],
         "rejects_file": REJECTS,
         "stages": _stages(results),
