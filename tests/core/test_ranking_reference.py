@@ -289,3 +289,62 @@ def test_postprocess_refuses_a_version_without_its_catalogue():
     with pytest.raises(ModelIntegrityError, match="catalogue has 1 items"):
         RankingPipeline().postprocess(outputs, None, ScoringContext(
             {"catalogue_items": 1}, {"catalogue": pl.DataFrame({"item": ["x"]})}))
+
+
+# -- scoring (grouping-aware, through verticals.scoring.score) --------------------------------------------
+def _score(run, frame: pl.DataFrame, folder, name: str, *, row_group: int | None = None, **options):
+    from verticals.scoring import score
+
+    src = folder / f"{name}.parquet"
+    frame.write_parquet(src, row_group_size=row_group or max(1, frame.height))
+    out = folder / f"{name}-out"
+    with use_plugins({"ranking": RankingPlugin(users=400)}):
+        manifest = score(NAME, src, out, home=run["home"], progress=False, device="cpu", **options)
+    parts = pl.concat([pl.read_parquet(p) for p in sorted(out.glob("part-*.parquet"))])
+    return parts.sort("user"), manifest, out
+
+
+def _event_log(run) -> pl.DataFrame:
+    """Fresh users' interactions (an event log sorted by time, users interleaved), with a row whose item
+    is missing (rejected by validation) and a user who only saw items the model does not know."""
+    frame = make_interactions(150, seed=11)
+    broken = frame.head(1).with_columns(pl.lit(None, dtype=pl.String).alias("item"))
+    strangers = pl.DataFrame({"user": ["stranger", "stranger"],
+                              "timestamp": [dt.datetime(2026, 2, 1), dt.datetime(2026, 2, 2)],
+                              "item": ["never-seen-1", "never-seen-2"]}).cast(frame.schema)
+    return pl.concat([frame, broken, strangers]).sort("timestamp", maintain_order=True)
+
+
+def test_event_log_is_scored_per_whole_user_the_same_in_one_or_many_row_groups(run, tmp_path):
+    frame = _event_log(run)
+    users = frame.filter(pl.col("item").is_not_null()).get_column("user").n_unique()
+    one, m1, _ = _score(run, frame, tmp_path, "one")
+    many, m50, out = _score(run, frame, tmp_path, "many", row_group=7)  # ~100 row groups, users cut across them
+    assert many.drop("model_version").equals(one.drop("model_version"))
+    for m in (m1, m50):
+        assert m["rows_in"] == frame.height == m["rows_scored"] + m["rows_rejected"]
+        assert m["rows_rejected"] == 1
+        assert m["rows_out"] == users == one.height  # one recommendation list per user
+        assert m["rows_no_output"] == 0
+    assert one.get_column("user").is_unique().all()
+    rejects = pl.read_parquet(out / "_rejects.parquet")
+    assert rejects.height == 1 and "item" in rejects.get_column("_reason").item()
+    assert one.schema["items"] == pl.List(pl.String) and one.get_column("items").list.len().eq(10).all()
+    assert one.filter(pl.col("user") == "stranger").get_column("flags").item() == "history:empty"
+    # What the scoring path recommends is what the exported graph gives on each user's whole history.
+    direct, _ = _recommend(run, frame.filter(pl.col("item").is_not_null()))
+    assert direct.sort("user").select("user", "items").equals(one.select("user", "items"))
+    # ... and never an item the user has seen (their last 20, the history the model reads).
+    seen = (frame.drop_nulls().sort("timestamp").group_by("user").agg(pl.col("item").tail(20).alias("seen")))
+    overlap = one.join(seen, on="user").select(pl.col("items").list.set_intersection("seen").list.len().sum())
+    assert overlap.item() == 0
+
+
+def test_scoring_output_has_string_ids_and_the_declared_columns(run, tmp_path):
+    frame = make_interactions(40, seed=12)
+    table, manifest, out = _score(run, frame, tmp_path, "cols")
+    assert table.columns == ["user", "items", "scores", "flags", "model_version"]
+    assert table.schema["user"] == pl.String
+    catalogue = set(run["version"].manifest["preprocessor"]["items"])
+    assert set(table.get_column("items").explode().to_list()) <= catalogue
+    assert manifest["rows_out"] == 40
