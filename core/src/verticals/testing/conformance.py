@@ -114,16 +114,19 @@ def check_pipeline(pipeline: str, *, data: Path | str | None = None, epochs: int
                  f"{sample.height} rows", "report a bug in verticals", report)
         parts = sorted(out.glob("part-*.parquet"))
         table = pl.concat([pl.read_parquet(p) for p in parts]) if parts else pl.DataFrame()
-        wanted = [*dataset.schema.ids, *(c.name for c in pipe.output_columns), "model_version"]
+        # A grouping pipeline's examples (a user, a machine window) are named by their group when the
+        # schema has no id column; its output has one row per example, not per input row.
+        ids = dataset.schema.ids or ([dataset.schema.group] if dataset.schema.group else [])
+        wanted = [*ids, *(c.name for c in pipe.output_columns), "model_version"]
         absent = [c for c in wanted if c not in table.columns]
         _require(not absent, "output columns", f"scoring output lacks {absent}",
                  "postprocess must return every declared output column", report)
-        _require(table.height == scored["rows_scored"], "output rows",
-                 f"{table.height} rows in parts, manifest says {scored['rows_scored']}",
+        rows_out = scored.get("rows_out", scored["rows_scored"])
+        _require(table.height == rows_out, "output rows",
+                 f"{table.height} rows in parts, manifest says {rows_out}",
                  "report a bug in verticals", report)
         again = pl.concat([pl.read_parquet(p) for p in sorted(outputs[1][0].glob("part-*.parquet"))]) \
             if parts else pl.DataFrame()
-        ids = dataset.schema.ids
         same = table.sort(ids).select(wanted).equals(again.sort(ids).select(wanted)) if parts else True
         _require(same, "deterministic scoring", "scoring the same input twice gave different outputs",
                  "postprocess must not depend on randomness or global state", report)
