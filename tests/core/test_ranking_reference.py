@@ -342,7 +342,7 @@ def test_event_log_is_scored_per_whole_user_the_same_in_one_or_many_row_groups(r
 
 def test_scoring_output_has_string_ids_and_the_declared_columns(run, tmp_path):
     frame = make_interactions(40, seed=12)
-    table, manifest, out = _score(run, frame, tmp_path, "cols")
+    table, manifest, _ = _score(run, frame, tmp_path, "cols")
     assert table.columns == ["user", "items", "scores", "flags", "model_version"]
     assert table.schema["user"] == pl.String
     catalogue = set(run["version"].manifest["preprocessor"]["items"])
