@@ -10,7 +10,9 @@ needed; instead the flow checks that the valid rows it finds number exactly the 
 The reference is the model's training profile (manifest key ``reference``, written at registration
 by :func:`verticals.drift.profile`); by default the model version that scored the batch, as recorded
 in ``_manifest.json``. PSI per feature and for the score come from :func:`verticals.drift.compare`:
-below 0.1 *stable*, 0.1 up to 0.25 *moderate*, 0.25 and above *significant*.
+below 0.1 *stable*, 0.1 up to 0.25 *moderate*, 0.25 and above *significant*. A pipeline whose outputs
+are lists (top-k recommended items) has no scalar score profile; its list outputs are compared instead
+(PSI of the recommended items' shares, with coverage and concentration next to the training values).
 
 Marking the run: when any PSI is significant the flow run ends in a state named **Drifted** (type
 Failed, so it shows red in the UI, counts as failed for notifications and automations, and raises
@@ -85,12 +87,22 @@ def load_scores(scores: str, column: str) -> Any:
     return np.concatenate(arrays).astype(np.float64) if arrays else np.zeros(0)
 
 
+@task(name="load-outputs")
+def load_outputs(scores: str, columns: list[str]) -> Any:
+    """The list-valued output columns (recommended items) of every part file, as one frame."""
+    import polars as pl
+
+    parts = sorted(Path(scores).glob("part-*.parquet"))
+    frames = [pl.read_parquet(p, columns=[c for c in columns if c in pl.read_parquet_schema(p)]) for p in parts]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
 @task(name="compare")
-def compare(reference: dict[str, Any], frame: Any, scores: Any) -> list[dict[str, Any]]:
-    """PSI per feature and for the score against the training reference."""
+def compare(reference: dict[str, Any], frame: Any, scores: Any, outputs: Any = None) -> list[dict[str, Any]]:
+    """PSI per feature, for the score and for list outputs against the training reference."""
     from verticals import drift
 
-    return drift.compare(reference, frame, scores)
+    return drift.compare(reference, frame, scores, outputs=outputs)
 
 
 def _tag_run(tag: str) -> None:
@@ -147,8 +159,10 @@ def monitor_flow(pipeline: str, scores: str, input: str | None = None, model: st
     if frame.height != scored.get("rows_scored"):
         raise UserError(f"{source} has {frame.height} valid rows but {out} scored {scored.get('rows_scored')}",
                         hint="pass the input that was scored into this output folder")
-    values = load_scores(str(out), column)
-    rows = compare(reference, frame, values)
+    # A scalar score is compared when the reference profiled one; list outputs (top-k items) by their shares.
+    values = load_scores(str(out), column) if reference.get("score") is not None else None
+    listed = sorted(reference.get("outputs") or {})
+    rows = compare(reference, frame, values, load_outputs(str(out), listed) if listed else None)
     drifted = [r["feature"] for r in rows if r["status"] == "significant"]
     thresholds = {"moderate": drift.PSI_MODERATE, "significant": drift.PSI_SIGNIFICANT}
     target = Path(report).expanduser().absolute() if report else default_report(name, home)

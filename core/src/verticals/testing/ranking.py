@@ -85,11 +85,16 @@ def interactions_schema() -> Schema:
 
 
 def make_interactions(users: int = 400, *, clusters: int = 5, items_per_cluster: int = 16, min_length: int = 5,
-                      max_length: int = 14, affinity: float = 0.85, seed: int = 0,
+                      max_length: int = 14, affinity: float = 0.85, seed: int = 0, start: int = 0,
                       planted: bool = False) -> pl.DataFrame:
     """The reference interactions (see the module docstring), as an event log sorted by time.
 
+    The catalogue (item ids, clusters, popularity) depends only on ``seed`` and the catalogue's shape;
+    the users on ``seed`` and ``start``, so new users of the same catalogue (a scoring batch) are
+    ``make_interactions(n, start=10_000)``.
+
     Args:
+        users: how many users, numbered from ``start``.
         planted: also return the planted truth, ``user_cluster`` and ``item_cluster`` (for tests).
 
     Returns:
@@ -118,17 +123,18 @@ def make_interactions(users: int = 400, *, clusters: int = 5, items_per_cluster:
     share = 1.0 / (np.arange(clusters) + 1.5)
     share = share / share.sum()
     global_weight = weight * share[cluster_of]
+    rng = np.random.default_rng([seed, start])
 
     user_col: list[str] = []
     item_col: list[str] = []
     time_col: list[int] = []
     truth: list[tuple[int, int]] = []
-    start = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
-    for u in range(users):
+    origin = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
+    for u in range(start, start + users):
         c = int(rng.choice(clusters, p=share))
         length = int(rng.integers(min_length, max_length + 1))
         seen = np.zeros(n_items, dtype=bool)
-        t = start + int(rng.uniform(0, 60 * 86400e6))
+        t = origin + int(rng.uniform(0, 60 * 86400e6))
         for _ in range(length):
             own = (cluster_of == c) & ~seen
             pool = own if own.any() and rng.random() < affinity else ~seen
