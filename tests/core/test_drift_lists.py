@@ -56,3 +56,20 @@ def test_compare_finds_recommendations_that_crowd_into_fewer_items():
     assert math.isnan({r["feature"]: r for r in empty}["items"]["psi"])
     # Without outputs (a caller that predates list profiles) nothing changes.
     assert [r["feature"] for r in compare(ref, pl.DataFrame({"x": [1.0]}))] == ["x"]
+
+
+def test_drift_counter_streams_list_outputs_exactly_as_compare_does():
+    from verticals.drift import DriftCounter
+
+    ref = profile(pl.DataFrame({"x": [1.0]}), Schema((Column("x"),)), None,
+                  outputs=pl.DataFrame({"items": _recs(1000, 60, 1)}), catalogue={"items": 60})
+    new = pl.DataFrame({"items": _recs(900, 60, 4, skew=2)})
+    counter = DriftCounter(ref)
+    for start in range(0, new.height, 128):  # batch by batch, as the monitor flow reads part files
+        counter.add(outputs=new.slice(start, 128))
+    streamed = {r["feature"]: r for r in counter.result()}["items"]
+    whole = {r["feature"]: r for r in compare(ref, pl.DataFrame({"x": [1.0]}), outputs=new)}["items"]
+    assert streamed == pytest.approx(whole)
+    assert streamed["distinct"] <= 60 and streamed["coverage"] == streamed["distinct"] / 60
+    # Nothing counted: no row for the list (rather than a NaN claiming a comparison).
+    assert [r["feature"] for r in DriftCounter(ref).result()] == ["x"]

@@ -243,3 +243,12 @@ def test_batch_size_is_bounded_by_bytes():
     assert rows == (256 << 20) // (3 * 224 * 224 * 4) == 445
     tabular = {"inputs": {"x_num": {"dtype": "float32", "shape": [-1, 16]}}}
     assert batch_rows(65536, tabular, budget=256 << 20) == 65536
+
+
+def test_conformance_kit_takes_a_grouping_pipeline_through(tmp_path):
+    from verticals.testing.conformance import check_pipeline
+
+    with use_plugins({"shapes": LagPlugin()}):
+        report = check_pipeline("shapes.lag", home=tmp_path, epochs=1, sample_rows=100)
+    assert "layout-independent scoring" in report.checks and "deterministic scoring" in report.checks
+    assert report.rows_in == report.rows_scored + report.rows_rejected > 0

@@ -14,7 +14,6 @@ import numpy as np
 import polars as pl
 import pytest
 from verticals import engine
-from verticals.ranking import coverage, hit_ranks, ndcg_at_k, recall_at_k
 from verticals.spec import CONTEXT, ScoringContext
 from verticals.testing import use_plugins
 from verticals.testing.ranking import (
@@ -134,22 +133,6 @@ def test_state_round_trips_and_fit_refuses_a_catalogue_smaller_than_a_history():
 
     with pytest.raises(PluginError, match="distinct items"):
         RankingPreprocessor(max_history=20).fit(pl.DataFrame({"item": ["x", "y"]}))
-
-
-# -- metrics -----------------------------------------------------------------------------------------------
-def test_ranking_metrics_match_their_definitions_and_sklearn():
-    rec = np.array([[3, 1, 2], [0, 5, 6], [7, 8, 9], [4, -1, -1]])
-    target = np.array([2, 0, 1, 4])
-    assert hit_ranks(rec, target).tolist() == [2, 0, -1, 0]
-    assert recall_at_k(rec, target) == 0.75
-    assert recall_at_k(rec, target, k=1) == 0.5
-    expected = (1 / np.log2(4) + 1 + 0 + 1) / 4
-    assert ndcg_at_k(rec, target) == pytest.approx(expected)
-    sklearn = pytest.importorskip("sklearn.metrics")
-    relevance = (rec == target[:, None]).astype(float)
-    assert ndcg_at_k(rec, target) == pytest.approx(sklearn.ndcg_score(relevance, np.tile([3, 2, 1], (4, 1))))
-    assert coverage(rec, 20) == 10 / 20
-    assert np.isnan(recall_at_k(np.zeros((0, 3)), np.zeros(0)))
 
 
 # -- end to end --------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from verticals.testing.ranking import RankingPlugin
 def test_ranking_pipeline_conforms(verticals_home, verticals_plugins):
     verticals_plugins({"ranking": RankingPlugin(users=200)})
     report = check_pipeline("ranking.next_item", epochs=1, sample_rows=300)
-    # 300 interaction rows in, every one scored; the output holds one row per user, not per row.
-    assert report.rows_in == 300 == report.rows_scored + report.rows_rejected
+    # Whole users' interactions (about 300 rows) in, every one scored; the output holds one row per user.
+    assert 250 < report.rows_in <= 300 and report.rows_in == report.rows_scored + report.rows_rejected
     assert report.parity["passed"] and report.parity["outputs"]["items"]["kind"] == "indices"
     assert {"manifest", "parity", "integrity", "row accounting", "output columns", "output rows",
-            "deterministic scoring"} <= set(report.checks)
+            "deterministic scoring", "layout-independent scoring"} <= set(report.checks)

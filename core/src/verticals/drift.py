@@ -181,40 +181,44 @@ def _slots(values: pl.Series) -> pl.Series:
     return values.explode().drop_nulls().cast(pl.String).rename("value")
 
 
-def _list_summary(values: pl.Series, catalogue: int | None) -> tuple[dict[str, Any], pl.DataFrame]:
-    slots = _slots(values)
-    counts = slots.value_counts(name="n").sort(["n", "value"], descending=[True, False])
-    total = max(slots.len(), 1)
-    distinct = counts.height
-    summary = {
-        "rows": values.len(),
-        "mean_length": slots.len() / values.len() if values.len() else 0.0,
-        "distinct": distinct,
-        "coverage": distinct / catalogue if catalogue else None,
-        "top_share": float(counts.head(TOP_SHARE_VALUES).get_column("n").sum() / total) if distinct else 0.0,
-    }
-    return summary, counts
+def _list_counts(values: pl.Series) -> dict[str, int]:
+    """How many recommendation slots each value takes in ``values`` (a list column)."""
+    return {str(v): int(n) for v, n in _slots(values).value_counts(name="n").iter_rows()}
+
+
+def _list_figures(counts: Mapping[str, int], rows: int, catalogue: int | None) -> dict[str, Any]:
+    """``rows``, ``mean_length``, ``distinct``, ``coverage`` and ``top_share`` of slot ``counts``."""
+    total = sum(counts.values())
+    top = sorted(counts.values(), reverse=True)[:TOP_SHARE_VALUES]
+    return {"rows": rows, "mean_length": total / rows if rows else 0.0, "distinct": len(counts),
+            "coverage": len(counts) / catalogue if catalogue else None,
+            "top_share": sum(top) / total if total else 0.0}
 
 
 def list_profile(values: pl.Series, catalogue: int | None = None) -> dict[str, Any]:
     """Profile of a list-valued output (recommended items): slot shares of the most recommended values,
     ``other``, and the summary figures of the module docstring."""
-    summary, counts = _list_summary(values, catalogue)
-    total = max(int(counts.get_column("n").sum()), 1)
-    top = counts.head(TOP_CATEGORIES)
-    shares = (top.get_column("n") / total).to_list()
-    return {"kind": "list", **summary, "catalogue": catalogue, "categories": top.get_column("value").to_list(),
-            "proportions": shares, "other": max(0.0, 1.0 - sum(shares)) if counts.height else 0.0}
+    counts = _list_counts(values)
+    total = max(sum(counts.values()), 1)
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
+    shares = [n / total for _, n in top]
+    return {"kind": "list", **_list_figures(counts, values.len(), catalogue), "catalogue": catalogue,
+            "categories": [v for v, _ in top], "proportions": shares,
+            "other": max(0.0, 1.0 - sum(shares)) if counts else 0.0}
 
 
-def _list_psi(ref: Mapping[str, Any], values: pl.Series) -> tuple[float, dict[str, Any]]:
-    summary, counts = _list_summary(values, ref.get("catalogue"))
-    total = int(counts.get_column("n").sum())
-    if total == 0:
-        return float("nan"), summary
-    found = dict(counts.iter_rows())
-    shares = [found.get(c, 0) / total for c in ref["categories"]]
-    return psi([*ref["proportions"], ref["other"]], [*shares, max(0.0, 1.0 - sum(shares))]), summary
+def _list_row(name: str, ref: Mapping[str, Any], counts: Mapping[str, int], rows: int) -> dict[str, Any]:
+    """The drift-table row of one list output: PSI of the slot shares, new figures next to the reference's."""
+    total = sum(counts.values())
+    if total:
+        shares = [counts.get(c, 0) / total for c in ref["categories"]]
+        value = psi([*ref["proportions"], ref["other"]], [*shares, max(0.0, 1.0 - sum(shares))])
+    else:
+        value = float("nan")
+    figures = _list_figures(counts, rows, ref.get("catalogue"))
+    return {"feature": name, "kind": "list", "psi": value, "status": status(value),
+            **{k: figures[k] for k in ("coverage", "distinct", "top_share")},
+            **{f"reference_{k}": ref.get(k) for k in ("coverage", "distinct", "top_share")}}
 
 
 def _numeric_psi(ref: Mapping[str, Any], values: np.ndarray) -> float:
@@ -222,6 +226,87 @@ def _numeric_psi(ref: Mapping[str, Any], values: np.ndarray) -> float:
         return float("nan")
     shares, missing = _numeric_shares(values, ref["edges"])
     return psi([*ref["proportions"], ref["missing"]], [*shares, missing])
+
+
+class DriftCounter:
+    """PSI against a reference profile, accumulated batch by batch: memory stays constant however many
+    rows are monitored (the counts per bucket are exact, as if every row were compared at once)."""
+
+    def __init__(self, reference: Mapping[str, Any]) -> None:
+        import numpy as np
+
+        self.reference = reference
+        self.counts: dict[str, np.ndarray] = {}
+        self.rows = 0
+        self.scored = 0
+        for name, ref in (reference.get("features") or {}).items():
+            size = len(ref["edges"]) + 2 if ref["kind"] == "numeric" else len(ref["categories"]) + 2
+            self.counts[name] = np.zeros(size, dtype=np.int64)
+        score = reference.get("score")
+        self.score = np.zeros(len(score["edges"]) + 2, dtype=np.int64) if score is not None else None
+        # List outputs (top-k items): slots per value, bounded by the catalogue, and rows seen.
+        self.lists: dict[str, dict[str, int]] = {name: {} for name in reference.get("outputs") or {}}
+        self.list_rows: dict[str, int] = dict.fromkeys(self.lists, 0)
+
+    @staticmethod
+    def _numeric_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        missing = np.isnan(values)
+        counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values[~missing], side="left"),
+                             minlength=len(edges) + 1)
+        return np.append(counts, missing.sum())
+
+    def add(self, frame: pl.DataFrame | None = None, scores: np.ndarray | None = None, *,
+            outputs: pl.DataFrame | None = None) -> None:
+        """Count ``frame``'s rows (validated input), ``scores`` (the score column of the output) and
+        ``outputs`` (output columns; the list columns the reference profiled are counted)."""
+        import numpy as np
+
+        if outputs is not None:
+            for name, counts in self.lists.items():
+                if name in outputs.columns:
+                    values = outputs.get_column(name)
+                    self.list_rows[name] += values.len()
+                    for value, n in _list_counts(values).items():
+                        counts[value] = counts.get(value, 0) + n
+
+        if frame is not None and frame.height:
+            self.rows += frame.height
+            for name, ref in (self.reference.get("features") or {}).items():
+                if ref["kind"] == "numeric":
+                    self.counts[name] += self._numeric_counts(_floats(frame, name), ref["edges"])
+                else:
+                    values = _strings(frame, name)
+                    found = dict(values.drop_nulls().value_counts(name="n").iter_rows())
+                    known = [found.get(c, 0) for c in ref["categories"]]
+                    missing = values.null_count()
+                    self.counts[name] += np.array([*known, values.len() - missing - sum(known), missing])
+        if scores is not None and self.score is not None and len(scores):
+            self.scored += len(scores)
+            self.score += self._numeric_counts(scores, self.reference["score"]["edges"])
+
+    def result(self) -> list[dict[str, Any]]:
+        """One row per feature, then ``score``, then list outputs, as :func:`compare` returns them."""
+        rows: list[dict[str, Any]] = []
+        for name, ref in (self.reference.get("features") or {}).items():
+            counts = self.counts[name]
+            if not self.rows:
+                value = float("nan")
+            elif ref["kind"] == "numeric":
+                value = psi([*ref["proportions"], ref["missing"]], (counts / self.rows).tolist())
+            else:
+                value = psi([*ref["proportions"], ref["other"], ref["missing"]], (counts / self.rows).tolist())
+            rows.append({"feature": name, "kind": ref["kind"], "psi": value, "status": status(value)})
+        if self.score is not None and self.scored:
+            ref = self.reference["score"]
+            value = psi([*ref["proportions"], ref["missing"]], (self.score / self.scored).tolist())
+            rows.append({"feature": "score", "kind": "score", "psi": value, "status": status(value)})
+        for name, counts in self.lists.items():
+            if self.list_rows[name]:
+                rows.append(_list_row(name, self.reference["outputs"][name], counts, self.list_rows[name]))
+        return rows
 
 
 def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
@@ -259,8 +344,6 @@ def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
         for name, ref in (reference.get("outputs") or {}).items():
             if name not in outputs.columns:
                 continue
-            value, summary = _list_psi(ref, outputs.get_column(name))
-            rows.append({"feature": name, "kind": "list", "psi": value, "status": status(value),
-                         **{k: summary[k] for k in ("coverage", "distinct", "top_share")},
-                         **{f"reference_{k}": ref.get(k) for k in ("coverage", "distinct", "top_share")}})
+            values = outputs.get_column(name)
+            rows.append(_list_row(name, ref, _list_counts(values), values.len()))
     return rows

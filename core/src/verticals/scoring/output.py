@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from verticals.errors import UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
+from verticals.fsutil import write_json_atomic
+from verticals.jsonutil import plain_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -92,30 +94,6 @@ def staging_dir(output: Path | str) -> Path:
     return output.parent / f".{output.name}.partial"
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temp file and ``os.replace``: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=_json_default)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 def committed_parts(staging: Path) -> int:
     """How many partitions a staging folder holds committed results for (what a re-run resumes)."""
     return len(list((Path(staging) / STATE).glob("part-*.json")))
@@ -155,11 +133,11 @@ def prepare_staging(session: ScoringSession, partitions: Sequence[Partition], ou
             previous = json.loads(run_file.read_text())
         except (OSError, ValueError):
             previous = None
-        if previous != json.loads(json.dumps(key, default=_json_default)):
+        if previous != plain_json(key):
             shutil.rmtree(staging)
     (staging / STATE).mkdir(parents=True, exist_ok=True)
     if not run_file.exists():
-        write_json(run_file, key)
+        write_json_atomic(run_file, key)
     return staging
 
 
@@ -263,7 +241,7 @@ def recorded_result(session: ScoringSession, partition: Partition, staging: Path
         return None
     result = PartResult.from_dict(data)
     same = (result.partition == partition.key and result.fingerprint == partition.fingerprint
-            and result.run_key == json.loads(json.dumps(session.run_key, default=_json_default)))
+            and result.run_key == plain_json(session.run_key))
     if not same or not (staging / result.file).is_file():
         return None
     if result.rejects_file and not (staging / STATE / result.rejects_file).is_file():
@@ -273,7 +251,7 @@ def recorded_result(session: ScoringSession, partition: Partition, staging: Path
 
 
 def record_result(staging: Path, partition: Partition, result: PartResult) -> None:
-    write_json(marker_path(staging, partition), result.to_dict())
+    write_json_atomic(marker_path(staging, partition), result.to_dict())
 
 
 # -- finishing ------------------------------------------------------------------------------------------
@@ -394,7 +372,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "versions": _versions(),
         **(extra or {}),
     }
-    write_json(staging / MANIFEST, manifest)
+    write_json_atomic(staging / MANIFEST, manifest)
     shutil.rmtree(staging / STATE, ignore_errors=True)
     _fsync_dir(staging)
     _move_into_place(staging, output, overwrite=overwrite)

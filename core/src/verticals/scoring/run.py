@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verticals.data.dtypes import id_dtype, output_dtype
 from verticals.errors import DataValidationError, PluginError, VerticalsError
 from verticals.scoring.grouping import SOURCE, SOURCE_ROW, grouped_partitions
 from verticals.scoring.output import (
@@ -340,29 +341,8 @@ def _reader_count(session: ScoringSession, partitions: int) -> int:
 
 
 # -- writer side ------------------------------------------------------------------------------------------
-_ID_DTYPES = {"int": "Int64", "float": "Float64", "category": "String", "string": "String", "path": "String",
-              "bool": "Boolean"}
-_OUT_DTYPES = {"float": "Float64", "int": "Int64", "string": "String", "bool": "Boolean",
-               "list[string]": ("List", "String"), "list[int]": ("List", "Int64"), "list[float]": ("List", "Float64")}
-
-
-def _pl_dtype(spec: Any) -> Any:
-    import polars as pl
-
-    if isinstance(spec, tuple):
-        return pl.List(getattr(pl, spec[1]))
-    return getattr(pl, spec)
-
-
 def _id_dtype(session: ScoringSession, name: str) -> Any:
-    import polars as pl
-
-    if name not in session.schema:
-        return None
-    dt = session.schema[name].dtype
-    if dt == "datetime":
-        return pl.Datetime("us")
-    return _pl_dtype(_ID_DTYPES[dt]) if dt in _ID_DTYPES else None
+    return id_dtype(session.schema[name].dtype) if name in session.schema else None
 
 
 def empty_output_schema(session: ScoringSession) -> Any:
@@ -373,7 +353,7 @@ def empty_output_schema(session: ScoringSession) -> Any:
     if not cols and session.preprocessor.rowwise:
         cols = {"_row": pl.Int64, "_source": pl.String}
     for oc in session.pipeline.output_columns:
-        cols[oc.name] = _pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))
+        cols[oc.name] = output_dtype(oc.dtype)
     cols["flags"] = pl.String
     cols["model_version"] = pl.Int64
     return pl.DataFrame(schema=cols).to_arrow().schema
@@ -401,7 +381,7 @@ def _part_frame(session: ScoringSession, batch: Batch, outputs: dict[str, Any], 
             raise PluginError(f"pipeline {session.name}: postprocess did not return output column {oc.name!r}",
                               hint=f"return the declared output columns: "
                                    f"{', '.join(c.name for c in session.pipeline.output_columns)}")
-        columns.append(post[oc.name].cast(_pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))))
+        columns.append(post[oc.name].cast(output_dtype(oc.dtype)))
     return pl.concat([ids, pl.DataFrame(columns), pl.DataFrame([flags.rename("flags")])], how="horizontal") \
         .with_columns(pl.lit(session.model_version, dtype=pl.Int64).alias("model_version"))
 

@@ -404,17 +404,18 @@ class RankingPipeline(Pipeline):
 
     def evaluate(self, predictions: pl.DataFrame, batch: Batch) -> dict[str, Any]:
         """Recall@10 and NDCG@10 of the model and (``popularity``) of the most-popular-unseen baseline."""
-        from verticals.ranking import ndcg_at_k, recall_at_k
+        from verticals.metrics import ndcg_at_k, recall_at_k
 
         if batch.target is None or not len(batch):
             return {}
         ours = _index_matrix(predictions.get_column("_index"))
         popular = _index_matrix(batch.aux.get_column("popular"))
+        held_out = [[int(t)] for t in batch.target]
         return {
-            "recall@10": recall_at_k(ours, batch.target, TOP_K),
-            "ndcg@10": ndcg_at_k(ours, batch.target, TOP_K),
-            "popularity": {"recall@10": recall_at_k(popular, batch.target, TOP_K),
-                           "ndcg@10": ndcg_at_k(popular, batch.target, TOP_K)},
+            "recall@10": recall_at_k(ours, held_out, TOP_K),
+            "ndcg@10": ndcg_at_k(ours, held_out, TOP_K),
+            "popularity": {"recall@10": recall_at_k(popular, held_out, TOP_K),
+                           "ndcg@10": ndcg_at_k(popular, held_out, TOP_K)},
         }
 
     def fit_extras(self, context: Any) -> dict[str, Any]:
@@ -466,7 +467,8 @@ class RankingPipeline(Pipeline):
 
         import numpy as np
 
-        from verticals.ranking import coverage
+        def coverage(recommended: np.ndarray, size: int) -> float:
+            return float(np.unique(recommended[recommended >= 0]).size / size) if size else float("nan")
 
         test = context.predictions.get("test")
         if test is None or not test.height:
