@@ -121,6 +121,15 @@ def test_training_rows_each_become_an_example_and_scoring_makes_one_per_user():
     assert again.flags.to_list() == ["history:empty"]
 
 
+def test_an_empty_frame_gives_empty_batches_of_the_right_shapes():
+    pre = _fitted()
+    empty = _rows([]).cast({"user": pl.String, "item": pl.String, CONTEXT: pl.Boolean})
+    for with_target in (True, False):
+        batch = pre.transform(empty, with_target=with_target)
+        assert len(batch) == 0 and batch.inputs["history"].shape == (0, 4) and batch.inputs["mask"].shape == (0, 4)
+        assert batch.ids.columns == ["user"] and batch.skipped == {}
+
+
 def test_state_round_trips_and_fit_refuses_a_catalogue_smaller_than_a_history():
     pre = _fitted()
     other = RankingPreprocessor()

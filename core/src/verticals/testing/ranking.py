@@ -236,7 +236,7 @@ class RankingPreprocessor(Preprocessor):
                    else np.zeros(n, dtype=bool))
         group = rows.get_column(self.user).rle_id().to_numpy() if n else np.zeros(0, dtype=np.int64)
         starts = np.flatnonzero(np.r_[True, np.diff(group) != 0]) if n else np.zeros(0, dtype=np.int64)
-        ends = np.r_[starts[1:], n].astype(np.int64)
+        ends = np.r_[starts[1:], n].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
         row_start = starts[group] if n else np.zeros(0, dtype=np.int64)
         skipped: dict[str, int] = {}
         if with_target:
