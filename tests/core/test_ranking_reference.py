@@ -354,3 +354,19 @@ def test_a_user_longer_than_a_batch_still_gets_one_recommendation_list(run, tmp_
     whole, _, _ = _score(run, frame, tmp_path, "whole")
     cut, _, _ = _score(run, frame, tmp_path, "cut", batch_size=6)  # users have 5-14 interactions
     assert cut.height == whole.height == 30
+
+
+def test_verticals_score_reports_one_output_row_per_user(run, tmp_path, monkeypatch, capsys):
+    from verticals.cli import main
+
+    frame = make_interactions(25, start=40_000)
+    frame.write_parquet(tmp_path / "log.parquet", row_group_size=17)
+    monkeypatch.setenv("VERTICALS_HOME", str(run["home"]))
+    with use_plugins({"ranking": RankingPlugin(users=400)}):
+        main(["score", NAME, "--input", str(tmp_path / "log.parquet"), "--output", str(tmp_path / "out"),
+              "--device", "cpu", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert f"{frame.height:,} scored, 0 rejected" in printed
+    assert f"25 output rows (examples) from the {frame.height:,} scored rows" in printed
+    table = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "out").glob("part-*.parquet"))])
+    assert table.height == 25 and table.get_column("user").is_unique().all()

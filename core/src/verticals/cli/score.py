@@ -60,6 +60,12 @@ def score_command(
         f"({manifest['variant']}) on {manifest['provider']}: {manifest['rows_scored']:,} scored, "
         f"{manifest['rows_rejected']:,} rejected, {manifest['rows_per_second']:,.0f} rows/s "
         f"in {manifest['seconds']:.1f} s")
+    rows_out = manifest.get("rows_out", manifest["rows_scored"])
+    if rows_out != manifest["rows_scored"] or manifest.get("rows_no_output"):
+        # A grouping pipeline: many rows make one example (a user's history), some make none.
+        why = "; ".join(f"{reason}: {count:,}" for reason, count in (manifest.get("no_output_reasons") or {}).items())
+        typer.echo(f"{rows_out:,} output rows (examples) from the {manifest['rows_scored']:,} scored rows"
+                   + (f"; rows without output: {why}" if why else ""))
     typer.echo(f"output: {manifest['output']} ({len(manifest['parts'])} part files"
                f"{', rejects in _rejects.parquet' if manifest['rows_rejected'] else ''})")
 
