@@ -274,6 +274,13 @@ def test_recommendations_exclude_seen_items_even_when_the_model_prefers_them(run
                           "item": favourites})
     recs, _ = _recommend(run, frame)
     assert not set(recs.get_column("items").item()) & set(favourites)
+    # Repeated items and model index 0 (which padded history slots also hold) are masked all the same.
+    repeat = [catalogue[0], catalogue[0], catalogue[int(popular._popular[0])]]
+    again = pl.DataFrame({"user": ["repeat"] * 3, "timestamp": [base + dt.timedelta(minutes=m) for m in range(3)],
+                          "item": repeat})
+    recs, batch = _recommend(run, again)
+    assert batch.inputs["mask"].sum() == 3 and batch.inputs["history"][0, :17].tolist() == [0] * 17
+    assert not set(recs.get_column("items").item()) & set(repeat)
 
 
 def test_postprocess_refuses_a_version_without_its_catalogue():

@@ -365,7 +365,13 @@ def top_k_scorer(model: torch.nn.Module) -> torch.nn.Module:
 
         def forward(self, history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             logits = self.model(history=history, mask=mask)
-            seen = torch.zeros_like(logits).scatter_add(1, history, mask) > 0
+            # Seen items as a [batch, items] mask: every real history slot writes 1 into its item's column,
+            # padded slots into an extra column that is dropped. A plain scatter (no reduction) of one
+            # value is deterministic with repeated items and runs in every precision (an fp16 variant).
+            items = logits.shape[1]
+            index = torch.where(mask > 0, history, torch.full_like(history, items))
+            slots = torch.cat([torch.zeros_like(logits), logits.new_zeros((logits.shape[0], 1))], dim=1)
+            seen = slots.scatter(1, index, torch.ones_like(logits[:, :1]).expand_as(mask))[:, :items] > 0
             scores, items = torch.topk(logits.masked_fill(seen, float("-inf")), self.k, dim=1)
             return items, scores
 
