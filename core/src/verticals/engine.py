@@ -862,7 +862,9 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
         train_pred = evaluation.predictions["train"]
         train_scores = train_pred.get_column(pipe.score_column).to_numpy() \
             if pipe.score_column in train_pred.columns and train_pred.schema[pipe.score_column].is_numeric() else None
-        reference = profile(splits.train, dataset.schema, train_scores)
+        # Scalar scores get a PSI profile; list outputs (top-k items) their slot shares and coverage.
+        declared = [c.name for c in pipe.output_columns if c.name in train_pred.columns]
+        reference = profile(splits.train, dataset.schema, train_scores, outputs=train_pred.select(declared))
         info = get_registry().plugin_info(pipe.plugin)
         manifest = ModelManifest(
             created_at=created_at,
