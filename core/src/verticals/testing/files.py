@@ -91,12 +91,13 @@ def _draw(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """One image by the module's generating rule: ``(pixels [H, W] or [H, W, 3] uint8, label)``."""
     import numpy as np
 
-    width, height = (int(v) for v in rng.integers(_SIDES[0], _SIDES[1] + 1, 2))
+    width = int(rng.integers(_SIDES[0], _SIDES[1] + 1))
+    height = int(np.clip(round(width * float(rng.uniform(0.75, 1.33))), _SIDES[0], _SIDES[1]))
     gray = bool(rng.random() < _GRAY)
     label = CLASSES[int(rng.random() < 0.5)]
     channels = 1 if gray else 3
     pixels = rng.integers(0, 91, (height, width, channels)).astype(np.uint8)
-    side = float(rng.uniform(0.35, 0.6)) * min(width, height)
+    side = float(rng.uniform(0.45, 0.7)) * min(width, height)
     half = side / 2 if label == "square" else side / math.sqrt(math.pi)
     cx = float(rng.uniform(half, width - half))
     cy = float(rng.uniform(half, height - half))
@@ -201,9 +202,12 @@ def decode_image(path: str, size: int) -> tuple[np.ndarray, str]:
 
 
 def _reason(path: str, exc: BaseException) -> str:
+    """One line naming the file and what is wrong with it (Pillow's own message, without the path it
+    repeats)."""
     if isinstance(exc, FileNotFoundError):
         return f"image file {path} does not exist"
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = str(exc).replace(repr(path), "").replace(f'"{path}"', "").replace(path, "")
+    text = " ".join(text.split()).rstrip(" :") or type(exc).__name__
     return f"cannot decode image file {path}: {text}"
 
 
@@ -352,10 +356,9 @@ class ImagePreprocessor(Preprocessor):
 
 # -- model -------------------------------------------------------------------------------------------------
 def cnn_factory(info: Mapping[str, Any], width: int = 8) -> Any:
-    """Three 3×3 convolutions (``width``, 2×, 4× channels; two 2×2 max-pools), global average pooling
+    """Three 3×3 convolutions with batch normalisation (``width``, 2×, 4× channels; two 2×2 max-pools), global average pooling
     and a linear layer. Outputs the logit of the positive class and its class-activation map
     ``[N, size/4, size/4]`` (the linear layer applied at every position, so its mean is the logit)."""
-    import torch
     from torch import nn
 
     channels = int(info.get("channels", 3))
@@ -365,9 +368,9 @@ def cnn_factory(info: Mapping[str, Any], width: int = 8) -> Any:
             super().__init__()
             w = int(width)
             self.features = nn.Sequential(
-                nn.Conv2d(channels, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU())
+                nn.Conv2d(channels, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(w, 2 * w, 3, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.BatchNorm2d(4 * w), nn.ReLU())
             self.head = nn.Linear(4 * w, 1)
 
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -410,7 +413,7 @@ class ShapesPipeline(Pipeline):
         OutputColumn("heatmap", "string", "class-activation map PNG, relative to the output folder "
                                           "(scoring into a folder only)"),
     )
-    training = TrainingConfig(epochs=3, batch_size=32, learning_rate=3e-3, patience=3)
+    training = TrainingConfig(epochs=3, batch_size=32, learning_rate=1e-2, patience=3)
 
     def __init__(self, size: int = 32) -> None:
         self.size = int(size)
