@@ -42,6 +42,8 @@ from verticals.errors import (
     UserError,
     VerticalsError,
 )
+from verticals.fsutil import sha256_file
+from verticals.jsonutil import plain_json
 from verticals.spec import Batch, ReportSection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -262,14 +264,6 @@ def _stage(pipeline: str, stage: str) -> Iterator[None]:
         raise
 
 
-def _sha256_file(path: Path, digest: Any = None) -> Any:
-    digest = digest or hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest
-
-
 def _frame_fingerprint(frame: pl.DataFrame) -> str:
     """sha256 of the column names, types and polars row hashes (stable within one polars version)."""
     digest = hashlib.sha256()
@@ -342,19 +336,8 @@ def _git_commit(where: Path) -> str | None:
 
 def _json_ready(value: Any, what: str, pipeline: str) -> Any:
     """``value`` round-tripped through JSON (numpy scalars become floats), or a PluginError naming it."""
-    import numpy as np
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
     try:
-        return json.loads(json.dumps(value, default=default, allow_nan=True))
+        return plain_json(value)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"pipeline '{pipeline}': {what} is not JSON ({exc})",
                           hint="return only dicts, lists, strings, numbers and booleans") from exc
@@ -387,10 +370,10 @@ def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
                 digest = hashlib.sha256()
                 for f in sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES)):
                     digest.update(f.name.encode())
-                    _sha256_file(f, digest)
+                    sha256_file(f, digest)
                 fingerprint = digest.hexdigest()
             else:
-                fingerprint = _sha256_file(path).hexdigest()
+                fingerprint = sha256_file(path).hexdigest()
             return LoadedData(pipe.qualified_name, frame, str(path.resolve()), fingerprint)
         try:
             raw = dataset.loader()
@@ -663,6 +646,8 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
                 import polars as pl
 
                 frame = frame.with_columns(pl.Series("_target", batch.target))
+            if batch.aux is not None and len(batch):  # auxiliary data (failure mode, group) for reports
+                frame = frame.hstack(batch.aux.select([c for c in batch.aux.columns if c not in frame.columns]))
             frames[name] = frame
         _notify("after_train", pipeline=pipe.qualified_name, metrics=metrics, history=fitted.history)
         test = examples["test"]
@@ -687,9 +672,10 @@ def _with_ids(ids: pl.DataFrame, predictions: pl.DataFrame, schema: Any) -> pl.D
     """Id columns (in their schema types, as scoring writes them) and prediction columns side by side."""
     import polars as pl
 
-    types = {"int": pl.Int64, "bool": pl.Boolean, "category": pl.String, "string": pl.String, "path": pl.String}
+    from verticals.data.dtypes import id_dtype
+
     keep = [c for c in ids.columns if c not in predictions.columns]
-    casts = [pl.col(c).cast(types[schema[c].dtype]) if c in schema and schema[c].dtype in types else pl.col(c)
+    casts = [pl.col(c).cast(dt) if c in schema and (dt := id_dtype(schema[c].dtype)) is not None else pl.col(c)
              for c in keep]
     return pl.concat([ids.select(casts), predictions], how="horizontal")
 
@@ -717,11 +703,11 @@ def _primary_metric_via_onnx(pipe: Pipeline, evaluation: Evaluation, path: Path,
     import polars as pl
 
     from verticals import artifacts as named
-    from verticals.export import _session
+    from verticals.ort import open_session
     from verticals.spec import ScoringContext
     from verticals.training import postprocess_checked, split_metrics
 
-    session = _session(path, providers)
+    session = open_session(path, providers)
     context = ScoringContext(evaluation.extras, named.load(Path(evaluation.workdir), evaluation.artifacts))
     if evaluation.test_frame is None or fitted is None:
         stream = [evaluation.test_batch]

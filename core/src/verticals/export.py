@@ -225,14 +225,6 @@ def onnx_exporter(path: Path) -> str:
 
 
 # -- parity -----------------------------------------------------------------------------------------------
-def _session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # an unavailable provider is detected from get_providers(), not logs
-    return ort.InferenceSession(str(path), options, providers=list(providers))
-
-
 def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Largest |a − b|; positions NaN in both count as equal, NaN in one only as infinite."""
     import numpy as np
@@ -295,8 +287,10 @@ def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str,
     import numpy as np
     import torch
 
+    from verticals.ort import open_session
+
     started = time.perf_counter()
-    session = _session(path)
+    session = open_session(path)
     names = [i.name for i in session.get_inputs()]
     missing = [n for n in names if n not in sample]
     if missing:
@@ -398,14 +392,15 @@ def cuda_provider_available() -> bool:
     try:
         from onnx import TensorProto, helper
 
+        from verticals.ort import open_session, session_options
+
         graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
         # IR version 8 (what opset 18 needs): onnx's newest IR may be newer than this ORT reads.
         probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CUDAExecutionProvider"])
+        session = open_session(probe.SerializeToString(), ["CUDAExecutionProvider"],
+                               session_options(log_severity=4))
         return session.get_providers()[0] == "CUDAExecutionProvider"
     except Exception:
         return False

@@ -24,7 +24,7 @@ from verticals.spec import DatasetSpec, ModelSpec, Pipeline, Schema
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TASKS = {"binary", "multiclass", "regression", "ranking"}
-_STRATEGIES = {"stratified", "random", "group", "time"}
+_STRATEGIES = {"stratified", "random", "group", "time", "leave_last", "group_time"}
 
 T = TypeVar("T")
 
@@ -184,8 +184,6 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             return (f"declares column(s) {', '.join(dupes)} more than once", "remove the duplicate columns")
-        if not obj.schema.ids:
-            return ("declares no id column", "give one column role='id' so scored rows can be traced back")
         if len(obj.schema.by_role("target")) > 1:
             return ("declares more than one target column", "keep one column with role='target'")
         if obj.split.strategy not in _STRATEGIES:
@@ -194,6 +192,9 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
             return ("uses the 'group' split but has no group column", "give one column role='group'")
         if obj.split.strategy == "time" and not obj.schema.time:
             return ("uses the 'time' split but has no time column", "give one column role='time'")
+        if obj.split.strategy in ("leave_last", "group_time") and not (obj.schema.group and obj.schema.time):
+            return (f"uses the '{obj.split.strategy}' split but lacks a group or a time column",
+                    "give one column role='group' and one role='time'")
         if not 0 < obj.split.test_fraction < 1 or not 0 <= obj.split.valid_fraction < 1 or (
                 obj.split.test_fraction + obj.split.valid_fraction >= 1):
             return ("has split fractions outside (0, 1)", "use e.g. test_fraction=0.2, valid_fraction=0.1")

@@ -676,7 +676,9 @@ class Pipeline:
 
         ``extras`` is a :class:`ScoringContext`: it reads like the manifest's ``extras`` dict and also
         carries ``extras.artifacts`` and, while scoring, ``extras.side_output(name)`` for per-example
-        files (return their relative paths in a string column).
+        files (return their relative paths in a string column). During training (validation metrics,
+        and the first evaluation pass that :meth:`fit_extras` sees) extras and artifacts are still
+        empty: postprocess must work without them.
 
         Default: for ``binary``, ``score = sigmoid(first output)``; for ``multiclass``, the softmax's
         argmax and its probability; for ``regression``, the value.
