@@ -21,7 +21,7 @@ frame: the preprocessor must reject them with their path and the reason, and eve
 The pipeline: :class:`ImagePreprocessor` decodes each file with Pillow (EXIF orientation applied, any
 mode to RGB), letterboxes it to ``size × size`` (aspect ratio kept, black padding, bilinear, so the
 result depends only on the file) and hands ``uint8`` pixels to the graph, where
-:class:`Normalize` scales them with the channel statistics fitted on training images. The model
+:func:`normalize_module` scales them with the channel statistics fitted on training images. The model
 (:func:`cnn_factory`) returns the logit of ``disc`` and its class-activation map; ``postprocess``
 turns them into ``score``, ``label`` and, while scoring into a folder, a PNG heat map per image.
 """
@@ -61,12 +61,12 @@ __all__ = [
     "CLASSES",
     "FilesPlugin",
     "ImagePreprocessor",
-    "Normalize",
     "ShapesPipeline",
     "cnn_factory",
     "decode_image",
     "files_schema",
     "make_images",
+    "normalize_module",
 ]
 
 CLASSES = ("square", "disc")
@@ -211,23 +211,21 @@ def _reason(path: str, exc: BaseException) -> str:
     return f"cannot decode image file {path}: {text}"
 
 
-class Normalize:
-    """Factory of the in-graph preprocessing module: ``uint8`` pixels → ``(x / 255 - mean) / std``."""
+def normalize_module(mean: Sequence[float], std: Sequence[float]) -> torch.nn.Module:
+    """The in-graph preprocessing: ``uint8`` pixels → ``(x / 255 - mean) / std`` per channel, float32."""
+    import torch
+    from torch import nn
 
-    def __new__(cls, mean: Sequence[float], std: Sequence[float]) -> Any:  # type: ignore[misc]
-        import torch
-        from torch import nn
+    class Normalize(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("scale", 1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
-        class _Normalize(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
-                self.register_buffer("scale", 1.0 / torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"image": (image.float() * (1.0 / 255.0) - self.mean) * self.scale}
 
-            def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-                return {"image": (image.float() * (1.0 / 255.0) - self.mean) * self.scale}
-
-        return _Normalize()
+    return Normalize()
 
 
 class ImagePreprocessor(Preprocessor):
@@ -239,7 +237,7 @@ class ImagePreprocessor(Preprocessor):
 
     rowwise = True
     materialize = False
-    workers = 2
+    workers = 0  # decode threads: as many as cores (at most 8); Pillow releases the GIL while decoding
     chunk_rows = 64
 
     def __init__(self, schema: Schema, *, size: int = 32, positive: str = POSITIVE, fit_images: int = 256) -> None:
@@ -351,7 +349,7 @@ class ImagePreprocessor(Preprocessor):
         self.fit_images = int(state.get("fit_images", self.fit_images))
 
     def graph_module(self) -> torch.nn.Module:
-        return Normalize(self.mean, self.std)
+        return normalize_module(self.mean, self.std)
 
 
 # -- model -------------------------------------------------------------------------------------------------
@@ -453,10 +451,10 @@ class ShapesPipeline(Pipeline):
         heatmaps: list[str | None] = [None] * len(score)
         if getattr(extras, "writes_side_outputs", False) and "cam" in outputs:
             size = int(extras.get("heatmap_size", 32)) if hasattr(extras, "get") else 32
-            paths = batch.ids.get_column("path").cast(pl.String).to_list() if "path" in batch.ids.columns \
-                else [str(i) for i in range(len(score))]
-            for i, (source, cam) in enumerate(zip(paths, outputs["cam"], strict=True)):
-                digest = hashlib.sha256(str(source).encode("utf-8", "surrogatepass")).hexdigest()[:20]
+            # Named by the example's ids (its path): unique within a part, the same in every run.
+            keys = ["\x1f".join(map(str, row)) for row in batch.ids.iter_rows()]
+            for i, (key, cam) in enumerate(zip(keys, outputs["cam"], strict=True)):
+                digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
                 target, relative = extras.side_output(f"heatmap-{digest}.png")
                 Path(target).write_bytes(_heatmap_png(np.asarray(cam), size))
                 heatmaps[i] = relative
