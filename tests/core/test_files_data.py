@@ -195,3 +195,14 @@ def test_postprocess_writes_a_heat_map_per_image_only_when_scoring_into_a_folder
     assert dark.max() < 15 and bright.min() > 240 and ramp[0, 0] < ramp[-1, -1]
     again = pipe.postprocess(outputs, batch, context)
     assert again.equals(out)  # deterministic names and content
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    Image.fromarray(np.zeros((40, 50), dtype=np.uint8), "L").save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    pre = ImagePreprocessor(files_schema(), size=8)
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's own warning at open
+        batch = pre.transform(pl.DataFrame({"path": [str(tmp_path / "big.png")]}), with_target=False)
+    assert len(batch) == 0
+    assert batch.rejects["_reason"][0] == (f"cannot decode image file {tmp_path / 'big.png'}: "
+                                           "50×40 pixels is more than Pillow's limit of 1000")

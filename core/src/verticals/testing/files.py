@@ -180,20 +180,19 @@ def decode_image(path: str, size: int) -> tuple[np.ndarray, str]:
         OSError: the file is missing, unreadable or not an image Pillow can decode (also raised for a
             decompression bomb or a truncated file).
     """
-    import warnings
-
     import numpy as np
     from PIL import Image, ImageOps
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                mode = img.mode
-                img = ImageOps.exif_transpose(img)
-                rgb = img.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        with Image.open(path) as img:  # reads the header only
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and img.width * img.height > limit:  # checked before decoding a single pixel
+                raise OSError(f"{img.width}×{img.height} pixels is more than Pillow's limit of {limit}")
+            img.load()
+            mode = img.mode
+            img = ImageOps.exif_transpose(img)
+            rgb = img.convert("RGB")
+    except Image.DecompressionBombError as exc:
         raise OSError(f"too many pixels ({exc})") from exc
     except (SyntaxError, ValueError) as exc:  # Pillow plugins raise these for malformed headers
         raise OSError(str(exc)) from exc
