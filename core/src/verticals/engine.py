@@ -183,8 +183,9 @@ class Evaluation:
         artifacts: the named artifacts ``Pipeline.artifacts`` returned, as written under ``workdir``
             (manifest entries, see :mod:`verticals.artifacts`).
         test_frame: the test split's rows, kept for streamed preprocessors.
-        preprocessor_rejects: split → rows the preprocessor rejected; skipped: split → reason → rows
-            that produced no example.
+        preprocessor_rejects: split → rows the preprocessor rejected; preprocessor_reasons: split → the
+            most common reasons, with counts (an undecodable file's reason names the file);
+            skipped: split → reason → rows that produced no example.
         sections: the pipeline's report sections (images inside ``workdir``).
         workdir: where the pipeline wrote its report files.
     """
@@ -202,6 +203,7 @@ class Evaluation:
     test_frame: pl.DataFrame | None = None
     preprocessor_rejects: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    preprocessor_reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -658,12 +660,14 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
             test_batch = _parity_sample(test, PARITY_ROWS, example_rows)
         example = _parity_sample(examples["train"], example_rows, -1).inputs
         rejected = {name: ex.rejects.height for name, ex in examples.items() if ex.rejects is not None}
+        reasons = {name: _summarise_reasons(ex.rejects) for name, ex in examples.items()
+                   if ex.rejects is not None and ex.rejects.height}
         skipped = {name: dict(ex.skipped) for name, ex in examples.items() if ex.skipped}
         return Evaluation(
             pipeline=pipe.qualified_name, metrics=metrics, extras=extras, baselines=baselines,
             predictions=frames, test_batch=test_batch, example=example, sections=sections, workdir=workdir,
             artifacts=artifacts, test_frame=None if test.materialized else splits.test,
-            preprocessor_rejects=rejected, skipped=skipped)
+            preprocessor_rejects=rejected, skipped=skipped, preprocessor_reasons=reasons)
 
 
 def _with_ids(ids: pl.DataFrame, predictions: pl.DataFrame, schema: Any) -> pl.DataFrame:
@@ -810,7 +814,9 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
         data={"source": validated.source, "fingerprint": validated.fingerprint, "rows_in": validated.rows_in,
               "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
               "rows_flagged": validated.rows_flagged, "reasons": [list(r) for r in validated.reasons],
-              "splits": split_info},
+              "splits": split_info,
+              "preprocessor_reasons": [[split, reason, count] for split, found in
+                                       evaluation.preprocessor_reasons.items() for reason, count in found]},
         run={"device": fitted.device, "epochs (max)": fitted.epochs, "epochs run": len(fitted.history),
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
@@ -890,6 +896,8 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
                            "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
                            "fingerprint": validated.fingerprint, "splits": splits.sizes(),
                            "preprocessor_rejects": evaluation.preprocessor_rejects,
+                           "preprocessor_reasons": {k: [list(r) for r in v]
+                                                    for k, v in evaluation.preprocessor_reasons.items()},
                            "no_example": evaluation.skipped,
                            "split_strategy": splits.strategy, "seed": splits.seed},
             training={"epochs": fitted.epochs, "epochs_run": len(fitted.history),
