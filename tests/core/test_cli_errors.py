@@ -370,7 +370,7 @@ def test_every_core_command_that_reports_takes_json():
     from verticals.cli import build_app
 
     group = typer.main.get_command(build_app())
-    core = {"plugins", "pipelines", "datasets", "train", "score", "models"}
+    core = {"plugins", "pipelines", "datasets", "train", "score", "models", "new-plugin"}
     checked = []
     for path, command in _commands(group):
         if path[0] not in core:  # plugin commands (flows, finance) and the scaffold are tested with their code
@@ -379,7 +379,7 @@ def test_every_core_command_that_reports_takes_json():
         assert "--json" in options, f"`verticals {' '.join(path)}` has no --json"
         checked.append(" ".join(path))
     assert {"plugins", "pipelines show", "datasets show", "train", "score", "models list", "models verify",
-            "models promote", "models unalias", "models delete"} <= set(checked)
+            "models promote", "models unalias", "models delete", "new-plugin"} <= set(checked)
 
 
 def test_train_json_reports_the_new_version(capfd, home, tmp_path):
