@@ -72,12 +72,37 @@ def _binary(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.nda
     return labels, s
 
 
-def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``); tied scores count one half."""
-    from sklearn.metrics import roc_auc_score
+def _roc(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(fpr, tpr)`` of ``sklearn.metrics.roc_curve``, or ``None`` where it is undefined (see :func:`_binary`).
+
+    The curve keeps only its corners (``drop_intermediate``): the area and the largest TPR − FPR gap,
+    both attained at corners, are exact.
+    """
+    from sklearn.metrics import roc_curve
 
     data = _binary(y_true, y_score)
-    return _NAN if data is None else float(roc_auc_score(*data))
+    if data is None:
+        return None
+    fpr, tpr, _ = roc_curve(*data)
+    return fpr, tpr
+
+
+def _auc_of(roc: tuple[np.ndarray, np.ndarray] | None) -> float:
+    from sklearn.metrics import auc as area
+
+    return _NAN if roc is None else float(area(*roc))
+
+
+def _ks_of(roc: tuple[np.ndarray, np.ndarray] | None) -> float:
+    import numpy as np
+
+    return _NAN if roc is None else float(np.max(np.abs(roc[1] - roc[0])))
+
+
+def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Area under the ROC curve (what ``sklearn.metrics.roc_auc_score`` computes: the trapezoids under
+    ``roc_curve``); tied scores count one half."""
+    return _auc_of(_roc(y_true, y_score))
 
 
 def gini(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -88,17 +113,10 @@ def gini(y_true: np.ndarray, y_score: np.ndarray) -> float:
 def ks(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Kolmogorov-Smirnov statistic: the largest gap between the score CDFs of positives and negatives.
 
-    Computed as ``max(TPR − FPR)`` over ``sklearn.metrics.roc_curve``'s thresholds (every distinct
-    score), so tied scores never split between the two sides. Equals scipy's two-sample statistic.
+    Computed as ``max |TPR − FPR|`` over ``sklearn.metrics.roc_curve``'s thresholds (distinct scores),
+    so tied scores never split between the two sides. Equals scipy's two-sample statistic.
     """
-    import numpy as np
-    from sklearn.metrics import roc_curve
-
-    data = _binary(y_true, y_score)
-    if data is None:
-        return _NAN
-    fpr, tpr, _ = roc_curve(*data, drop_intermediate=False)
-    return float(np.max(np.abs(tpr - fpr)))
+    return _ks_of(_roc(y_true, y_score))
 
 
 def average_precision(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -385,10 +403,12 @@ def default_metrics(task: str, y_true: np.ndarray, y_score: np.ndarray) -> dict[
 
     if task == "binary":
         t, s = _arrays(y_true, y_score)
+        roc = _roc(t, s)  # one curve for auc, gini and ks
+        area = _auc_of(roc)
         return {
-            "auc": auc(t, s),
-            "gini": gini(t, s),
-            "ks": ks(t, s),
+            "auc": area,
+            "gini": 2.0 * area - 1.0,
+            "ks": _ks_of(roc),
             "pr_auc": average_precision(t, s),
             "brier": brier(t, s),
             "logloss": logloss(t, s),

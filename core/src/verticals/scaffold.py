@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from verticals.errors import UserError
+from verticals.names import NAME_MAX, check_name
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -245,9 +246,12 @@ def create_plugin(name: str, directory: Path | str = ".", *, pipeline: str | Non
     if not _NAME.match(name) or keyword.iskeyword(name):
         raise UserError(f"invalid plugin name {name!r}",
                         hint="use lowercase letters, digits and underscores, starting with a letter, e.g. insurance_fraud")
+    check_name(name, what="plugin name", max_len=NAME_MAX - len("verticals-"))
     if pipeline is not None and (not _NAME.match(pipeline) or keyword.iskeyword(pipeline)):
         raise UserError(f"invalid pipeline name {pipeline!r}",
                         hint="use lowercase letters, digits and underscores, starting with a letter")
+    if pipeline is not None:
+        check_name(pipeline, what="pipeline name")
     reason = taken(name)
     if reason:
         raise UserError(f"plugin name {name!r} is taken: {reason}",

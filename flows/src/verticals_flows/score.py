@@ -144,8 +144,9 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     Returns:
         The run's ``_manifest.json`` content.
     """
+    from verticals.locking import OutputLock
     from verticals.scoring import ScoringSession, check_sources, finalize, grouped_partitions, prepare_staging
-    from verticals.scoring.output import abandon, check_output, committed_parts, locked
+    from verticals.scoring.output import abandon, check_output, committed_parts
 
     logger = get_run_logger()
     started = time.time()
@@ -158,10 +159,12 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     # Every partition uses the version resolved now, even if an alias moves during the run.
     open_args = dict(session.open_args, model=session.model_version)
     staging = None
+    lock = OutputLock(out, what="scoring run")
     try:
         notes = check_sources(session, partitions)
         for note in notes:
             logger.warning("%s", note)
+        lock.acquire()  # before anything at the output location is created, cleared or deleted
         staging = prepare_staging(session, partitions, out, overwrite=overwrite)
         committed = committed_parts(staging)
         logger.info("%s: %d partition(s) of %s -> %s (%d already committed in %s), on %s",
@@ -169,18 +172,18 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
                     f"Dask {address}" if address else f"{max(1, workers)} local thread(s)")
         if not address and workers <= 1:
             _remember(open_args, session)
-        with locked(staging):
-            _mark_abandoned_runs(out, logger)
-            partitions = grouped_partitions(session, partitions, staging)
-            results = _score_all(partitions, open_args, staging, address, workers)
-            if sum(r.rows_in for r in results) == 0:
-                notes.append(f"{source}: no rows to score")
-            manifest = finalize(session, staging, out, results, overwrite=overwrite, started=started,
-                                input=source, warnings=notes)
+        _mark_abandoned_runs(out, logger)
+        partitions = grouped_partitions(session, partitions, staging)
+        results = _score_all(partitions, open_args, staging, address, workers)
+        if sum(r.rows_in for r in results) == 0:
+            notes.append(f"{source}: no rows to score")
+        manifest = finalize(session, staging, out, results, overwrite=overwrite, started=started,
+                            input=source, warnings=notes)
     except BaseException as exc:
-        abandon(session, staging, exc)
+        abandon(session, staging, exc)  # still under the lock: only this run's staging folder
         raise
     finally:
+        lock.release()
         _forget(open_args, keep=session)
         session.close()
     artifacts.score_report(session.name, out, manifest, partitions, results)
