@@ -155,14 +155,22 @@ def rerun(env, kind: str, source: Path, out: Path, version: int) -> tuple[int, s
     """Run again: ``verticals score`` in a new process; the flow in this process (as a retry would)."""
     if kind == "cli":
         return run(env, score_args(kind, source, out, version))
+    import logging
+
     from verticals.errors import VerticalsError
     from verticals_flows.score import score_flow
 
+    notes: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: notes.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("verticals.locking").addHandler(handler)
     try:
         score_flow(pipeline=PIPELINE, input=str(source), output=str(out), model=str(version), batch_size=100)
     except VerticalsError as exc:
-        return 2, "", f"error: {exc}"
-    return 0, "", ""
+        return 2, "", "\n".join([*notes, f"error: {exc}"])
+    finally:
+        logging.getLogger("verticals.locking").removeHandler(handler)
+    return 0, "", "\n".join(notes)
 
 
 def _kill_and_rerun(env, kind: str, source: Path, out: Path, version: int, reference: Path,
