@@ -235,7 +235,7 @@ def test_session_pickles_as_its_arguments(home, plugin):
 
 
 def test_variants_and_devices_are_checked(home, plugin):
-    with pytest.raises(NotFoundError, match="no int8 variant"):
+    with pytest.raises(NotFoundError, match="no int8 model file; usable variants: fp32"):
         ScoringSession.open(PIPELINE, None, "cpu", 128, home, variant="int8")
     with pytest.raises(UserError, match="unknown model variant"):
         ScoringSession.open(PIPELINE, None, "cpu", 128, home, variant="int4")

@@ -279,11 +279,11 @@ def test_disk_full_while_registering(trainings) -> None:
     _home, seen = trainings
     rc, err, versions = seen["enospc"]
     line = error_line(err)
-    assert rc == 1 and line.startswith("error: no space left on the device") and "(fix: " in line, err[-3000:]
+    assert rc == 6 and line.startswith("error: no space left on the device") and "(fix: " in line, err[-3000:]
     assert "Traceback" not in err
     assert versions == []
     assert seen["after"][-1] >= 10  # later trainings in the same store succeeded
-    reliability_log.record("enospc-register", "exit 1, one line \"error: no space left on the device; nothing "
+    reliability_log.record("enospc-register", "exit 6, one line \"error: no space left on the device; nothing "
                                               "was published (fix: ...)\", no traceback; no version visible; "
                                               "the next trainings register versions that verify")
 
@@ -307,13 +307,13 @@ def test_disk_full_while_scoring(flows_env, trained, batch, reference, tmp_path:
     fault = {"target": "verticals.scoring.output:AtomicParquet.write", "call": 12, "action": "enospc"}
     rc, _, err = run(flows_env, score_args("cli", batch, out, trained), fault=fault)
     line = error_line(err)
-    assert rc == 1 and line.startswith("error: no space left on the device") and "(fix: " in line, err[-3000:]
+    assert rc == 6 and line.startswith("error: no space left on the device") and "(fix: " in line, err[-3000:]
     assert "Traceback" not in err
     assert not out.exists(), "a run that ran out of space left an output that looks complete"
     rc, _, err = run(flows_env, score_args("cli", batch, out, trained))
     assert rc == 0, err[-3000:]
     assert_same_output(out, reference)
-    reliability_log.record("enospc-score", f"exit {1}, one line \"error: no space left on the device; nothing "
+    reliability_log.record("enospc-score", "exit 6, one line \"error: no space left on the device; nothing "
                                            "was published (fix: ...)\", no traceback; no output folder; the "
                                            "rerun resumes and equals an uninterrupted run")
 

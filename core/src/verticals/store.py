@@ -36,17 +36,21 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verticals.errors import ModelIntegrityError, NotFoundError, UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
 from verticals.fsutil import sha256_file, write_json_atomic, write_text_atomic
 from verticals.jsonutil import plain_json
 from verticals.names import check_name, name_problem, safe_join
+
+if TYPE_CHECKING:  # pragma: no cover
+    from verticals.manifest import ModelManifest
 
 __all__ = ["DEFAULT_ALIAS", "ModelStore", "ModelVersion", "home"]
 
@@ -103,6 +107,13 @@ class ModelVersion:
     @property
     def created_at(self) -> str | None:
         return self.manifest.get("created_at")
+
+    @property
+    def info(self) -> ModelManifest:
+        """The manifest, typed (:class:`verticals.manifest.ModelManifest`)."""
+        from verticals.manifest import ModelManifest
+
+        return ModelManifest.from_dict(self.manifest)
 
     @property
     def artifacts(self) -> dict[str, str]:
@@ -221,6 +232,79 @@ class ModelStore:
             del aliases[alias]
             write_json_atomic(pdir / ALIASES, dict(sorted(aliases.items())))
 
+    def delete(self, pipeline: str, version: int | str, *, force: bool = False) -> tuple[ModelVersion, list[str]]:
+        """Delete one version; returns it and the aliases removed with it.
+
+        A version an alias points at is refused unless ``force`` (then those aliases go too); so is a
+        version whose manifest cannot be read. The folder is renamed aside, then removed, so readers
+        see the whole version or none of it; its number is never given out again.
+
+        Raises:
+            NotFoundError: unknown pipeline or version.
+            UserError: an alias points at the version and ``force`` is false.
+            ModelIntegrityError: the version's manifest is unreadable and ``force`` is false.
+        """
+        _check_pipeline(pipeline)
+        if not self._numbers(self.models_dir / pipeline):
+            self.resolve(pipeline, version)  # NotFoundError naming the pipelines with models
+        with self._locked(pipeline) as pdir:
+            numbers = self._numbers(pdir)
+            aliases = self._aliases(pipeline)
+            number, _ = self._pick(pipeline, version, numbers, aliases)
+            if number not in numbers:
+                self.resolve(pipeline, version)  # NotFoundError listing the versions
+            try:
+                target = self._read(pipeline, number, aliases)
+            except ModelIntegrityError:
+                if not force:
+                    raise
+                target = None
+            if target is None:
+                target = ModelVersion(pipeline, number, pdir / f"v{number}", {}, _aliases_of(aliases, number))
+            pointing = sorted(a for a, n in aliases.items() if n == number)
+            if pointing and not force:
+                names = ", ".join(repr(a) for a in pointing)
+                raise UserError(f"{target.label} is what alias {names} points at; not deleted",
+                                hint=f"promote another version first (`verticals models promote {pipeline} N "
+                                     f"--alias {pointing[0]}`) or pass --force to delete it with its alias")
+            if pointing:
+                write_json_atomic(pdir / ALIASES, {a: n for a, n in sorted(aliases.items()) if a not in pointing})
+            aside = pdir / f".deleted-v{number}-{uuid.uuid4().hex[:8]}"
+            os.rename(target.path, aside)
+            _fsync_dir(pdir)
+            shutil.rmtree(aside, ignore_errors=True)
+        target.aliases = []
+        return target, pointing
+
+    def survey(self, pipeline: str | None = None) -> tuple[list[ModelVersion], list[dict[str, Any]]]:
+        """Every readable version (of ``pipeline``, or of all) and a problem entry for each unreadable one.
+
+        Unlike :meth:`versions`, one damaged manifest or aliases file does not hide the other versions:
+        it becomes ``{"pipeline", "version", "path", "error"}`` in the second list.
+        """
+        names = [pipeline] if pipeline else self.pipelines()
+        found: list[ModelVersion] = []
+        problems: list[dict[str, Any]] = []
+        for name in names:
+            _check_pipeline(name)
+            pdir = self.models_dir / name
+            try:
+                aliases = self._aliases(name)
+            except VerticalsError as exc:
+                problems.append({"pipeline": name, "version": None, "path": str(pdir / ALIASES),
+                                 "error": exc.message})
+                aliases = {}
+            for number in self._numbers(pdir):
+                try:
+                    mv = self._read(name, number, aliases)
+                except VerticalsError as exc:
+                    problems.append({"pipeline": name, "version": number, "path": str(pdir / f"v{number}"),
+                                     "error": exc.message})
+                    continue
+                if mv is not None:
+                    found.append(mv)
+        return found, problems
+
     def clean_staging(self, older_than_s: float = 7 * 86400) -> list[Path]:
         """Delete staging folders left by crashed runs that are older than ``older_than_s``."""
         removed: list[Path] = []
@@ -271,7 +355,10 @@ class ModelStore:
             known = ", ".join(self.pipelines()) or "none"
             raise NotFoundError(f"no model registered for pipeline {pipeline!r} in {self.models_dir}; "
                                 f"pipelines with models: {known}",
-                                hint=f"train one with `verticals train {pipeline}` or set VERTICALS_HOME")
+                                hint="use one of the pipelines with models, or point --home / VERTICALS_HOME "
+                                     f"at the store that holds {pipeline}" if self.pipelines() else
+                                f"train one with `verticals train {pipeline}`, or point --home / VERTICALS_HOME "
+                                "at the store that holds it")
         aliases = self._aliases(pipeline)
         number, how = self._pick(pipeline, ref, numbers, aliases)
         if number not in numbers:

@@ -172,6 +172,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
                     f"Dask {address}" if address else f"{max(1, workers)} local thread(s)")
         if not address and workers <= 1:
             _remember(open_args, session)
+        _mark_abandoned_runs(out, logger)
         partitions = grouped_partitions(session, partitions, staging)
         results = _score_all(partitions, open_args, staging, address, workers)
         if sum(r.rows_in for r in results) == 0:
@@ -189,6 +190,18 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     logger.info("scored %s rows (%s rejected, %d part(s) resumed) into %s", manifest.get("rows_scored"),
                 manifest.get("rows_rejected"), sum(1 for r in results if r.reused), out)
     return manifest
+
+
+def _mark_abandoned_runs(out: Path, logger: Any) -> None:
+    """Runs into ``out`` still shown 'Running' are dead (this run holds the lock): mark them crashed."""
+    from prefect.runtime import flow_run
+
+    from verticals_flows.crashed import mark_abandoned
+
+    try:
+        mark_abandoned(out, current=flow_run.id, log=logger.warning)
+    except Exception as exc:  # bookkeeping only: never fail a scoring run over it
+        logger.warning("could not check for abandoned runs into %s: %s", out, exc)
 
 
 def _score_all(partitions: list[Any], open_args: dict[str, Any], staging: Path, address: str | None,
