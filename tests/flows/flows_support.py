@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 PIPELINE = "testref.mlp"
+FILES_PIPELINE = "testfiles.shapes"
 VERTICALS = str(Path(sys.executable).with_name("verticals"))
 PLUGIN_MODULE = '''
+from verticals.testing.files import FilesPlugin
 from verticals.testing.reference import ReferencePlugin
 
 plugin = ReferencePlugin(rows=2000, n_numeric=6, n_categorical=2, hidden=(16,))
+files = FilesPlugin(images=120, seed=3)  # images generated under $VERTICALS_HOME/datasets
 '''
 
 
@@ -33,7 +36,8 @@ def write_plugin(site: Path) -> None:
     info = site / "verticals_flows_testref-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: verticals-flows-testref\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[verticals]\ntestref = verticals_flows_testref:plugin\n")
+    (info / "entry_points.txt").write_text("[verticals]\ntestref = verticals_flows_testref:plugin\n"
+                                           "testfiles = verticals_flows_testref:files\n")
 
 
 class Env:
