@@ -273,8 +273,11 @@ def _frame_fingerprint(frame: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_file(path: Path, csv: Any = None) -> pl.DataFrame:
+    """A user's training file; one-line errors name the file and the fix (see :mod:`verticals.data.files`)."""
     import polars as pl
+
+    from verticals.data.files import CsvOptions, read_csv, read_parquet
 
     name = path.name.lower()
     if path.is_dir():
@@ -282,9 +285,9 @@ def _read_file(path: Path) -> pl.DataFrame:
         if not files:
             raise NotFoundError(f"training data folder {path} holds no Parquet file",
                                 hint="pass a .csv or .parquet file, or a folder of .parquet files")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat([read_parquet(f) for f in files], how="diagonal_relaxed")
     if name.endswith(PARQUET_SUFFIXES):
-        return pl.read_parquet(path)
+        return read_parquet(path)
     if name.endswith(CSV_SUFFIXES):
         # Every column as text: validation casts it and rejects unreadable values row by row, naming
         # them, instead of the reader failing on the first bad cell. Missing-value markers are
@@ -292,8 +295,7 @@ def _read_file(path: Path) -> pl.DataFrame:
         # row is treated alike in training and scoring.
         import pyarrow.csv as pacsv
 
-        return pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",",
-                           null_values=list(pacsv.ConvertOptions().null_values))
+        return read_csv(path, csv or CsvOptions(), list(pacsv.ConvertOptions().null_values))
     raise UserError(f"cannot read training data {path}: unknown file type",
                     hint=f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
 
@@ -348,7 +350,7 @@ def _slice_batch(batch: Batch, rows: int) -> dict[str, np.ndarray]:
 
 
 # -- stages ------------------------------------------------------------------------------------------------
-def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
+def load_data(pipeline: str, data: Path | str | None = None, *, csv: Any = None) -> LoadedData:
     """Read the training rows: the pipeline's dataset, or a user's CSV/Parquet file with its columns.
 
     Raises:
@@ -365,7 +367,7 @@ def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
                 raise NotFoundError(f"training data file {path} does not exist",
                                     hint=f"pass a CSV or Parquet file with the columns of dataset "
                                          f"{dataset.qualified_name} (`verticals datasets`)")
-            frame = _read_file(path)
+            frame = _read_file(path, csv)
             if path.is_dir():
                 digest = hashlib.sha256()
                 for f in sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES)):
@@ -834,6 +836,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
         from verticals import __version__
         from verticals.drift import profile
+        from verticals.manifest import ModelManifest
         from verticals.registry import get_registry
         from verticals.report import write_report
         from verticals.store import ModelStore
@@ -865,45 +868,48 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
         train_pred = evaluation.predictions["train"]
         train_scores = train_pred.get_column(pipe.score_column).to_numpy() \
             if pipe.score_column in train_pred.columns and train_pred.schema[pipe.score_column].is_numeric() else None
-        reference = profile(splits.train, dataset.schema, train_scores)
+        # Scalar scores get a PSI profile; list outputs (top-k items) their slot shares and coverage.
+        declared = [c.name for c in pipe.output_columns if c.name in train_pred.columns]
+        reference = profile(splits.train, dataset.schema, train_scores, outputs=train_pred.select(declared))
         info = get_registry().plugin_info(pipe.plugin)
-        manifest = _json_ready({
-            "created_at": created_at,
-            "plugin": {"name": pipe.plugin, "distribution": info.distribution if info else None,
-                       "version": info.version if info else None},
-            "code_version": {"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
-            "task": pipe.task,
-            "dataset": dataset.qualified_name,
-            "model": spec.qualified_name,
-            "score_column": pipe.score_column,
-            "primary_metric": pipe.primary_metric,
-            "greater_is_better": pipe.greater_is_better,
-            "output_columns": [{"name": c.name, "dtype": c.dtype, "description": c.description}
-                               for c in pipe.output_columns],
-            "input_schema": dataset.schema.without_target().to_dict(),
-            "preprocessor": fitted.preprocessor_state,
-            "model_file": exported.model_file,
-            "signature": exported.signature,
-            "metrics": evaluation.metrics,
-            "parity": exported.parity,
-            "variants": exported.variants,
-            "training_data": {"source": validated.source, "rows": validated.rows_in,
-                              "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
-                              "fingerprint": validated.fingerprint, "splits": splits.sizes(),
-                              "preprocessor_rejects": evaluation.preprocessor_rejects,
-                              "preprocessor_reasons": {k: [list(r) for r in v]
-                                                       for k, v in evaluation.preprocessor_reasons.items()},
-                              "no_example": evaluation.skipped,
-                              "split_strategy": splits.strategy, "seed": splits.seed},
-            "training": {"epochs": fitted.epochs, "epochs_run": len(fitted.history),
-                         "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
-                         "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
-                         "history": fitted.history, "model_options": fitted.model_options},
-            "reference": reference,
-            "extras": evaluation.extras,
-            "named_artifacts": evaluation.artifacts,
-            "report": report_path.name,
-        }, "manifest", name)
+        manifest = ModelManifest(
+            created_at=created_at,
+            plugin={"name": pipe.plugin, "distribution": info.distribution if info else None,
+                    "version": info.version if info else None},
+            code_version={"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
+            task=pipe.task,
+            dataset=dataset.qualified_name,
+            model=spec.qualified_name,
+            score_column=pipe.score_column,
+            primary_metric=pipe.primary_metric,
+            greater_is_better=pipe.greater_is_better,
+            output_columns=[{"name": c.name, "dtype": c.dtype, "description": c.description}
+                            for c in pipe.output_columns],
+            input_schema=dataset.schema.without_target().to_dict(),
+            preprocessor=fitted.preprocessor_state,
+            model_file=exported.model_file,
+            signature=exported.signature,
+            metrics=evaluation.metrics,
+            parity=exported.parity,
+            variants=exported.variants,
+            training_data={"source": validated.source, "rows": validated.rows_in,
+                           "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
+                           "fingerprint": validated.fingerprint, "splits": splits.sizes(),
+                           "preprocessor_rejects": evaluation.preprocessor_rejects,
+                           "preprocessor_reasons": {k: [list(r) for r in v]
+                                                    for k, v in evaluation.preprocessor_reasons.items()},
+                           "no_example": evaluation.skipped,
+                           "split_strategy": splits.strategy, "seed": splits.seed},
+            training={"epochs": fitted.epochs, "epochs_run": len(fitted.history),
+                      "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
+                      "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
+                      "history": fitted.history, "model_options": fitted.model_options},
+            reference=reference,
+            extras=evaluation.extras,
+            named_artifacts=evaluation.artifacts,
+            report=report_path.name,
+        )
+        manifest = _json_ready(manifest.to_dict(), "manifest", name)
         version = ModelStore(home).register(name, workdir, manifest)
         _notify("after_register", pipeline=name, version=version.version, path=version.path,
                 manifest=version.manifest)
@@ -912,7 +918,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
 def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None = None, seed: int | None = None,
           device: str | None = None, home: Path | str | None = None, progress: bool = True,
-          variants: tuple[str, ...] | None = None) -> TrainResult:
+          variants: tuple[str, ...] | None = None, csv: Any = None) -> TrainResult:
     """Run every stage: load → validate → split → fit → evaluate → export → verify → register.
 
     Args:
@@ -922,6 +928,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
         home: model store root (default ``$VERTICALS_HOME`` or the per-user data folder).
         progress: show a progress bar (on a terminal).
         variants: model variants to try (default int8 and fp16; ``()`` for none).
+        csv: :class:`~verticals.data.files.CsvOptions` (encoding, separator) for a CSV ``data`` file.
 
     Returns:
         :class:`TrainResult` with the new version number, metrics, report path and manifest.
@@ -934,7 +941,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
     with _stage(pipeline, "load"):
         name = _lookup(pipeline)[0].qualified_name
     seed = _lookup(pipeline)[0].training.seed if seed is None else seed
-    loaded = load_data(name, data)
+    loaded = load_data(name, data, csv=csv)
     validated = validate_data(name, loaded)
     del loaded
     splits = split_data(name, validated, seed)

@@ -7,6 +7,12 @@
 * :mod:`verticals.testing.files` is the same for image files: a generated folder of tiny PNGs (a square
   or a disc), a streamed Pillow preprocessor that rejects undecodable files, a small CNN and heat-map
   side outputs.
+* :mod:`verticals.testing.windows` is the machine-telemetry reference plugin: generated sensor series
+  with planted failure precursors, sliding windows per machine (a grouping, streamed preprocessor with
+  context rows), a ``group_time`` split with a gap, a small Conv1d and a last-reading baseline.
+* :mod:`verticals.testing.ranking` is the ranking shape: generated user–item interactions with planted
+  clusters, a leave-last split, a grouping history preprocessor, top-k with seen items masked in the
+  exported graph and an item catalogue artifact that maps indices back to item ids.
 * :mod:`verticals.testing.fixtures` is registered as a ``pytest11`` plugin: installing verticals gives
   every test suite the ``verticals_home`` and ``verticals_plugins`` fixtures.
 """
