@@ -353,10 +353,9 @@ def test_scoring_output_has_string_ids_and_the_declared_columns(run, tmp_path):
     assert manifest["rows_out"] == 40
 
 
-@pytest.mark.xfail(strict=True, reason="core gap: a group longer than a scoring batch is cut into pieces and a "
-                   "per-group preprocessor cannot tell a piece that ends its group from one that does not, so "
-                   "a long user gets one output row per piece")
 def test_a_user_longer_than_a_batch_still_gets_one_recommendation_list(run, tmp_path):
+    """A preprocessor that needs the whole history (context_rows=None) gets each user whole, however
+    small the batch."""
     frame = make_interactions(30, start=30_000)
     whole, _, _ = _score(run, frame, tmp_path, "whole")
     cut, _, _ = _score(run, frame, tmp_path, "cut", batch_size=6)  # users have 5-14 interactions

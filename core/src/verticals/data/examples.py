@@ -88,7 +88,8 @@ def chunk_frame(frame: pl.DataFrame, pre: Preprocessor, rows: int, *, order: np.
 
     ``frame`` is sorted by group and order already (see :meth:`Examples.__init__`). ``order``
     permutes rows (no grouping) or groups. A group larger than ``rows`` is cut into consecutive
-    pieces, each preceded by up to ``context_rows`` earlier rows of the group marked as context.
+    pieces, each preceded by up to ``context_rows`` earlier rows of the group marked as context; a
+    preprocessor that needs a group's whole history (``context_rows=None``) always gets the group whole.
     """
     import numpy as np
     import polars as pl
@@ -115,6 +116,12 @@ def chunk_frame(frame: pl.DataFrame, pre: Preprocessor, rows: int, *, order: np.
 
     for start, stop in bounds:
         length = stop - start
+        if length > rows and context is None:  # every example may need the whole group: never cut it
+            if pending:
+                yield flush()
+                pending, size = [], 0
+            yield frame.slice(start, length)
+            continue
         if length > rows:
             if pending:
                 yield flush()

@@ -175,7 +175,9 @@ class RankingPreprocessor(Preprocessor):
     materialize: ClassVar[bool] = True
     group_by: ClassVar[str | None] = "user"
     order_by: ClassVar[str | None] = "timestamp"
-    context_rows: ClassVar[int | None] = MAX_HISTORY
+    # One example per user at scoring: the user's rows must arrive whole (``None``: the core never cuts a
+    # group, however small the batch); the history is then cut to the last ``max_history`` items here.
+    context_rows: ClassVar[int | None] = None
 
     def __init__(self, *, user: str = "user", time: str = "timestamp", item: str = "item",
                  max_history: int = MAX_HISTORY, top_k: int = TOP_K) -> None:
