@@ -378,8 +378,9 @@ def test_every_core_command_that_reports_takes_json():
         options = {opt for p in command.params for opt in getattr(p, "opts", [])}
         assert "--json" in options, f"`verticals {' '.join(path)}` has no --json"
         checked.append(" ".join(path))
-    assert {"plugins", "pipelines show", "datasets show", "train", "score", "models list", "models verify",
-            "models promote", "models unalias", "models delete", "new-plugin"} <= set(checked)
+    assert {"plugins", "plugins install", "plugins uninstall", "pipelines show", "datasets show", "train", "score",
+            "models list", "models verify", "models promote", "models unalias", "models delete",
+            "new-plugin"} <= set(checked)
 
 
 def test_train_json_reports_the_new_version(capfd, home, tmp_path):
