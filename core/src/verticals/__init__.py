@@ -18,6 +18,7 @@ from verticals.errors import (
     VerticalsError,
 )
 from verticals.hookspecs import hookimpl
+from verticals.owndata import DataTemplate, OwnDataConfig
 from verticals.spec import (
     Batch,
     Column,
@@ -41,12 +42,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "Batch",
     "Column",
+    "DataTemplate",
     "DataValidationError",
     "DatasetSpec",
     "ModelIntegrityError",
     "ModelSpec",
     "NotFoundError",
     "OutputColumn",
+    "OwnDataConfig",
     "ParityError",
     "Pipeline",
     "PluginError",

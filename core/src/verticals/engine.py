@@ -140,6 +140,7 @@ class FitResult:
     seconds: float
     stopped_early: bool = False
     rows: dict[str, int] = field(default_factory=dict)
+    crossfit: Any = None  # verticals.crossfit.CrossFit on small data
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -450,6 +451,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         data: the training data's source, passed to ``before_train``.
     """
     with _stage(pipeline, "fit"):
+        from verticals import crossfit
         from verticals.training import cpu_threads, fit_model, seed_everything, select_device
 
         pipe, dataset, spec = _lookup(pipeline)
@@ -459,23 +461,31 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         if epochs < 1:
             raise UserError(f"epochs must be at least 1, got {epochs}", hint="pass --epochs 1 or more")
         device = select_device(device)
-        pre = pipe.preprocessor(dataset)
-        pre.fit(splits.train)
-        train_batch = pre.transform(splits.train, with_target=True)
-        valid_batch = pre.transform(splits.valid, with_target=True)
-        info = dict(pre.info())
-        options = dict(pipe.model_options(dataset, info))
-        seed_everything(seed)
-        model = spec.factory(info, **options)
-        graph = pre.graph_module()
         rows = splits.sizes()
-        _notify("before_train", pipeline=pipe.qualified_name,
-                config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
-        with cpu_threads(model, device):
-            out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                            batch_size=config.batch_size, lr=config.learning_rate,
-                            weight_decay=config.weight_decay, patience=config.patience, seed=seed, device=device,
-                            class_weighting=config.class_weighting, progress=progress, output_names=spec.outputs)
+        record = None
+        if crossfit.applies(config, splits):  # small data: K-fold cross-fitting (verticals.crossfit)
+            _notify("before_train", pipeline=pipe.qualified_name,
+                    config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
+            pre, graph, out, info, options, record = crossfit.fit_crossfitted(
+                pipe, dataset, spec, splits, epochs=epochs, seed=seed, device=device, progress=progress)
+        else:
+            pre = pipe.preprocessor(dataset)
+            pre.fit(splits.train)
+            train_batch = pre.transform(splits.train, with_target=True)
+            valid_batch = pre.transform(splits.valid, with_target=True)
+            info = dict(pre.info())
+            options = dict(pipe.model_options(dataset, info))
+            seed_everything(seed)
+            model = spec.factory(info, **options)
+            graph = pre.graph_module()
+            _notify("before_train", pipeline=pipe.qualified_name,
+                    config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
+            with cpu_threads(model, device):
+                out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
+                                batch_size=config.batch_size, lr=config.learning_rate,
+                                weight_decay=config.weight_decay, patience=config.patience, seed=seed,
+                                device=device, class_weighting=config.class_weighting, progress=progress,
+                                output_names=spec.outputs)
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(
@@ -483,7 +493,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
                                                                          pipe.qualified_name),
             info=info, model_options=options, weights=weights, history=[dict(h) for h in out.history],
             best_epoch=int(out.best_epoch), epochs=epochs, seed=seed, device=out.device,
-            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows)
+            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record)
         if graph is not None:
             graph.to("cpu").eval()
         result._cache["modules"] = (pre, graph, trained)
@@ -519,7 +529,7 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         context = TrainContext(
             pipeline=pipe, dataset=dataset, splits=splits, batches=batches, outputs=outputs,
             predictions=predictions, metrics=metrics, history=fitted.history, preprocessor=pre,
-            workdir=workdir, model=model, graph_module=graph)
+            workdir=workdir, model=model, graph_module=graph, crossfit=fitted.crossfit)
         try:
             raw_extras = pipe.fit_extras(context) or {}
         except VerticalsError:
@@ -761,7 +771,8 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
             "training": {"epochs": fitted.epochs, "epochs_run": len(fitted.history),
                          "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
                          "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
-                         "history": fitted.history, "model_options": fitted.model_options},
+                         "history": fitted.history, "model_options": fitted.model_options,
+                         "crossfit": fitted.crossfit.summary() if fitted.crossfit is not None else None},
             "reference": reference,
             "extras": evaluation.extras,
             "report": report_path.name,

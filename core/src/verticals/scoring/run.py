@@ -111,8 +111,10 @@ def check_sources(session: ScoringSession, partitions: Iterable[Partition]) -> l
 def _validate(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int) -> Any:
     from verticals.data.validation import validate
 
+    pre = session.preprocessor
     return validate(frame, session.schema, stage="score", source=str(partition.source), row_offset=offset,
-                    vocabularies=session.vocabularies)
+                    vocabularies=session.vocabularies, training_ranges=pre.training_ranges(),
+                    category_modes=getattr(pre, "category_modes", dict)())
 
 
 def _rejects(res: Any, partition: Partition) -> pl.DataFrame | None:
@@ -163,10 +165,13 @@ def _slice_batch(batch: Batch, start: int, stop: int) -> Batch:
 
 
 def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int,
-             read_s: float = 0.0) -> list[_Work]:
-    """Validate and transform ``frame``; several items when a grouping preprocessor makes a big batch."""
+             read_s: float = 0.0, notes: list[str] | None = None) -> list[_Work]:
+    """Validate and transform ``frame``; several items when a grouping preprocessor makes a big batch.
+    Validation's warnings about values (not the extra columns check_sources reports) go to ``notes``."""
     t0 = time.perf_counter()
     res = _validate(session, partition, frame, offset)
+    if notes is not None:
+        notes.extend(w for w in res.warnings if w not in notes and ": ignoring column(s)" not in w)
     rejects = _rejects(res, partition)
     t1 = time.perf_counter()
     if not res.valid.height:
@@ -200,6 +205,7 @@ def _produce(session: ScoringSession, partition: Partition) -> Iterable[_Work | 
     import polars as pl
 
     offset = partition.row_offset
+    notes: list[str] = []
     if session.preprocessor.rowwise:
         frames = read_partition(partition, session.schema, session.batch_size)
         while True:
@@ -207,15 +213,15 @@ def _produce(session: ScoringSession, partition: Partition) -> Iterable[_Work | 
             frame = next(frames, None)
             if frame is None:
                 break
-            yield from _prepare(session, partition, frame, offset, time.perf_counter() - t0)
+            yield from _prepare(session, partition, frame, offset, time.perf_counter() - t0, notes)
             offset += frame.height
     else:  # grouping preprocessors see the whole partition (a row group or a file) at once
         t0 = time.perf_counter()
         frames = list(read_partition(partition, session.schema, session.batch_size))
         if frames:
             yield from _prepare(session, partition, pl.concat(frames, how="vertical_relaxed"), offset,
-                                time.perf_counter() - t0)
-    yield _End(partition)
+                                time.perf_counter() - t0, notes)
+    yield _End(partition, warnings=notes)
 
 
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
