@@ -69,7 +69,7 @@ def test_reasons_are_the_largest_positive_costs_of_used_features() -> None:
                      [-1.0, -2.0, -3.0, -4.0, -5.0],
                      [1.0, 2.0, 3.0, 4.0, 5.0]])
     names = ["income", "age", "debt", "home", "unused"]
-    reasons, points = reason_codes(lost, names, used=["income", "age", "debt", "home"], top=2)
+    reasons, points, _ = reason_codes(lost, names, used=["income", "age", "debt", "home"], top=2)
     assert reasons.to_list() == [["income", "debt"], [], ["home", "debt"]]
     assert points.to_list() == [[30.0, 12.0], [], [4.0, 3.0]]
 

@@ -699,7 +699,23 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
              "verticals": __version__},
-        test_scores=scores)
+        test_scores=scores, class_names=_class_names(pipe), score_name=pipe.score_column)
+
+
+def _class_names(pipe: Pipeline) -> tuple[str, str] | None:
+    """A binary target's two classes as the data names them (``good``, ``bad``), for the report's plots."""
+    if pipe.task != "binary":
+        return None
+    try:
+        dataset = _lookup(pipe.qualified_name)[1]
+    except VerticalsError:
+        return None
+    target = dataset.schema.target
+    positive = dataset.target_positive
+    if target is None or positive is None or not target.categories:
+        return None
+    negatives = [str(c) for c in target.categories if str(c) != str(positive)]
+    return (f"{target.name} = {'/'.join(negatives)}", f"{target.name} = {positive}")
 
 
 def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: FitResult,
