@@ -626,9 +626,7 @@ def configured(templates: Mapping[str, DataTemplate], home: Path | str | None = 
         try:
             config = load()
         except (UserError, OSError) as exc:
-            hint = getattr(exc, "hint", "")
-            warnings.warn(f"verticals: skipping data config {what}: {exc}" + (f" (fix: {hint})" if hint else ""),
-                          stacklevel=3)
+            warnings.warn(f"verticals: skipping data config {what}: {exc}", stacklevel=3)
             return
         if config.name in names:
             warnings.warn(f"verticals: data config {what} uses name '{config.name}' like {names[config.name]}; "

@@ -11,6 +11,13 @@ import typer
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
+def _forget_registry() -> None:
+    """Later commands in this process (tests, notebooks) rebuild the registry and see the change."""
+    from verticals.registry import reset_registry
+
+    reset_registry()
+
+
 def describe(config: Any, summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a config turns into: the names, the data file, its checks and the schema's columns."""
     from verticals.owndata import schema_of
@@ -68,6 +75,7 @@ def register(app: typer.Typer) -> None:
         from verticals.owndata import register_config
 
         config, summary = register_config(path, default_template=template)
+        _forget_registry()
         out = describe(config, summary)
         if as_json:
             typer.echo(json.dumps(out, indent=2, default=str))
@@ -123,6 +131,7 @@ def register(app: typer.Typer) -> None:
         from verticals.owndata import remove_config
 
         gone = remove_config(name)
+        _forget_registry()
         if gone is None:
             raise NotFoundError(f"no registered data config named or at '{name}'",
                                 hint="run `verticals data list` to list them")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from verticals.registry import reset_registry
 
 __all__ = ["finance_app"]
 
@@ -27,6 +28,7 @@ def finance_app() -> Any:
         from verticals_finance.config import TEMPLATE
 
         config, summary = register_config(path, default_template=TEMPLATE)
+        reset_registry()  # later commands in this process see the new pipeline
         out = describe(config, summary)
         if as_json:
             typer.echo(json.dumps(out, indent=2, default=str))
@@ -44,6 +46,7 @@ def finance_app() -> Any:
         from verticals.owndata import remove_config
 
         gone = remove_config(name)
+        reset_registry()
         if gone is None:
             raise NotFoundError(f"no registered data config named or at '{name}'",
                                 hint="run `verticals data list` to list them")
