@@ -99,7 +99,7 @@ class CreditRiskPipeline(Pipeline):
         import numpy as np
 
         from verticals_finance.baselines import concat_batches, fit_baselines
-        from verticals_finance.calibration import fit_platt
+        from verticals_finance.calibration import fit_platt, match_mean
         from verticals_finance.reasons import reason_text_table, used_features
 
         info = context.preprocessor.info()
@@ -109,6 +109,9 @@ class CreditRiskPipeline(Pipeline):
         if crossfit is not None:  # small data: calibrate on every pooled row's out-of-fold logit
             calibration = fit_platt(crossfit.outputs["logits"], crossfit.target)
             calibration["fitted_on"] = f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds)"
+            if "note" not in calibration:
+                pooled = np.concatenate([np.asarray(context.outputs[s]["logits"]).reshape(-1) for s in ("train", "valid")])
+                calibration = match_mean(calibration, pooled, crossfit.target)
         else:
             calibration = fit_platt(context.outputs["valid"]["logits"], valid.target)
             calibration["fitted_on"] = f"validation split ({len(valid)} rows)"
