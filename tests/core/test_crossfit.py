@@ -3,6 +3,8 @@ model trained for the folds' median best epoch, and the record in the manifest a
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from verticals.crossfit import applies, fold_labels
@@ -33,7 +35,7 @@ def test_applies_below_the_configured_size_only() -> None:
 class SmallPipeline(ReferencePipeline):
     training = TrainingConfig(epochs=4, batch_size=128, learning_rate=5e-3, patience=2, crossfit_below=1000,
                               crossfit_folds=3)
-    seen: list = []
+    seen: ClassVar[list] = []
 
     def fit_extras(self, context):
         SmallPipeline.seen.append(context.crossfit)
@@ -55,7 +57,7 @@ def test_small_data_trains_with_crossfitting(verticals_plugins, verticals_home) 
     record = SmallPipeline.seen[-1]
     summary = result.manifest["training"]["crossfit"]
     assert summary["folds"] == 3 and summary["rows"] == 320 and len(summary["best_epochs"]) == 3
-    assert summary["epochs"] == int(round(float(np.median(summary["best_epochs"]))))
+    assert summary["epochs"] == round(float(np.median(summary["best_epochs"])))
     assert result.manifest["training"]["epochs_run"] == summary["epochs"]  # no early stopping at the end
     assert record.outputs["logits"].shape == (320,) and record.target.shape == (320,)
     assert np.all(np.isfinite(record.outputs["logits"])) and 0.5 < min(summary["fold_metrics"]) <= 1.0

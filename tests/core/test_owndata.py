@@ -112,17 +112,17 @@ def test_bad_data_files_are_refused_at_registration(tmp_path, toy) -> None:
                                .alias("target"))
     with pytest.raises(UserError, match=r"label\(s\) '2' \(7 rows\) besides the declared positive '1'"):
         register_config(_files(tmp_path, frame=three))
-    with pytest.raises(UserError, match="has 50 rows; template toy.table needs at least 100"):
+    with pytest.raises(UserError, match=r"has 50 rows; template toy.table needs at least 100"):
         register_config(_files(tmp_path, frame=frame.head(50)))
     one_class = frame.with_columns(pl.lit("0").alias("target"))
-    with pytest.raises(UserError, match="has 0 '1' and 300 0 rows; .* at least 10 of each"):
+    with pytest.raises(UserError, match=r"has 0 '1' and 300 0 rows; .* at least 10 of each"):
         register_config(_files(tmp_path, frame=one_class))
     constant = frame.with_columns(pl.lit("c0_1").alias("c0"))
-    with pytest.raises(UserError, match="feature 'c0' has the single value 'c0_1' in all 300 rows"):
+    with pytest.raises(UserError, match=r"feature 'c0' has the single value 'c0_1' in all 300 rows"):
         register_config(_files(tmp_path, frame=constant))
     path = _files(tmp_path)
     (tmp_path / "mine.csv").unlink()
-    with pytest.raises(NotFoundError, match="does not exist"):
+    with pytest.raises(NotFoundError, match=r"does not exist"):
         register_config(path)
 
 

@@ -83,14 +83,14 @@ def test_numeric_labels_and_json_configs(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, json.dumps(data), "mine.json"))
     assert (config.positive, config.negative) == ("1", ["0"])
     assert config.data == tmp_path / "mine.csv"
-    with pytest.raises(NotFoundError, match="does not exist"):
+    with pytest.raises(NotFoundError, match=r"does not exist"):
         dataset_from_config(tmp_path / "mine.json").loader()
 
 
 def test_env_var_registers_dataset_and_pipeline(monkeypatch, tmp_path, verticals_home, verticals_plugins) -> None:
     broken = _write(tmp_path, BASE.replace("negative = 0\n", ""))
     monkeypatch.setenv(CONFIG_ENV, f"{EXAMPLE}:{broken}")
-    with pytest.warns(UserWarning, match="skipping data config"):
+    with pytest.warns(UserWarning, match=r"skipping data config"):
         registry = verticals_plugins({"finance": finance_plugin})
     pipe = registry.pipeline("finance.example_loans")
     assert registry.dataset_of(pipe).qualified_name == "finance.example_loans"
@@ -104,7 +104,7 @@ def test_register_config_stores_a_verified_copy(tmp_path, verticals_home, vertic
     shutil.copy(EXAMPLE, folder / "loans.toml")
     shutil.copy(EXAMPLE.with_name("example_loans.csv"), folder / "example_loans.csv")
     verticals_plugins({"finance": finance_plugin})
-    config, summary = register_config(folder / "loans.toml", default_template="finance.credit")
+    _, summary = register_config(folder / "loans.toml", default_template="finance.credit")
     assert summary["rows"] == 400 and summary["labels"]["yes"] >= 30
     [entry] = registered()
     assert entry["name"] == "example_loans" and entry["data"] == str(folder / "example_loans.csv")
@@ -117,13 +117,13 @@ def test_register_config_stores_a_verified_copy(tmp_path, verticals_home, vertic
     assert "finance.example_loans" in verticals_plugins({"finance": finance_plugin}).pipelines
     # A stored copy changed behind verticals' back fails its sha256 and is skipped with the fix.
     stored.write_text(stored.read_text().replace("400 synthetic", "401 synthetic"))
-    with pytest.warns(UserWarning, match="changed after registration.*register it again"):
+    with pytest.warns(UserWarning, match=r"changed after registration.*register it again"):
         registry = verticals_plugins({"finance": finance_plugin})
     assert "finance.example_loans" not in registry.pipelines
     other = folder / "copy.toml"
     shutil.copy(EXAMPLE, other)
     shutil.copy(EXAMPLE.with_name("example_loans.csv"), folder / "example_loans.csv")
-    with pytest.raises(UserError, match="already registered"):
+    with pytest.raises(UserError, match=r"already registered"):
         register_config(other, default_template="finance.credit")
     assert remove_config("example_loans")["name"] == "example_loans"
     assert registered() == [] and not stored.exists()
@@ -133,7 +133,7 @@ def test_a_builtin_name_is_refused(tmp_path, verticals_home, verticals_plugins) 
     shutil.copy(EXAMPLE.with_name("example_loans.csv"), tmp_path / "example_loans.csv")
     path = _write(tmp_path, EXAMPLE.read_text().replace('name = "example_loans"', 'name = "credit_risk"'), "c.toml")
     verticals_plugins({"finance": finance_plugin})
-    with pytest.raises(UserError, match="'finance.credit_risk' is one of plugin finance's own"):
+    with pytest.raises(UserError, match=r"'finance.credit_risk' is one of plugin finance's own"):
         register_config(path, default_template="finance.credit")
 
 

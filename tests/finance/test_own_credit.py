@@ -120,7 +120,7 @@ def test_report_reads_as_an_analyst_needs(credit) -> None:
 def test_scoring_a_file_without_ids_with_bad_values(credit) -> None:
     from verticals.scoring import score
 
-    result, folder = credit
+    _, folder = credit
     base = {"Seniority": 1, "Home": "rent", "Time": 60, "Age": 30, "Marital": "single", "Records": "yes",
             "Job": "partime", "Expenses": 90, "Income": 60, "Assets": 0, "Debt": 0, "Amount": 1800, "Price": 1900}
     changes = [{}, {"Amount": -500}, {"Amount": 900000}, {"Home": " RENT "}, {"Records": "YES"},
@@ -155,22 +155,22 @@ def test_scoring_a_file_without_ids_with_bad_values(credit) -> None:
 def test_bad_lender_files_are_refused_at_registration(tmp_path, verticals_home, verticals_plugins) -> None:
     verticals_plugins({"finance": finance_plugin})
     frame = _credit_frame(300, seed=1)
-    with pytest.raises(UserError, match="has 50 rows; template finance.credit needs at least 200"):
+    with pytest.raises(UserError, match=r"has 50 rows; template finance.credit needs at least 200"):
         _register(tmp_path, frame.head(50), CREDIT)
     three = frame.with_columns(pl.when(pl.int_range(pl.len()) < 5).then(pl.lit("unknown"))
                                .otherwise(pl.col("Status")).alias("Status"))
     with pytest.raises(UserError, match=r"label\(s\) 'unknown' \(5 rows\) besides the declared positive 'bad'"):
         _register(tmp_path, three, CREDIT)
-    with pytest.raises(UserError, match="fair_lending.protected names column 'Sex', which data file"):
+    with pytest.raises(UserError, match=r"fair_lending.protected names column 'Sex', which data file"):
         _register(tmp_path, frame, CREDIT.replace('protected = ["Marital", "Age"]', 'protected = ["Marital", "Sex"]'))
-    with pytest.raises(UserError, match="protected attribute 'Income' is also declared monotonic"):
+    with pytest.raises(UserError, match=r"protected attribute 'Income' is also declared monotonic"):
         _register(tmp_path, frame, CREDIT.replace('protected = ["Marital", "Age"]', 'protected = ["Income"]'))
     one = frame.with_columns(pl.lit("owner").alias("Home"))
-    with pytest.raises(UserError, match="feature 'Home' has the single value 'owner' in all 300 rows"):
+    with pytest.raises(UserError, match=r"feature 'Home' has the single value 'owner' in all 300 rows"):
         _register(tmp_path, one, CREDIT)
-    with pytest.raises(UserError, match="features.numeric names column 'Amout'.*did you mean 'Amount'"):
+    with pytest.raises(UserError, match=r"features.numeric names column 'Amout'.*did you mean 'Amount'"):
         _register(tmp_path, frame, CREDIT.replace('"Amount", "Price"', '"Amout", "Price"'))
-    with pytest.raises(UserError, match="id names column 'loan_id'.*row number"):
+    with pytest.raises(UserError, match=r"id names column 'loan_id'.*row number"):
         _register(tmp_path, frame, 'id = "loan_id"\n' + CREDIT)
 
 

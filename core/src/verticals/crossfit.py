@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
-    import polars as pl
 
     from verticals.data.splits import Splits
     from verticals.spec import DatasetSpec, ModelSpec, Pipeline, TrainingConfig
@@ -135,7 +134,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
             if name not in oof:
                 oof[name] = np.zeros((pool.height, *values.shape[1:]), dtype=values.dtype)
             oof[name][np.flatnonzero(held)] = values
-    final_epochs = max(1, int(round(float(np.median(best_epochs)))))
+    final_epochs = max(1, round(float(np.median(best_epochs))))
     pre = pipe.preprocessor(dataset)
     pre.fit(pool)
     batch = pre.transform(pool, with_target=True)

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import pluggy
 
 from verticals.errors import NotFoundError, PluginError
-from verticals.plugins import PluginInfo, call_impls, load_plugins, report_problem, trace_enabled
 from verticals.owndata import DataTemplate, OwnDataConfig
+from verticals.plugins import PluginInfo, call_impls, load_plugins, report_problem, trace_enabled
 from verticals.spec import DatasetSpec, ModelSpec, Pipeline, Schema
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

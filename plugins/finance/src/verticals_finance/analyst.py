@@ -21,6 +21,7 @@ decimals.
 from __future__ import annotations
 
 import html
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from verticals.spec import ReportSection
@@ -135,7 +136,7 @@ def scorecard_rows(context: Any, scale: float) -> list[list[Any]]:
                 continue
             pts = -float(contributions[mask, n_num + j].mean()) * scale if n else 0.0
             rows.append([name + (" (protected, opted in)" if name in protected else ""), labels[code], n,
-                         _pct(float(y[mask].mean())) if n else "n/a", int(round(pts))])
+                         _pct(float(y[mask].mean())) if n else "n/a", round(pts)])
     return rows
 
 
@@ -160,7 +161,6 @@ def _plot_ks(path: Path, grid: np.ndarray, bad: np.ndarray, good: np.ndarray, ks
 
 def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.ndarray,
              baselines: dict[str, np.ndarray]) -> ReportSection:
-    import numpy as np
 
     from verticals_finance.fairness import auc
 
@@ -211,7 +211,7 @@ def _bands_pivot(y: np.ndarray, scores: dict[str, np.ndarray], bands: Any) -> tu
             row += [r["rows"], _pct(r["share"]), _pct(r["bad_rate"]) if r["rows"] else "-"]
         rows.append(row)
     rates = [r["bad_rate"] for r in first if r["rows"]]
-    monotonic = all(b >= a for a, b in zip(rates, rates[1:], strict=False))
+    monotonic = all(b >= a for a, b in pairwise(rates))
     header = ["band", "PD range"] + [f"{n}: {c}" for n in names for c in ("applicants", "share", "bad rate")]
     return _table(header, rows), monotonic
 

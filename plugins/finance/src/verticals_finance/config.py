@@ -23,7 +23,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from verticals.owndata import DataTemplate, OwnDataConfig, load_config as _core_load
+from verticals.owndata import DataTemplate, OwnDataConfig
+from verticals.owndata import load_config as _core_load
 from verticals.spec import Column, DatasetSpec
 
 __all__ = [

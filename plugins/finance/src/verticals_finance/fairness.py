@@ -19,6 +19,7 @@ judge: a four-fifths or calibration verdict on a dozen applicants is noise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,7 +86,7 @@ def _groups(name: str, values: Sequence[Any]) -> np.ndarray:
         edges = np.unique(np.quantile(finite, [0.25, 0.5, 0.75])) if finite.size else np.array([])
         out = np.full(floats.size, "missing", dtype=object)
         bounds = [-np.inf, *edges, np.inf]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        for lo, hi in pairwise(bounds):
             label = f"{lo:g} to {hi:g}" if np.isfinite(lo) and np.isfinite(hi) else (
                 f"below {hi:g}" if np.isfinite(hi) else f"{lo:g} and over")
             out[(floats >= lo) & (floats < hi)] = label
