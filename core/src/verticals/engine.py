@@ -518,7 +518,12 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         pre, graph, model = fitted.modules()
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="verticals-eval-"))
         workdir.mkdir(parents=True, exist_ok=True)
-        batches = {name: pre.transform(frame, with_target=True) for name, frame in splits.items()}
+        from verticals.data.validation import apply_training_ranges
+
+        # Values far outside the training range are clipped as scoring clips them (learned value rules).
+        ranges = pre.training_ranges()
+        batches = {name: pre.transform(apply_training_ranges(frame, dataset.schema, ranges), with_target=True)
+                   for name, frame in splits.items()}
         outputs = {name: predict_outputs(model, graph, batch, device="cpu", batch_size=_PREDICT_BATCH,
                                          names=spec.outputs)
                    for name, batch in batches.items()}

@@ -340,6 +340,19 @@ def validate(
     return ValidationResult(valid=valid.select(keep), rejects=rejects, flags=row_flags, warnings=warnings)
 
 
+def apply_training_ranges(frame: pl.DataFrame, schema: Schema,
+                          training_ranges: Mapping[str, tuple[float, float]] | None) -> pl.DataFrame:
+    """``frame`` (validated rows) with the learned range rule's clipping applied, as scoring applies it:
+    the engine evaluates the validation and test splits this way so scoring reproduces evaluation."""
+    if not training_ranges:
+        return frame
+    pl = _pl()
+    fixes = [_learned_rules(c, pl.col(c.name), *training_ranges[c.name])[1] for c in schema.features
+             if c.dtype in ("float", "int") and c.range_margin is not None and c.name in training_ranges
+             and c.name in frame.columns]
+    return frame.with_columns(fixes) if fixes else frame
+
+
 def category_warnings(frame: pl.DataFrame, schema: Schema, vocabularies: Mapping[str, Collection[str]],
                       modes: Mapping[str, str], source: str) -> list[str]:
     """Warnings for category values outside the vocabulary: matched only after normalisation (scored as
