@@ -168,3 +168,11 @@ def test_config_pipeline_trains_and_scores(tmp_path, monkeypatch, verticals_home
     assert scored.filter(pl.col("loan_id") == "L0011")["flags"].item() == "income:missing"
     rejects = pl.read_parquet(tmp_path / "scored" / "_rejects.parquet")
     assert rejects["loan_id"].to_list() == ["L0007"] and "loan_amount" in rejects["_reason"].item()
+
+
+def test_configs_of_the_first_mechanism_are_pointed_out(verticals_home, verticals_plugins) -> None:
+    legacy = verticals_home / "finance" / "configs.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps([str(EXAMPLE)]))
+    with pytest.warns(UserWarning, match=rf"no longer read \(fix: run verticals data register {EXAMPLE}"):
+        verticals_plugins({"finance": finance_plugin})

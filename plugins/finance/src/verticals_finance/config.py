@@ -180,6 +180,27 @@ def credit_template() -> DataTemplate:
         description="credit risk: calibrated PD, scorecard points, bands, reason codes, fair-lending checks")
 
 
+def warn_legacy_store() -> None:
+    """Configs remembered by the plugin's first mechanism (``<home>/finance/configs.json``) are no longer
+    read: say so once per process, with the command that registers each of them again."""
+    import json
+    import warnings
+
+    from verticals.store import home
+
+    legacy = home() / "finance" / "configs.json"
+    if not legacy.is_file():
+        return
+    try:
+        paths = [str(p) for p in json.loads(legacy.read_text(encoding="utf-8"))]
+    except (ValueError, TypeError, OSError):
+        paths = []
+    if paths:
+        commands = "; ".join(f"verticals data register {p}" for p in paths)
+        warnings.warn(f"verticals-finance: {legacy} lists credit configs registered by an older version, which "
+                      f"are no longer read (fix: run {commands}, then delete {legacy})", stacklevel=2)
+
+
 def _templates() -> Mapping[str, DataTemplate]:
     template = credit_template()
     template.plugin = "finance"

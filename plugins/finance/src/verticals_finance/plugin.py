@@ -33,8 +33,9 @@ def _credit_model(info: Any, **options: Any) -> Any:
 @hookimpl
 def register_data_templates(register: Callable[..., None]) -> None:
     """``finance.credit``: a lender's own data as a credit risk pipeline."""
-    from verticals_finance.config import credit_template
+    from verticals_finance.config import credit_template, warn_legacy_store
 
+    warn_legacy_store()
     register(credit_template())
 
 
