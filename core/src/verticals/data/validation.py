@@ -112,20 +112,51 @@ def _mode(column: Column, modes: Mapping[str, str]) -> str:
     return modes.get(column.name, column.normalize)
 
 
-def _learned_rules(c: Column, col: pl.Expr, lo: float, hi: float) -> tuple[list[Any], pl.Expr]:
-    """(condition, flag) pairs and the fix of a numeric feature's range learned in training."""
-    pl = _pl()
+def _bounds(c: Column, lo: float, hi: float) -> tuple[float, float, float]:
+    """(lowest value left alone, highest value left alone, margin's lower bound) of a learned range."""
     margin = float(c.range_margin or 0.0)
     span = hi - lo if hi > lo else max(abs(hi), 1.0)
-    # The explicit rule's clip comes first: the learned rule sees the value the explicit one kept.
-    seen = col.clip(lower_bound=c.min, upper_bound=c.max) if (
-        c.on_out_of_range != "reject" and (c.min is not None or c.max is not None)) else col
-    beyond = (seen < lo - margin * span) | (seen > hi + margin * span)
-    negative = (seen < 0) & pl.lit(lo >= 0)
-    flags = [(beyond.fill_null(False) & seen.is_finite(), pl.lit(f"{c.name}:{OUT_OF_TRAINING_RANGE}")),
-             (negative.fill_null(False), pl.lit(f"{c.name}:{NEGATIVE_NEVER_SEEN}"))]
-    fix = pl.when(beyond | negative).then(seen.clip(lower_bound=lo, upper_bound=hi)).otherwise(seen).alias(c.name)
-    return flags, fix
+    low, high = lo - margin * span, hi + margin * span
+    # In a never-negative column a negative value is flagged even within the margin.
+    return (max(low, 0.0) if lo >= 0 else low), high, low
+
+
+def _learned(frame: pl.DataFrame, schema: Schema, ranges: Mapping[str, tuple[float, float]],
+             flags: bool) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Apply the learned range rules to validated rows (after the explicit rules' clipping).
+
+    Cheap in the usual case: one min/max per column decides which columns have a value to fix, and
+    only those get row-wise work. Returns the fixed frame and, with ``flags``, each row's learned flags
+    (``None`` when no row has one)."""
+    pl = _pl()
+    columns = [c for c in schema.features if c.dtype in ("float", "int") and c.range_margin is not None
+               and c.name in ranges and c.name in frame.columns]
+    if not columns or not frame.height:
+        return frame, None
+    stats = frame.select([pl.col(c.name).min().alias(f"{i}<") for i, c in enumerate(columns)]
+                         + [pl.col(c.name).max().alias(f"{i}>") for i, c in enumerate(columns)]).row(0)
+    hit = []
+    for i, c in enumerate(columns):
+        floor, high, _ = _bounds(c, *ranges[c.name])
+        smallest, largest = stats[i], stats[len(columns) + i]
+        if (smallest is not None and smallest < floor) or (largest is not None and largest > high):
+            hit.append(c)
+    if not hit:
+        return frame, None
+    parts, fixes = [], []
+    for c in hit:
+        lo, hi = ranges[c.name]
+        floor, high, low = _bounds(c, lo, hi)
+        col = pl.col(c.name)
+        parts.append(pl.when(((col < low) | (col > high)) & col.is_finite())
+                     .then(pl.lit(f"{c.name}:{OUT_OF_TRAINING_RANGE}")))
+        if lo >= 0:
+            parts.append(pl.when(col < 0).then(pl.lit(f"{c.name}:{NEGATIVE_NEVER_SEEN}")))
+        fixes.append(pl.when((col < floor) | (col > high)).then(col.clip(lower_bound=lo, upper_bound=hi))
+                     .otherwise(col).alias(c.name))
+    texts = frame.select(pl.concat_str(parts, separator=",", ignore_nulls=True).fill_null("")).to_series() \
+        if flags else None
+    return frame.with_columns(fixes), texts
 
 
 @functools.lru_cache(maxsize=64)
@@ -140,8 +171,7 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
     columns = [c for c in schema if stage == "train" or c.role != "target"]
     types = dict(types)  # type: ignore[assignment]
     vocabularies = dict(vocab_key)
-    ranges, modes = dict(learned_key[0]), dict(learned_key[1])
-    learned_fixes: list[pl.Expr] = []
+    modes = dict(learned_key[1])
     casts = [_cast_expr(c, types[c.name], source).alias(c.name) for c in columns]
     # Keep the raw text of string columns so a failed parse can quote the offending value.
     raw_copies = [pl.col(c.name).alias(f"__raw_{c.name}") for c in columns if types[c.name] == pl.String]
@@ -206,10 +236,6 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
                 if c.on_out_of_range == "flag":
                     flags.append((out, pl.lit(f"{c.name}:out_of_range")))
                 fixes.append(col.clip(lower_bound=c.min, upper_bound=c.max).alias(c.name))
-            if c.role == "feature" and c.range_margin is not None and c.name in ranges:
-                learned_flags, fix = _learned_rules(c, col, *ranges[c.name])
-                flags.extend(learned_flags)
-                learned_fixes.append(fix)
         if c.dtype == "category":
             known = None
             if c.categories is not None:
@@ -232,8 +258,7 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
         # A null condition does not fire, as in when/then.
         return pl.any_horizontal([cond.fill_null(False) for cond, _ in rules]) if rules else pl.lit(False)
 
-    return (casts, raw_copies, reasons, flags, (fixes, learned_fixes), fires(reasons).alias("__bad"),
-            fires(flags).alias("__flagged"))
+    return casts, raw_copies, reasons, flags, fixes, fires(reasons).alias("__bad"), fires(flags).alias("__flagged")
 
 
 def _vocab_key(schema: Schema, vocabularies: Mapping[str, Collection[str]] | None) -> tuple[Any, ...]:
@@ -299,8 +324,7 @@ def validate(
     if absent:
         raw = raw.with_columns(pl.lit(None).alias(c.name) for c in absent)
     types = raw.schema  # DataFrame.schema builds a new mapping per call: read it once
-    learned_key = (tuple(sorted((k, (float(v[0]), float(v[1]))) for k, v in (training_ranges or {}).items())),
-                   tuple(sorted((category_modes or {}).items())))
+    learned_key = ((), tuple(sorted((category_modes or {}).items())))
     casts, raw_copies, reasons, flags, fixes, bad_if, flag_if = _rules(
         schema, stage, tuple((c.name, types[c.name]) for c in columns), source, _vocab_key(schema, vocabularies),
         learned_key)
@@ -323,9 +347,14 @@ def validate(
                                  .fill_null("").alias("_flags")).to_series()
     else:
         row_flags = pl.repeat("", valid.height, dtype=pl.String, eager=True).alias("_flags")
-    for step in fixes:  # a column's explicit clip first, then its learned one
-        if step:
-            valid = valid.with_columns(step)
+    if fixes:
+        valid = valid.with_columns(fixes)
+    if training_ranges:  # after the explicit rules: the learned rule sees the values they kept
+        valid, learned_flags = _learned(valid, schema, training_ranges, flags=True)
+        if learned_flags is not None:
+            row_flags = pl.DataFrame({"a": row_flags, "b": learned_flags}).select(
+                pl.when(pl.col("a") == "").then(pl.col("b")).when(pl.col("b") == "").then(pl.col("a"))
+                .otherwise(pl.concat_str(["a", "b"], separator=",")).alias("_flags")).to_series()
     if vocabularies:
         warnings.extend(category_warnings(valid, schema, vocabularies, category_modes or {}, source))
     keep = [c.name for c in columns]
@@ -346,11 +375,7 @@ def apply_training_ranges(frame: pl.DataFrame, schema: Schema,
     the engine evaluates the validation and test splits this way so scoring reproduces evaluation."""
     if not training_ranges:
         return frame
-    pl = _pl()
-    fixes = [_learned_rules(c, pl.col(c.name), *training_ranges[c.name])[1] for c in schema.features
-             if c.dtype in ("float", "int") and c.range_margin is not None and c.name in training_ranges
-             and c.name in frame.columns]
-    return frame.with_columns(fixes) if fixes else frame
+    return _learned(frame, schema, training_ranges, flags=False)[0]
 
 
 def category_warnings(frame: pl.DataFrame, schema: Schema, vocabularies: Mapping[str, Collection[str]],
