@@ -117,7 +117,7 @@ def test_report_reads_as_an_analyst_needs(credit) -> None:
 
 
 @pytest.mark.slow
-def test_scoring_a_file_without_ids_with_bad_values(credit) -> None:
+def test_scoring_a_file_without_ids_with_bad_values(credit, capsys, monkeypatch) -> None:
     from verticals.scoring import score
 
     _, folder = credit
@@ -150,6 +150,14 @@ def test_scoring_a_file_without_ids_with_bad_values(credit) -> None:
                 assert text.startswith(name.replace("_", " ")[:1].upper()) and (" is " in text)
     first = out.row(0, named=True)
     assert "Records" in first["reasons"]
+    # `verticals score` prints the value warnings too
+    from verticals.cli import main
+
+    monkeypatch.setenv("VERTICALS_HOME", str(folder / "home"))
+    with use_plugins({"finance": finance_plugin}):
+        main(["score", "finance.lender", "-i", str(folder / "new.csv"), "-o", str(folder / "out2"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert "warning:" in err and "did you mean 'rent'?" in err
 
 
 def test_bad_lender_files_are_refused_at_registration(tmp_path, verticals_home, verticals_plugins) -> None:

@@ -62,6 +62,11 @@ def score_command(
         f"in {manifest['seconds']:.1f} s")
     typer.echo(f"output: {manifest['output']} ({len(manifest['parts'])} part files"
                f"{', rejects in _rejects.parquet' if manifest['rows_rejected'] else ''})")
+    # Warnings about values (categories matched after normalisation, likely misspellings); the ones
+    # about columns were printed before scoring started.
+    for note in manifest.get("warnings") or []:
+        if ": ignoring column(s)" not in note:
+            typer.echo(f"warning: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:
