@@ -94,7 +94,8 @@ class Dists:
         self.module_names: dict[str, str] = {}
 
     def add(self, dist: str, source: str = GOOD_PLUGIN, *, version: str = "1.0", entry: str | None = None,
-            module: str | None = None, files: dict[str, str] | None = None) -> Path:
+            module: str | None = None, files: dict[str, str] | None = None,
+            requires: tuple[str, ...] = ()) -> Path:
         """Fabricate distribution ``dist`` whose entry point ``entry = module`` loads ``source``.
 
         Args:
@@ -105,6 +106,7 @@ class Dists:
                 without a ``verticals-`` prefix, with underscores.
             module: module name; default ``<entry>_plugin_<n>`` so tests never share a cached module.
             files: extra files to write next to the module, by relative path.
+            requires: ``Requires-Dist`` lines of ``METADATA``, e.g. ``("verticals>=0.1,<0.2",)``.
         """
         entry = entry or _normalize(dist.removeprefix("verticals-"))
         module = module or f"{entry}_plugin_{len(self.modules)}_{abs(hash(self.root)) % 10_000}"
@@ -115,7 +117,7 @@ class Dists:
             path = site / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(textwrap.dedent(text))
-        self.write_dist_info(site, dist, version, {entry: module})
+        self.write_dist_info(site, dist, version, {entry: module}, requires)
         self.modules.append(module)
         self.module_names[dist] = module
         self.monkeypatch.syspath_prepend(str(site))
@@ -126,17 +128,19 @@ class Dists:
         return sys.modules[self.module_names[dist]]
 
     def add_tree(self, site: Path, dist: str, version: str, entry_points: dict[str, str],
-                 packages: list[str]) -> None:
+                 packages: list[str], requires: tuple[str, ...] = ()) -> None:
         """Expose an existing source tree ``site`` (e.g. a tutorial's ``src/``) as distribution ``dist``."""
-        self.write_dist_info(site, dist, version, entry_points)
+        self.write_dist_info(site, dist, version, entry_points, requires)
         self.modules.extend(packages)
         self.monkeypatch.syspath_prepend(str(site))
 
     @staticmethod
-    def write_dist_info(site: Path, dist: str, version: str, entry_points: dict[str, str]) -> None:
+    def write_dist_info(site: Path, dist: str, version: str, entry_points: dict[str, str],
+                        requires: tuple[str, ...] = ()) -> None:
         info = site / f"{_normalize(dist)}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        requires_dist = "".join(f"Requires-Dist: {line}\n" for line in requires)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n{requires_dist}")
         lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
         (info / "entry_points.txt").write_text(f"[verticals]\n{lines}")
 

@@ -97,7 +97,7 @@ def test_plugins_json(churn, capsys):
     rows = {p["name"]: p for p in json.loads(out)}
     assert rows["churn"] == {
         "name": "churn", "distribution": "verticals-churn", "version": "2.0",
-        "module": rows["churn"]["module"], "status": "loaded",
+        "module": rows["churn"]["module"], "status": "loaded", "requires": [],
         "hooks": ["register_datasets", "register_models", "register_pipelines"],
         "registered": {"datasets": ["churn.customers"], "models": ["churn.linear"],
                        "pipelines": ["churn.churn_risk"]},

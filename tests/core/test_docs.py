@@ -167,7 +167,8 @@ def _install_tutorial(dists, root: Path, replace: tuple[str, str] | None = None)
     project = tomllib.loads(files["pyproject.toml"])["project"]
     src = root / "src"
     packages = sorted(p.name for p in src.iterdir() if (p / "__init__.py").exists())
-    dists.add_tree(src, project["name"], project["version"], project["entry-points"]["verticals"], packages)
+    dists.add_tree(src, project["name"], project["version"], project["entry-points"]["verticals"], packages,
+                   tuple(project.get("dependencies", ())))
     dists.only(*project["entry-points"]["verticals"])
     return project
 
@@ -222,12 +223,29 @@ def test_tutorial_test_file_passes(dists, tmp_path):
 
 def test_tutorial_warning_example_is_what_verticals_prints(dists, tmp_path):
     text = PLUGINS_MD.read_text()
-    (shown,) = [line for line in text.splitlines() if line.startswith("warning: plugin verticals-telco")]
+    (shown,) = [line for line in text.splitlines() if line.startswith("warning: plugin verticals-telco")
+                and " hook `" in line]
     _install_tutorial(dists, tmp_path / "broken", replace=("register(ChurnPipeline(),", "register(ChurnPipeline,"))
     with pytest.warns(PluginWarning) as record:
         get_registry()
     messages = [str(w.message) for w in record if issubclass(w.category, PluginWarning)]
     assert messages == [shown.removeprefix("warning: ")]
+
+
+def test_tutorial_version_refusal_example_is_what_verticals_prints(dists, tmp_path, monkeypatch):
+    from verticals import compat
+
+    text = PLUGINS_MD.read_text()
+    (shown,) = [line for line in text.splitlines()
+                if line.startswith("warning: plugin verticals-telco") and "supports verticals" in line]
+    core = re.search(r"but verticals (\S+) is installed", shown).group(1)
+    monkeypatch.setattr(compat, "core_version", lambda: core)
+    _install_tutorial(dists, tmp_path / "verticals-telco")
+    with pytest.warns(PluginWarning) as record:
+        registry = get_registry()
+    messages = [str(w.message) for w in record if issubclass(w.category, PluginWarning)]
+    assert messages == [shown.removeprefix("warning: ")]
+    assert registry.plugin_info("telco").status == "incompatible"
 
 
 def test_tutorial_environment_variables_exist():

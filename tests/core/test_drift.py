@@ -91,3 +91,19 @@ def test_ties_and_few_distinct_values_get_fewer_buckets():
     flipped = pl.DataFrame({"k": [1] * 30 + [2] * 70, "b": [True] * 50 + [False] * 50})
     rows = by_feature(compare(ref, flipped))
     assert rows["k"]["status"] == "significant" and rows["b"]["psi"] == pytest.approx(0.0)
+
+
+def test_counting_batch_by_batch_gives_the_psi_of_all_rows_at_once(reference):
+    from verticals.drift import DriftCounter
+
+    rows = new_rows(9_000).with_columns(pl.col("f00") * 1.5)
+    scores = np.random.default_rng(1).beta(2, 4, rows.height)
+    counter = DriftCounter(reference)
+    for start in range(0, rows.height, 1_000):
+        counter.add(rows.slice(start, 1_000), scores[start:start + 1_000])
+    streamed = {r["feature"]: r["psi"] for r in counter.result()}
+    whole = {r["feature"]: r["psi"] for r in compare(reference, rows, scores)}
+    assert streamed.keys() == whole.keys() and "score" in streamed
+    for name, value in whole.items():
+        assert streamed[name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    assert counter.rows == rows.height

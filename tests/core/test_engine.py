@@ -240,7 +240,7 @@ def test_parity_failure_stops_registration(run, tmp_path: Path, monkeypatch: pyt
     from verticals import export as ex
 
     real = ex.check_parity
-    monkeypatch.setattr(ex, "check_parity", lambda path, module, sample, tolerance=ex.PARITY_TOLERANCE:
+    monkeypatch.setattr(ex, "check_parity", lambda path, module, sample, tolerance=ex.PARITY_TOLERANCE, **kw:
                         real(path, module.model, sample, tolerance))
     recorder = Recorder()
     with use_plugins({"reference": TemperedPlugin(rows=ROWS), "recorder": recorder}):

@@ -31,3 +31,22 @@ def test_new_plugin_refuses_bad_names_and_existing_folders(tmp_path, capsys):
         main(["new-plugin", "x", "--dir", str(tmp_path)])
     assert exists.value.code == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_new_plugin_declares_the_core_versions_it_supports(tmp_path):
+    import tomllib
+
+    import verticals
+    from verticals.compat import Requirement, compatible_range, from_module
+
+    main(["new-plugin", "telco", "--dir", str(tmp_path)])
+    root = tmp_path / "verticals-telco"
+    expected = compatible_range(verticals.__version__)
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert deps == [f"verticals{expected}"]
+    namespace: dict = {}
+    exec(compile((root / "src/verticals_telco/plugin.py").read_text(), "plugin.py", "exec"), namespace)
+    assert namespace["VERTICALS_REQUIRES"] == expected
+    declared, problem = from_module(type("M", (), namespace))
+    assert problem is None and declared == Requirement(expected, "VERTICALS_REQUIRES")
+    assert declared.fits(verticals.__version__)

@@ -156,6 +156,71 @@ def _numeric_psi(ref: Mapping[str, Any], values: np.ndarray) -> float:
     return psi([*ref["proportions"], ref["missing"]], [*shares, missing])
 
 
+class DriftCounter:
+    """PSI against a reference profile, accumulated batch by batch: memory stays constant however many
+    rows are monitored (the counts per bucket are exact, as if every row were compared at once)."""
+
+    def __init__(self, reference: Mapping[str, Any]) -> None:
+        import numpy as np
+
+        self.reference = reference
+        self.counts: dict[str, np.ndarray] = {}
+        self.rows = 0
+        self.scored = 0
+        for name, ref in (reference.get("features") or {}).items():
+            size = len(ref["edges"]) + 2 if ref["kind"] == "numeric" else len(ref["categories"]) + 2
+            self.counts[name] = np.zeros(size, dtype=np.int64)
+        score = reference.get("score")
+        self.score = np.zeros(len(score["edges"]) + 2, dtype=np.int64) if score is not None else None
+
+    @staticmethod
+    def _numeric_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+        import numpy as np
+
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        missing = np.isnan(values)
+        counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values[~missing], side="left"),
+                             minlength=len(edges) + 1)
+        return np.append(counts, missing.sum())
+
+    def add(self, frame: pl.DataFrame | None = None, scores: np.ndarray | None = None) -> None:
+        """Count ``frame``'s rows (validated input) and ``scores`` (the score column of the output)."""
+        import numpy as np
+
+        if frame is not None and frame.height:
+            self.rows += frame.height
+            for name, ref in (self.reference.get("features") or {}).items():
+                if ref["kind"] == "numeric":
+                    self.counts[name] += self._numeric_counts(_floats(frame, name), ref["edges"])
+                else:
+                    values = _strings(frame, name)
+                    found = dict(values.drop_nulls().value_counts(name="n").iter_rows())
+                    known = [found.get(c, 0) for c in ref["categories"]]
+                    missing = values.null_count()
+                    self.counts[name] += np.array([*known, values.len() - missing - sum(known), missing])
+        if scores is not None and self.score is not None and len(scores):
+            self.scored += len(scores)
+            self.score += self._numeric_counts(scores, self.reference["score"]["edges"])
+
+    def result(self) -> list[dict[str, Any]]:
+        """One row per feature then ``score``, as :func:`compare` returns them."""
+        rows: list[dict[str, Any]] = []
+        for name, ref in (self.reference.get("features") or {}).items():
+            counts = self.counts[name]
+            if not self.rows:
+                value = float("nan")
+            elif ref["kind"] == "numeric":
+                value = psi([*ref["proportions"], ref["missing"]], (counts / self.rows).tolist())
+            else:
+                value = psi([*ref["proportions"], ref["other"], ref["missing"]], (counts / self.rows).tolist())
+            rows.append({"feature": name, "kind": ref["kind"], "psi": value, "status": status(value)})
+        if self.score is not None and self.scored:
+            ref = self.reference["score"]
+            value = psi([*ref["proportions"], ref["missing"]], (self.score / self.scored).tolist())
+            rows.append({"feature": "score", "kind": "score", "psi": value, "status": status(value)})
+        return rows
+
+
 def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
             scores: np.ndarray | None = None) -> list[dict[str, Any]]:
     """PSI of each profiled feature (and of the score when both sides have one) on new rows.

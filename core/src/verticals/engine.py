@@ -42,6 +42,8 @@ from verticals.errors import (
     UserError,
     VerticalsError,
 )
+from verticals.fsutil import sha256_file
+from verticals.jsonutil import plain_json
 from verticals.spec import Batch, ReportSection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,8 +178,14 @@ class Evaluation:
             ``postprocess``, here and at scoring time).
         baselines: ``fit_extras``'s ``baseline_metrics`` (model → metric → value), if any.
         predictions: split → id columns + output columns (+ ``_target``).
-        test_batch: the test split as the model sees it (for parity and variant checks).
+        test_batch: the test split as the model sees it (for parity and variant checks); for a streamed
+            preprocessor only a sample of it (parity), the variant check then streams ``test_frame``.
         example: a few training rows' inputs (the export example).
+        artifacts: the named artifacts ``Pipeline.artifacts`` returned, as written under ``workdir``
+            (manifest entries, see :mod:`verticals.artifacts`).
+        test_frame: the test split's rows, kept for streamed preprocessors.
+        preprocessor_rejects: split → rows the preprocessor rejected; skipped: split → reason → rows
+            that produced no example.
         sections: the pipeline's report sections (images inside ``workdir``).
         workdir: where the pipeline wrote its report files.
     """
@@ -191,6 +199,10 @@ class Evaluation:
     example: dict[str, np.ndarray]
     sections: list[ReportSection]
     workdir: Path
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
+    test_frame: pl.DataFrame | None = None
+    preprocessor_rejects: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -249,14 +261,6 @@ def _stage(pipeline: str, stage: str) -> Iterator[None]:
             with contextlib.suppress(Exception):
                 _notify("on_error", pipeline=name, stage=stage, error=exc)
         raise
-
-
-def _sha256_file(path: Path, digest: Any = None) -> Any:
-    digest = digest or hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest
 
 
 def _frame_fingerprint(frame: pl.DataFrame) -> str:
@@ -331,19 +335,8 @@ def _git_commit(where: Path) -> str | None:
 
 def _json_ready(value: Any, what: str, pipeline: str) -> Any:
     """``value`` round-tripped through JSON (numpy scalars become floats), or a PluginError naming it."""
-    import numpy as np
-
-    def default(obj: Any) -> Any:
-        if isinstance(obj, np.generic):
-            return obj.item()
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-        if isinstance(obj, Path):
-            return str(obj)
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
     try:
-        return json.loads(json.dumps(value, default=default, allow_nan=True))
+        return plain_json(value)
     except (TypeError, ValueError) as exc:
         raise PluginError(f"pipeline '{pipeline}': {what} is not JSON ({exc})",
                           hint="return only dicts, lists, strings, numbers and booleans") from exc
@@ -376,10 +369,10 @@ def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
                 digest = hashlib.sha256()
                 for f in sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES)):
                     digest.update(f.name.encode())
-                    _sha256_file(f, digest)
+                    sha256_file(f, digest)
                 fingerprint = digest.hexdigest()
             else:
-                fingerprint = _sha256_file(path).hexdigest()
+                fingerprint = sha256_file(path).hexdigest()
             return LoadedData(pipe.qualified_name, frame, str(path.resolve()), fingerprint)
         try:
             raw = dataset.loader()
@@ -428,11 +421,20 @@ def split_data(pipeline: str, validated: ValidatedData, seed: int | None = None)
         DataValidationError: the training split would be empty.
     """
     with _stage(pipeline, "split"):
-        from verticals.data.splits import split_frame
+        from verticals.data.splits import Splits
 
         pipe, dataset, _ = _lookup(pipeline)
         seed = pipe.training.seed if seed is None else seed
-        splits = split_frame(validated.frame, dataset, seed, positive=dataset.target_positive)
+        try:
+            splits = pipe.split(validated.frame, dataset, seed)
+        except VerticalsError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"pipeline '{pipe.qualified_name}' split failed: {type(exc).__name__}: {exc}",
+                              hint="fix Pipeline.split") from exc
+        if not isinstance(splits, Splits):
+            raise PluginError(f"pipeline '{pipe.qualified_name}' split returned {type(splits).__name__}",
+                              hint="return verticals.data.splits.Splits")
         sizes = splits.sizes()
         if sizes["train"] < 2 or sizes["test"] < 2:
             raise DataValidationError(
@@ -452,6 +454,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
     """
     with _stage(pipeline, "fit"):
         from verticals import crossfit
+        from verticals.data.examples import Examples, drop_context
         from verticals.training import cpu_threads, fit_model, seed_everything, select_device
 
         pipe, dataset, spec = _lookup(pipeline)
@@ -470,9 +473,10 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
                 pipe, dataset, spec, splits, epochs=epochs, seed=seed, device=device, progress=progress)
         else:
             pre = pipe.preprocessor(dataset)
-            pre.fit(splits.train)
-            train_batch = pre.transform(splits.train, with_target=True)
-            valid_batch = pre.transform(splits.valid, with_target=True)
+            pre.fit(drop_context(splits.train) if pre.rowwise else splits.train)
+            chunk = pre.chunk_rows or config.batch_size
+            train_batch = Examples(pre, splits.train, name="train", chunk_rows=chunk)
+            valid_batch = Examples(pre, splits.valid, name="valid", chunk_rows=chunk)
             info = dict(pre.info())
             options = dict(pipe.model_options(dataset, info))
             seed_everything(seed)
@@ -485,7 +489,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
                                 batch_size=config.batch_size, lr=config.learning_rate,
                                 weight_decay=config.weight_decay, patience=config.patience, seed=seed,
                                 device=device, class_weighting=config.class_weighting, progress=progress,
-                                output_names=spec.outputs)
+                                output_names=spec.outputs, model_spec=spec)
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(
@@ -500,37 +504,108 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         return result
 
 
-def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path | None = None) -> Evaluation:
-    """Predict every split, fit the pipeline's extras on them, then compute metrics (``after_train``).
+def _eval_device(fitted: FitResult) -> str:
+    """The training device where it still exists here (a result made on a GPU machine is evaluated on
+    the CPU of one without)."""
+    import torch
 
-    Predictions run in float32 on the CPU, the path the ONNX export is checked against. ``fit_extras``
-    sees predictions made without extras; the final predictions and metrics are made with the extras
-    the manifest will hold, so scoring reproduces them exactly.
+    return fitted.device if fitted.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+
+
+def _parity_sample(examples: Any, rows: int, example_rows: int) -> Batch:
+    """Up to ``rows`` test examples (at most :data:`PARITY_BYTES` of inputs), never ``example_rows``
+    many, so the parity check runs at a batch size the export example did not fix."""
+    picked: list[Batch] = []
+    have, limit = 0, rows
+    for batch in examples.batches(max(1, min(rows, 4096))):
+        if not len(batch):
+            continue
+        row_bytes = sum(a.nbytes // max(1, a.shape[0]) for a in batch.inputs.values()) or 1
+        limit = min(rows, max(3, PARITY_BYTES // row_bytes))
+        picked.append(batch.take(slice(0, limit - have)))
+        have += len(picked[-1])
+        if have >= limit:
+            break
+    if not picked:
+        raise DataValidationError(f"pipeline '{examples.name}': the test split produced no example",
+                                  hint="provide more rows, or check the preprocessor's rejects")
+    sample = Batch.concat(picked)
+    n = len(sample)
+    if n == example_rows:
+        sample = sample.take(slice(0, n - 1)) if n > 2 else sample
+    return sample
+
+
+def _write_artifacts(raw: Mapping[str, Any], pipeline: str) -> dict[str, Any]:
+    """Check ``Pipeline.artifacts``'s result: names that are file names, values of a storable kind."""
+    import numpy as np
+    import polars as pl
+
+    from verticals.fsutil import safe_name
+
+    if not isinstance(raw, Mapping):
+        raise PluginError(f"pipeline '{pipeline}' artifacts returned {type(raw).__name__}",
+                          hint="return a dict name -> numpy array, polars DataFrame, bytes or Path")
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            safe_name(str(name), "artifact name")
+        except ValueError as exc:
+            raise PluginError(f"pipeline '{pipeline}': {exc}", hint="name artifacts with plain file names") from exc
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                raise PluginError(f"pipeline '{pipeline}': artifact '{name}' is an object array (would need pickle)",
+                                  hint="store strings as a polars DataFrame, numbers as numeric arrays")
+        elif not isinstance(value, (pl.DataFrame, bytes, Path)):
+            raise PluginError(f"pipeline '{pipeline}': artifact '{name}' is a {type(value).__name__}",
+                              hint="return a numpy array, polars DataFrame, bytes or Path")
+        elif isinstance(value, Path) and not value.is_file():
+            raise PluginError(f"pipeline '{pipeline}': artifact '{name}' file {value} does not exist",
+                              hint="write the file before returning its path")
+        out[str(name)] = value
+    return out
+
+
+def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path | None = None) -> Evaluation:
+    """Predict every split, fit the pipeline's extras and artifacts on them, then compute metrics
+    (``after_train``).
+
+    Predictions run batch by batch (a split is never held as model inputs unless its preprocessor is
+    materialized), in float32 on the training device, through the module that is exported (the model
+    spec's ``scoring`` wrapper where there is one). ``fit_extras`` sees predictions made without
+    extras; the final predictions and metrics are made with the extras and artifacts the model version
+    will hold, so scoring reproduces them.
 
     Args:
         workdir: where the pipeline's report sections write their files (default: a new temporary
             folder); :func:`train` passes the version's staging folder.
     """
     with _stage(pipeline, "evaluate"):
-        from verticals.training import TrainContext, evaluate_split, predict_outputs
+        from verticals.data.examples import Examples
+        from verticals.spec import ScoringContext
+        from verticals.training import TrainContext, postprocess_checked, predict_examples, split_metrics
 
         pipe, dataset, spec = _lookup(pipeline)
         pre, graph, model = fitted.modules()
+        scorer = spec.scoring(model).eval() if spec.scoring is not None else model
+        device = _eval_device(fitted)
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="verticals-eval-"))
         workdir.mkdir(parents=True, exist_ok=True)
         from verticals.data.validation import apply_training_ranges
 
         # Values far outside the training range are clipped as scoring clips them (learned value rules).
         ranges = pre.training_ranges()
-        batches = {name: pre.transform(apply_training_ranges(frame, dataset.schema, ranges), with_target=True)
-                   for name, frame in splits.items()}
-        outputs = {name: predict_outputs(model, graph, batch, device="cpu", batch_size=_PREDICT_BATCH,
-                                         names=spec.outputs)
-                   for name, batch in batches.items()}
-        predictions: dict[str, pl.DataFrame] = {}
-        metrics: dict[str, dict[str, float]] = {}
-        for name, batch in batches.items():
-            predictions[name], metrics[name] = evaluate_split(pipe, outputs[name], batch, {})
+        chunk = pre.chunk_rows or pipe.training.batch_size
+        examples = {name: Examples(pre, apply_training_ranges(frame, dataset.schema, ranges), name=name,
+                                   chunk_rows=chunk) for name, frame in splits.items()}
+        predicted = {name: predict_examples(pipe, scorer, graph, ex, device=device, batch_size=_PREDICT_BATCH,
+                                            names=spec.exported_outputs)
+                     for name, ex in examples.items()}
+        batches = {name: (ex.batch() if ex.materialized else predicted[name].batch)
+                   for name, ex in examples.items()}
+        outputs = {name: p.outputs for name, p in predicted.items()}
+        predictions = {name: p.predictions for name, p in predicted.items()}
+        metrics = {name: split_metrics(pipe, predictions[name], batches[name]) for name in batches}
         context = TrainContext(
             pipeline=pipe, dataset=dataset, splits=splits, batches=batches, outputs=outputs,
             predictions=predictions, metrics=metrics, history=fitted.history, preprocessor=pre,
@@ -548,10 +623,22 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         raw_extras = _json_ready(dict(raw_extras), "fit_extras result", pipe.qualified_name)
         baselines = dict(raw_extras.pop("baseline_metrics", None) or {})
         extras = raw_extras
-        for name, batch in batches.items():
-            predictions[name], metrics[name] = evaluate_split(pipe, outputs[name], batch, extras)
-            metrics[name] = {k: float(v) for k, v in metrics[name].items()}
         context.extras = dict(extras)
+        try:
+            artifacts = _write_artifacts(pipe.artifacts(context) or {}, pipe.qualified_name)
+        except VerticalsError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"pipeline '{pipe.qualified_name}' artifacts failed: {type(exc).__name__}: {exc}",
+                              hint="fix Pipeline.artifacts") from exc
+        from verticals import artifacts as named
+
+        artifacts = named.save(artifacts, workdir)
+        scoring_context = ScoringContext(extras, named.load(workdir, artifacts))
+        for name, batch in batches.items():
+            if len(batch):
+                predictions[name] = postprocess_checked(pipe, outputs[name], batch, scoring_context)
+            metrics[name] = split_metrics(pipe, predictions[name], batch)
         context.predictions, context.metrics = predictions, metrics
         try:
             sections = list(pipe.report_sections(context) or [])
@@ -566,27 +653,39 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
                               f"{type(bad[0]).__name__}, not ReportSection", hint="return ReportSection objects")
         frames = {}
         for name, batch in batches.items():
-            frame = _with_ids(batch.ids, predictions[name], dataset.schema)
-            if batch.target is not None:
+            frame = _with_ids(batch.ids, predictions[name], dataset.schema) if len(batch) else predictions[name]
+            if batch.target is not None and len(batch):
                 import polars as pl
 
                 frame = frame.with_columns(pl.Series("_target", batch.target))
+            if batch.aux is not None and len(batch):  # auxiliary data (failure mode, group) for reports
+                frame = frame.hstack(batch.aux.select([c for c in batch.aux.columns if c not in frame.columns]))
             frames[name] = frame
         _notify("after_train", pipeline=pipe.qualified_name, metrics=metrics, history=fitted.history)
+        test = examples["test"]
+        example_rows = min(EXAMPLE_ROWS, examples["train"].rows)
+        if test.materialized:
+            test_batch = batches["test"]
+        else:
+            test_batch = _parity_sample(test, PARITY_ROWS, example_rows)
+        example = _parity_sample(examples["train"], example_rows, -1).inputs
+        rejected = {name: ex.rejects.height for name, ex in examples.items() if ex.rejects is not None}
+        skipped = {name: dict(ex.skipped) for name, ex in examples.items() if ex.skipped}
         return Evaluation(
             pipeline=pipe.qualified_name, metrics=metrics, extras=extras, baselines=baselines,
-            predictions=frames, test_batch=batches["test"],
-            example=_slice_batch(batches["train"], min(EXAMPLE_ROWS, len(batches["train"]))),
-            sections=sections, workdir=workdir)
+            predictions=frames, test_batch=test_batch, example=example, sections=sections, workdir=workdir,
+            artifacts=artifacts, test_frame=None if test.materialized else splits.test,
+            preprocessor_rejects=rejected, skipped=skipped)
 
 
 def _with_ids(ids: pl.DataFrame, predictions: pl.DataFrame, schema: Any) -> pl.DataFrame:
     """Id columns (in their schema types, as scoring writes them) and prediction columns side by side."""
     import polars as pl
 
-    types = {"int": pl.Int64, "bool": pl.Boolean, "category": pl.String, "string": pl.String, "path": pl.String}
+    from verticals.data.dtypes import id_dtype
+
     keep = [c for c in ids.columns if c not in predictions.columns]
-    casts = [pl.col(c).cast(types[schema[c].dtype]) if c in schema and schema[c].dtype in types else pl.col(c)
+    casts = [pl.col(c).cast(dt) if c in schema and (dt := id_dtype(schema[c].dtype)) is not None else pl.col(c)
              for c in keep]
     return pl.concat([ids.select(casts), predictions], how="horizontal")
 
@@ -607,14 +706,35 @@ def _onnx_outputs(session: Any, inputs: Mapping[str, np.ndarray], batch_size: in
 
 
 def _primary_metric_via_onnx(pipe: Pipeline, evaluation: Evaluation, path: Path,
-                             providers: list[str] | tuple[str, ...]) -> tuple[float, str]:
-    """The pipeline's primary metric on the test split, computed through the ONNX file ``path``."""
-    from verticals.export import _session
-    from verticals.training import evaluate_split
+                             providers: list[str] | tuple[str, ...], fitted: FitResult | None = None
+                             ) -> tuple[float, str]:
+    """The pipeline's primary metric on the test split, computed through the ONNX file ``path``
+    (batch by batch from ``evaluation.test_frame`` for a streamed preprocessor)."""
+    import polars as pl
 
-    session = _session(path, providers)
-    outputs = _onnx_outputs(session, evaluation.test_batch.inputs)
-    _, metrics = evaluate_split(pipe, outputs, evaluation.test_batch, evaluation.extras)
+    from verticals import artifacts as named
+    from verticals.ort import open_session
+    from verticals.spec import ScoringContext
+    from verticals.training import postprocess_checked, split_metrics
+
+    session = open_session(path, providers)
+    context = ScoringContext(evaluation.extras, named.load(Path(evaluation.workdir), evaluation.artifacts))
+    if evaluation.test_frame is None or fitted is None:
+        stream = [evaluation.test_batch]
+    else:
+        from verticals.data.examples import Examples
+
+        pre = fitted.modules()[0]
+        stream = Examples(pre, evaluation.test_frame, name="test",
+                          chunk_rows=pre.chunk_rows or pipe.training.batch_size).batches(_PREDICT_BATCH)
+    preds, lights = [], []
+    for batch in stream:
+        if not len(batch):
+            continue
+        outputs = _onnx_outputs(session, batch.inputs)
+        preds.append(postprocess_checked(pipe, outputs, batch, context))
+        lights.append(batch.light())
+    metrics = split_metrics(pipe, pl.concat(preds, how="vertical_relaxed"), Batch.concat(lights))
     return float(metrics[pipe.primary_metric]), session.get_providers()[0]
 
 
@@ -637,7 +757,8 @@ def export(pipeline: str, fitted: FitResult, evaluation: Evaluation, workdir: Pa
         signature = pre.signature()
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        path = ex.export_onnx(graph, model, signature, tuple(spec.outputs), evaluation.example,
+        scorer = spec.scoring(model).eval() if spec.scoring is not None else model
+        path = ex.export_onnx(graph, scorer, signature, tuple(spec.exported_outputs), evaluation.example,
                               workdir / "model.onnx", opset=ex.OPSET)
         exporter = ex.onnx_exporter(path)
     with _stage(pipeline, "verify"):
@@ -647,7 +768,8 @@ def export(pipeline: str, fitted: FitResult, evaluation: Evaluation, workdir: Pa
         if rows == len(next(iter(evaluation.example.values()))):
             rows = rows - 1 if rows > 2 else rows + 1
         rows = max(1, min(rows, len(test)))
-        parity = ex.check_parity(path, ex.compose(graph, model, list(signature)), _slice_batch(test, rows))
+        parity = ex.check_parity(path, ex.compose(graph, scorer, list(signature)), _slice_batch(test, rows),
+                                 kinds=dict(spec.parity))
         parity.update(exporter=exporter, opset=ex.OPSET)
         if not parity["passed"]:
             worst = max(parity["outputs"].items(), key=lambda kv: kv[1]["max_abs_diff"] - kv[1]["limit"])[0] \
@@ -663,15 +785,16 @@ def export(pipeline: str, fitted: FitResult, evaluation: Evaluation, workdir: Pa
         kinds = ex.VARIANTS if variants is None else tuple(variants)
         made: dict[str, dict[str, Any]] = {}
         if kinds:
-            reference, _ = _primary_metric_via_onnx(pipe, evaluation, path, ["CPUExecutionProvider"])
+            reference, _ = _primary_metric_via_onnx(pipe, evaluation, path, ["CPUExecutionProvider"], fitted)
             made = ex.build_variants(
-                path, lambda p, providers: _primary_metric_via_onnx(pipe, evaluation, p, list(providers)),
+                path, lambda p, providers: _primary_metric_via_onnx(pipe, evaluation, p, list(providers), fitted),
                 reference, kinds=kinds, metric_name=pipe.primary_metric)
             for record in made.values():
                 record["reference"] = reference
         return ExportResult(
             pipeline=pipe.qualified_name, workdir=workdir, model_file=path.name,
-            signature={"inputs": {k: v.to_dict() for k, v in signature.items()}, "outputs": list(spec.outputs)},
+            signature={"inputs": {k: v.to_dict() for k, v in signature.items()},
+                       "outputs": list(spec.exported_outputs)},
             parity=parity, variants=made, exporter=exporter, opset=ex.OPSET,
             seconds=round(time.perf_counter() - started, 3))
 
@@ -757,12 +880,15 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
                     else:
                         fixed.append(str(image))
                 section.images = fixed
+        source_artifacts = Path(evaluation.workdir) / "artifacts"
+        if evaluation.artifacts and source_artifacts.resolve() != (workdir / "artifacts").resolve():
+            shutil.copytree(source_artifacts, workdir / "artifacts", dirs_exist_ok=True)
         context = _report_context(pipe, validated, splits, fitted, evaluation, exported, created_at)
         report_path = write_report(workdir, context, evaluation.sections)
 
         train_pred = evaluation.predictions["train"]
         train_scores = train_pred.get_column(pipe.score_column).to_numpy() \
-            if pipe.score_column in train_pred.columns else None
+            if pipe.score_column in train_pred.columns and train_pred.schema[pipe.score_column].is_numeric() else None
         reference = profile(splits.train, dataset.schema, train_scores)
         info = get_registry().plugin_info(pipe.plugin)
         manifest = _json_ready({
@@ -788,6 +914,8 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
             "training_data": {"source": validated.source, "rows": validated.rows_in,
                               "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
                               "fingerprint": validated.fingerprint, "splits": splits.sizes(),
+                              "preprocessor_rejects": evaluation.preprocessor_rejects,
+                              "no_example": evaluation.skipped,
                               "split_strategy": splits.strategy, "seed": splits.seed},
             "training": {"epochs": fitted.epochs, "epochs_run": len(fitted.history),
                          "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
@@ -796,6 +924,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
                          "crossfit": fitted.crossfit.summary() if fitted.crossfit is not None else None},
             "reference": reference,
             "extras": evaluation.extras,
+            "named_artifacts": evaluation.artifacts,
             "report": report_path.name,
         }, "manifest", name)
         version = ModelStore(home).register(name, workdir, manifest)

@@ -225,14 +225,6 @@ def onnx_exporter(path: Path) -> str:
 
 
 # -- parity -----------------------------------------------------------------------------------------------
-def _session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # an unavailable provider is detected from get_providers(), not logs
-    return ort.InferenceSession(str(path), options, providers=list(providers))
-
-
 def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Largest |a − b|; positions NaN in both count as equal, NaN in one only as infinite."""
     import numpy as np
@@ -249,8 +241,33 @@ def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff.max())
 
 
+def _indices_parity(ours: np.ndarray, ref: np.ndarray, scores: tuple[np.ndarray, np.ndarray] | None,
+                    limit: float) -> dict[str, Any]:
+    """Compare integer index outputs (top-k items) row by row as sets.
+
+    A row whose sets differ passes when the paired float output (``scores``: ONNX, torch) shows a tie:
+    the sorted scores agree within ``limit``, so two items of equal score were merely swapped.
+    """
+    import numpy as np
+
+    if ours.shape != ref.shape:
+        return {"kind": "indices", "passed": False, "rows_differing": int(ref.shape[0]) if ref.ndim else 1,
+                "ties": 0, "max_abs_diff": float("inf"), "limit": limit}
+    a = np.sort(ours.reshape(ours.shape[0], -1), axis=1) if ours.ndim else ours.reshape(1, 1)
+    b = np.sort(ref.reshape(ref.shape[0], -1), axis=1) if ref.ndim else ref.reshape(1, 1)
+    differing = np.flatnonzero((a != b).any(axis=1))
+    ties = 0
+    if differing.size and scores is not None:
+        so, st = (np.sort(np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1), axis=1) for x in scores)
+        close = np.abs(so[differing] - st[differing]).max(axis=1) <= limit
+        ties = int(close.sum())
+    passed = ties == differing.size
+    return {"kind": "indices", "passed": bool(passed), "rows_differing": int(differing.size), "ties": ties,
+            "max_abs_diff": 0.0 if passed else float("inf"), "limit": limit}
+
+
 def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str, np.ndarray],
-                 tolerance: float = PARITY_TOLERANCE) -> dict[str, Any]:
+                 tolerance: float = PARITY_TOLERANCE, kinds: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run ``sample`` through PyTorch and ONNX Runtime (CPU provider) and compare every output.
 
     Args:
@@ -259,6 +276,8 @@ def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str,
             model), called with the inputs positionally in the graph's input order.
         sample: held-out inputs (the test split), at a batch size different from the export example.
         tolerance: see the module docstring; the limit per output is ``tolerance * max(1, max|y|)``.
+        kinds: per output name, ``float`` (the default for floating outputs), ``indices`` (the default
+            for integer outputs: sets per row, ties in the paired float output forgiven) or ``none``.
 
     Returns:
         ``{"max_abs_diff", "tolerance", "rows", "passed", "outputs": {name: {"max_abs_diff", "limit"}},
@@ -268,8 +287,10 @@ def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str,
     import numpy as np
     import torch
 
+    from verticals.ort import open_session
+
     started = time.perf_counter()
-    session = _session(path)
+    session = open_session(path)
     names = [i.name for i in session.get_inputs()]
     missing = [n for n in names if n not in sample]
     if missing:
@@ -283,16 +304,34 @@ def check_parity(path: Path, torch_module: torch.nn.Module, sample: Mapping[str,
         torch_out = module(*(torch.from_numpy(feeds[n]) for n in names))
     if not isinstance(torch_out, (tuple, list)):
         torch_out = (torch_out,)
-    per_output: dict[str, dict[str, float]] = {}
+    per_output: dict[str, dict[str, Any]] = {}
     passed = len(torch_out) == len(onnx_out)
     worst = 0.0 if passed else float("inf")
-    for meta, ours, theirs in zip(session.get_outputs(), onnx_out, torch_out, strict=False):
-        ref = theirs.detach().cpu().numpy()
-        diff = _max_abs_diff(ours, ref)
-        finite = np.abs(ref[np.isfinite(ref)]) if ref.size else np.zeros(1)
+    kinds = dict(kinds or {})
+    metas = session.get_outputs()
+    refs = [t.detach().cpu().numpy() for t in torch_out]
+    floats = [(o, r) for o, r in zip(onnx_out, refs, strict=False) if np.issubdtype(r.dtype, np.floating)]
+    for meta, ours, ref in zip(metas, onnx_out, refs, strict=False):
+        kind = kinds.get(meta.name) or ("float" if np.issubdtype(ref.dtype, np.floating) or ref.dtype == bool
+                                        else "indices")
+        finite = np.abs(ref[np.isfinite(ref)]) if ref.size and kind == "float" else np.zeros(1)
         scale = max(1.0, float(finite.max()) if finite.size else 1.0)
         limit = tolerance * scale
-        per_output[meta.name] = {"max_abs_diff": diff, "limit": limit}
+        if kind == "none":
+            per_output[meta.name] = {"kind": "none", "max_abs_diff": 0.0, "limit": limit}
+            continue
+        if kind == "indices":
+            pair = next(((o, r) for o, r in floats if o.shape == ours.shape), None)
+            if pair is not None:
+                pair_scale = max(1.0, float(np.abs(pair[1][np.isfinite(pair[1])]).max()) if pair[1].size else 1.0)
+                limit = tolerance * pair_scale
+            record = _indices_parity(np.asarray(ours), ref, pair, limit)
+            per_output[meta.name] = record
+            passed = passed and record["passed"]
+            worst = max(worst, record["max_abs_diff"])
+            continue
+        diff = _max_abs_diff(ours, ref)
+        per_output[meta.name] = {"kind": "float", "max_abs_diff": diff, "limit": limit}
         worst = max(worst, diff)
         passed = passed and diff <= limit
     return {"max_abs_diff": worst, "tolerance": tolerance, "rows": rows, "passed": bool(passed),
@@ -353,14 +392,15 @@ def cuda_provider_available() -> bool:
     try:
         from onnx import TensorProto, helper
 
+        from verticals.ort import open_session, session_options
+
         graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe",
                                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
         # IR version 8 (what opset 18 needs): onnx's newest IR may be newer than this ORT reads.
         probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
-        options = ort.SessionOptions()
-        options.log_severity_level = 4
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CUDAExecutionProvider"])
+        session = open_session(probe.SerializeToString(), ["CUDAExecutionProvider"],
+                               session_options(log_severity=4))
         return session.get_providers()[0] == "CUDAExecutionProvider"
     except Exception:
         return False

@@ -1,6 +1,8 @@
 """Plugin discovery: entry points of group ``verticals``, loaded one at a time.
 
-Built-in domain plugins are discovered exactly like third-party ones. A plugin that fails to import,
+Built-in domain plugins are discovered exactly like third-party ones. A plugin made for other versions
+of the core (its ``Requires-Dist: verticals ...`` or its module's ``VERTICALS_REQUIRES``; see
+:mod:`verticals.compat`) is refused with the versions it supports. A plugin that fails to import,
 implements a hook the contract does not define (with a did-you-mean), takes arguments its hook does
 not pass, or reuses another plugin's name, is skipped with a warning naming ``distribution==version``
 and the error, so every other command keeps working; ``VERTICALS_STRICT_PLUGINS=1`` turns that into
@@ -29,7 +31,7 @@ from typing import Any
 
 import pluggy
 
-from verticals import hookspecs
+from verticals import compat, hookspecs
 from verticals.errors import PluginError
 
 ENTRY_POINT_GROUP = "verticals"
@@ -66,7 +68,8 @@ class PluginInfo:
     distribution: str
     version: str
     module: str
-    status: str = "loaded"  # loaded | failed | disabled
+    status: str = "loaded"  # loaded | failed | incompatible | disabled
+    requires: list[str] = field(default_factory=list)  # declared core versions, e.g. ">=0.1,<0.2 (Requires-Dist)"
     hooks: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(default_factory=dict)
@@ -82,6 +85,7 @@ class PluginInfo:
             "version": self.version,
             "module": self.module,
             "status": self.status,
+            "requires": self.requires,
             "hooks": self.hooks,
             "registered": self.registered,
             "errors": self.errors,
@@ -184,8 +188,30 @@ def check_plugin(pm: pluggy.PluginManager, plugin: object,
     return errors, notes
 
 
+def _supports_core(info: PluginInfo, found: tuple[compat.Requirement | None, str | None]) -> bool:
+    """Record a plugin's declared core versions; refuse it (``False``) when the core is not among them."""
+    requirement, problem = found
+    if problem is not None:
+        info.status = "failed"
+        report_problem(info, f"plugin {info.label} declares the core versions it supports wrongly: {problem}",
+                       hint="use a PEP 440 specifier such as 'verticals>=0.1,<0.2' (Requires-Dist) or "
+                            f"{compat.REQUIRES_ATTR} = '>=0.1,<0.2' (plugin module)")
+        return False
+    if requirement is None:
+        return True
+    info.requires.append(f"{requirement.specifier} ({requirement.source})")
+    refused = compat.incompatibility(requirement, info.label, info.distribution)
+    if refused is not None:
+        info.status = "incompatible"
+        report_problem(info, refused[0], hint=refused[1])
+        return False
+    return True
+
+
 def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: object, infos: list[PluginInfo]) -> None:
     """Check ``plugin`` and register it under ``info.name``; report problems instead of raising."""
+    if not _supports_core(info, compat.from_module(plugin)):
+        return
     errors, notes = check_plugin(pm, plugin, info.label)
     for message, hint in notes:
         report_problem(info, message, hint=hint)
@@ -240,6 +266,8 @@ def load_plugins(
         if not _selected(ep, dist_name):
             info.status = "disabled"
             continue
+        if not _supports_core(info, compat.from_distribution(dist)):
+            continue  # refused before importing code written for another core
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin must not take the tool down

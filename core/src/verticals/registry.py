@@ -25,7 +25,7 @@ from verticals.spec import DatasetSpec, ModelSpec, Pipeline, Schema
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TASKS = {"binary", "multiclass", "regression", "ranking"}
-_STRATEGIES = {"stratified", "random", "group", "time"}
+_STRATEGIES = {"stratified", "random", "group", "time", "leave_last", "group_time"}
 
 T = TypeVar("T")
 
@@ -196,6 +196,9 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
             return ("uses the 'group' split but has no group column", "give one column role='group'")
         if obj.split.strategy == "time" and not obj.schema.time:
             return ("uses the 'time' split but has no time column", "give one column role='time'")
+        if obj.split.strategy in ("leave_last", "group_time") and not (obj.schema.group and obj.schema.time):
+            return (f"uses the '{obj.split.strategy}' split but lacks a group or a time column",
+                    "give one column role='group' and one role='time'")
         if not 0 < obj.split.test_fraction < 1 or not 0 <= obj.split.valid_fraction < 1 or (
                 obj.split.test_fraction + obj.split.valid_fraction >= 1):
             return ("has split fractions outside (0, 1)", "use e.g. test_fraction=0.2, valid_fraction=0.1")

@@ -249,6 +249,19 @@ def _metrics_section(context: ReportContext, figures: list[str]) -> ReportSectio
         rows += [(model, *(_numeric(values).get(n) for n in names)) for model, values in context.baselines.items()]
         parts.append("<h3>Baselines (test split)</h3>")
         parts.append(_table(("model", *names), rows, highlight=0))
+        ours = test.get(context.primary_metric)
+        better = [(model, _numeric(values).get(context.primary_metric)) for model, values in context.baselines.items()]
+        better = [(m, v) for m, v in better if v is not None and ours is not None
+                  and (v > ours if context.greater_is_better else v < ours)]
+        if better:
+            parts.append("<p><b>This model loses to "
+                         + ", ".join(f"{_esc(m)} ({_esc(_fmt(v))})" for m, v in better)
+                         + f" on {_esc(context.primary_metric)} ({_esc(_fmt(ours))} here).</b></p>")
+    structured = {k: v for k, v in (context.metrics.get("test") or {}).items() if isinstance(v, Mapping)}
+    for name, values in structured.items():
+        parts.append(f"<h3>{_esc(name)} (test split)</h3>")
+        parts.append(_table(("", name), [(k, v if not isinstance(v, Mapping) else str(dict(v)))
+                                         for k, v in values.items()]))
     return ReportSection("Metrics", "\n".join(parts), images=figures)
 
 

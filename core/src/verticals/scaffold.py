@@ -24,7 +24,8 @@ name = "verticals-{dist}"
 version = "0.1.0"
 description = "{title} pipelines for verticals"
 requires-python = ">=3.11"
-dependencies = ["verticals>={core_version}"]
+# The core versions this plugin supports: verticals refuses the plugin under any other.
+dependencies = ["verticals{core_range}"]
 
 # This line is what makes verticals find the plugin.
 [project.entry-points.verticals]
@@ -53,6 +54,10 @@ from verticals import (
     TrainingConfig,
     hookimpl,
 )
+
+#: The core versions this plugin supports (keep in step with the dependency in pyproject.toml);
+#: verticals refuses the plugin at discovery, with this range in the message, under any other core.
+VERTICALS_REQUIRES = "{core_range}"
 
 SCHEMA = Schema((
     Column("customer_id", "int", "id"),
@@ -166,6 +171,7 @@ pytest                     # runs the conformance suite against the plugin
 def create_plugin(name: str, directory: Path | str = ".", *, pipeline: str = "churn") -> Path:
     """Write ``verticals-<name>/`` under ``directory`` and return its path."""
     from verticals import __version__
+    from verticals.compat import compatible_range
 
     if not _NAME.match(name) or keyword.iskeyword(name):
         raise UserError(f"invalid plugin name {name!r}",
@@ -178,7 +184,7 @@ def create_plugin(name: str, directory: Path | str = ".", *, pipeline: str = "ch
         raise UserError(f"{root} already exists", hint="choose another name or directory")
     values = {"name": name, "dist": dist, "title": name.replace("_", " ").title(), "pipeline": pipeline,
               "cls": "".join(part.title() for part in name.split("_")),
-              "core_version": __version__.split("+")[0]}
+              "core_range": compatible_range(__version__.split("+")[0])}
     files = {
         "pyproject.toml": PYPROJECT,
         f"src/verticals_{name}/__init__.py": '"""verticals-{dist}."""\n',

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
+    "CONTEXT",
     "Batch",
     "Column",
     "DatasetSpec",
@@ -39,6 +40,7 @@ __all__ = [
     "Preprocessor",
     "ReportSection",
     "Schema",
+    "ScoringContext",
     "SplitSpec",
     "TensorSpec",
     "TrainingConfig",
@@ -47,6 +49,18 @@ __all__ = [
 Role = Literal["id", "feature", "target", "group", "time", "weight", "attribute"]
 DType = Literal["float", "int", "category", "string", "bool", "datetime", "path"]
 Task = Literal["binary", "multiclass", "regression", "ranking"]
+ParityKind = Literal["float", "indices", "none"]
+
+CONTEXT = "_context"
+"""Name of the boolean column that marks *context* rows in a frame handed to a preprocessor.
+
+Context rows are earlier rows of a group (a user's history, a machine's preceding readings) that a
+grouping preprocessor may read but must not turn into examples: they belong to the training history
+of a test user, or were already scored in the previous row group. Splits add the column to the
+validation and test frames of ``leave_last`` and ``group_time`` splits; scoring adds it to the rows it
+carries across batch boundaries. A frame without the column has no context rows. Row-wise
+preprocessors never see context rows: the core drops them first.
+"""
 
 
 @dataclass(frozen=True)
@@ -177,16 +191,34 @@ class SplitSpec:
     """How a dataset is split into train, validation and test.
 
     Attributes:
-        strategy: ``stratified`` (random, preserving the target's class balance), ``random``,
-            ``group`` (all rows of a group, e.g. a patient, user or machine, fall on one side) or
-            ``time`` (validation strictly after train, test strictly after validation).
+        strategy:
+            ``stratified`` (random, preserving the target's class balance), ``random``,
+            ``group`` (all rows of a group, e.g. a patient, fall on one side),
+            ``time`` (validation strictly after train, test strictly after validation),
+            ``leave_last`` (per group, ordered by time: the last ``holdout`` rows of each group are
+            test, the ``holdout`` before them validation, the rest training; earlier rows of a group
+            reach validation and test as context) or
+            ``group_time`` (per group, ordered by time, cut at global times with a ``gap`` before each
+            cut, so no training example's label window reaches into validation or test; earlier rows
+            are context).
         test_fraction, valid_fraction: fractions of the whole dataset (of groups, for ``group``; of
-            the time span's rows, for ``time``).
+            the time span's rows, for ``time`` and ``group_time``). Unused by ``leave_last``.
+        holdout: rows per group held out for test (and as many for validation), ``leave_last`` only.
+        min_rows: groups with fewer rows stay wholly in training (``leave_last``).
+        gap: for ``group_time``, the time between the last training example and the first validation
+            example (and between validation and test), in the time column's unit (seconds for
+            datetimes); at least the prediction horizon.
+        positive_only: for ``leave_last``, only rows whose target is the positive label can be held
+            out (implicit feedback: a rating below the threshold is history, never a test item).
     """
 
-    strategy: Literal["stratified", "random", "group", "time"] = "stratified"
+    strategy: Literal["stratified", "random", "group", "time", "leave_last", "group_time"] = "stratified"
     test_fraction: float = 0.2
     valid_fraction: float = 0.1
+    holdout: int = 1
+    min_rows: int = 3
+    gap: float = 0.0
+    positive_only: bool = False
 
 
 @dataclass
@@ -252,19 +284,37 @@ class ModelSpec:
             preprocessor's inputs as keyword arguments (names from :meth:`Preprocessor.signature`) and
             returns one tensor or a tuple of tensors named by ``outputs``. The first output is what the
             loss is computed on (logits for classification).
-        outputs: names of the ONNX graph's outputs, in ``forward``'s return order.
+        outputs: names of ``forward``'s results, in order (what training sees).
+        scoring: optional ``scoring(trained_module) -> torch.nn.Module`` whose ``forward`` takes the
+            same inputs and returns what is exported, named by ``score_outputs`` (e.g. full-catalogue
+            logits in training, the top-k item indices and scores, seen items masked, in the graph).
+            Evaluation, parity and scoring all use it, so scoring reproduces evaluation. ``None``:
+            the trained module is exported as it is.
+        score_outputs: names of the exported graph's outputs (default: ``outputs``).
+        parity: how the parity check compares each exported output: ``float`` (within tolerance, the
+            default for floating outputs), ``indices`` (integer indices such as top-k items: the sets
+            per row must match, except where the paired float output shows a tie; the default for
+            integer outputs) or ``none`` (not compared).
         description: one line.
     """
 
     name: str
     factory: Callable[..., torch.nn.Module]
     outputs: tuple[str, ...] = ("logits",)
+    scoring: Callable[[torch.nn.Module], torch.nn.Module] | None = None
+    score_outputs: tuple[str, ...] | None = None
+    parity: Mapping[str, ParityKind] = field(default_factory=dict)
     description: str = ""
     plugin: str = ""
 
     @property
     def qualified_name(self) -> str:
         return f"{self.plugin}.{self.name}" if self.plugin else self.name
+
+    @property
+    def exported_outputs(self) -> tuple[str, ...]:
+        """Names of the exported graph's outputs."""
+        return tuple(self.score_outputs) if self.score_outputs else tuple(self.outputs)
 
 
 @dataclass
@@ -275,42 +325,140 @@ class Batch:
         ids: one row per example with its id columns (and group/time columns where the pipeline keeps
             them); the same height as every array's first axis.
         inputs: model inputs by name, numpy arrays with the dtypes of :meth:`Preprocessor.signature`.
-        target: the encoded target per example (float 0/1 for binary, int class for multiclass), or
-            ``None`` when scoring.
+            Empty in a *light* batch (ids, targets and auxiliary data of a split too large to hold).
+        target: the encoded target per example (float 0/1 for binary, int class for multiclass, item
+            index for ranking), or ``None`` when scoring.
         flags: per example, a comma-separated list of flagged columns (empty string for none), or
             ``None``.
+        aux: per-example auxiliary data for metrics and reports (failure mode, class list, group), one
+            row per example; never a model input. ``None`` for none.
+        rejects: input rows the preprocessor could not turn into an example (an undecodable image):
+            ``_row`` (the row's position in the frame given to ``transform``) and ``_reason``. They
+            go to the rejects with their reason and the rest of the batch goes on.
+        skipped: valid input rows that produced no example, counted by reason (a machine with fewer
+            readings than a window). Context rows are never counted here.
     """
 
     ids: pl.DataFrame
     inputs: dict[str, np.ndarray]
     target: np.ndarray | None = None
     flags: pl.Series | None = None
+    aux: pl.DataFrame | None = None
+    rejects: pl.DataFrame | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.ids.height
+
+    def take(self, index: Any) -> Batch:
+        """The examples at ``index`` (a slice or an integer array), as a new batch."""
+        import numpy as np
+        import polars as pl
+
+        if isinstance(index, slice):
+            rows = range(len(self))[index]
+            sel = pl.Series(np.arange(rows.start, rows.stop, rows.step, dtype=np.int64)) if rows.step != 1 else None
+            pick = (lambda f: f.slice(rows.start, len(rows))) if sel is None else (lambda f: f[sel])
+        else:
+            sel = pl.Series(np.asarray(index, dtype=np.int64))
+            pick = lambda f: f[sel]  # noqa: E731
+        return Batch(ids=pick(self.ids), inputs={k: v[index] for k, v in self.inputs.items()},
+                     target=None if self.target is None else self.target[index],
+                     flags=None if self.flags is None else pick(self.flags),
+                     aux=None if self.aux is None else pick(self.aux))
+
+    def light(self) -> Batch:
+        """This batch without its model inputs (ids, target, flags, aux): what metrics need."""
+        return Batch(ids=self.ids, inputs={}, target=self.target, flags=self.flags, aux=self.aux,
+                     skipped=dict(self.skipped))
+
+    @staticmethod
+    def concat(batches: Sequence[Batch]) -> Batch:
+        """One batch of ``batches``' examples in order (rejects and skipped counts are summed)."""
+        import numpy as np
+        import polars as pl
+
+        batches = [b for b in batches if b is not None]
+        if not batches:
+            raise ValueError("no batches to concatenate")
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        skipped: dict[str, int] = {}
+        for b in batches:
+            for reason, count in b.skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + count
+        rejects = [b.rejects for b in batches if b.rejects is not None and b.rejects.height]
+        return Batch(
+            ids=pl.concat([b.ids for b in batches], how="vertical_relaxed"),
+            inputs={k: np.concatenate([b.inputs[k] for b in batches]) for k in first.inputs},
+            target=None if first.target is None else np.concatenate([b.target for b in batches]),
+            flags=None if first.flags is None else pl.concat([b.flags for b in batches]),
+            aux=None if first.aux is None else pl.concat([b.aux for b in batches], how="vertical_relaxed"),
+            rejects=pl.concat(rejects, how="vertical_relaxed") if rejects else None,
+            skipped=skipped)
 
 
 class Preprocessor:
     """Turns frames into :class:`Batch` es; fitted on the training split only.
 
-    Subclasses implement the five methods below. Fitted state is JSON (``state``/``load_state``) so it
+    Subclasses implement the six methods below. Fitted state is JSON (``state``/``load_state``) so it
     travels in the manifest; the in-graph part (:meth:`graph_module`) is exported with the model.
 
+    How the core feeds it (class attributes, all optional):
+
     Attributes:
-        rowwise: ``True`` when each input row becomes exactly one example, so scoring may cut the input
-            into row batches anywhere. A pipeline that groups rows (sessions, windows) sets ``False`` and
-            receives whole partitions (a file or a Parquet row group) at scoring time.
+        rowwise: ``True`` when each input row becomes exactly one example, so training and scoring may
+            cut the input into row batches anywhere. A pipeline that groups rows (a user's history, a
+            machine's windows) sets ``False`` and names its grouping in ``group_by``.
+        materialize: ``True`` when a whole split fits in memory as model inputs (tabular rows): it is
+            transformed once and sliced into mini-batches. ``False`` (image files, windows): the core
+            transforms one chunk of rows at a time, in ``workers`` threads, every epoch, so memory does
+            not grow with the number of examples.
+        group_by: the column whose rows belong together (user, machine, study). Training chunks and
+            scoring batches hold whole groups (or, for a group too large for one batch, consecutive
+            rows of it with ``context_rows`` earlier rows marked as :data:`CONTEXT`). Scoring groups an
+            input that is not grouped (an event log) before it reads it, with bounded memory.
+        order_by: the column that orders the rows of a group (time); ``None`` keeps the input order.
+        context_rows: how many earlier rows of a group an example may need (a window's length minus
+            one; ``None`` for the whole history).
+        workers: threads that run :meth:`transform` on chunks in parallel (0: as many as cores, at
+            most 8). Decoding libraries (Pillow, pydicom, numpy) release the GIL for the heavy part.
+        chunk_rows: rows per transform call when not materialized (default: the training batch size).
     """
 
     rowwise: ClassVar[bool] = True
+    materialize: ClassVar[bool] = True
+    group_by: ClassVar[str | None] = None
+    order_by: ClassVar[str | None] = None
+    context_rows: ClassVar[int | None] = None
+    workers: ClassVar[int] = 0
+    chunk_rows: ClassVar[int | None] = None
 
     def fit(self, frame: pl.DataFrame) -> None:
         """Learn vocabularies, imputation values and scales from the training split."""
         raise NotImplementedError
 
     def transform(self, frame: pl.DataFrame, *, with_target: bool) -> Batch:
-        """Turn validated rows into a batch. ``with_target`` is False at scoring time."""
+        """Turn validated rows into a batch. ``with_target`` is False at scoring time.
+
+        A row that cannot become an example (an undecodable file) goes to ``Batch.rejects`` with its
+        reason, and the rest of the frame is still transformed. A grouping preprocessor reads the
+        :data:`CONTEXT` column, when present, and makes no example of a context row.
+        """
         raise NotImplementedError
+
+    def targets(self, frame: pl.DataFrame) -> np.ndarray | None:
+        """The encoded target of every example ``frame`` would give, without building the inputs (class
+        weights of a streamed split). ``None``: the core runs one pass of :meth:`transform` instead."""
+        return None
+
+    def augment(self, batch: Batch, rng: np.random.Generator) -> Batch:
+        """Random augmentation of a *training* batch (never validation, test or scoring). Default: none.
+
+        ``rng`` is seeded from the training seed, the epoch and the chunk, so a run is reproducible.
+        """
+        return batch
 
     def signature(self) -> dict[str, TensorSpec]:
         """The model inputs ``transform`` produces, by name, in the order of the ONNX graph's inputs."""
@@ -353,6 +501,56 @@ class OutputColumn:
     name: str
     dtype: Literal["float", "int", "string", "list[string]", "list[int]", "list[float]", "bool"]
     description: str = ""
+
+
+class ScoringContext(Mapping[str, Any]):
+    """What :meth:`Pipeline.postprocess` gets besides the outputs: the manifest's ``extras`` (it reads
+    like that dict, so ``context["calibration"]`` works), the model version's named ``artifacts``
+    (loaded once per scoring session, sha256-verified) and, while scoring a part, a folder for side
+    outputs (per-example files committed atomically with the part).
+    """
+
+    def __init__(self, extras: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None,
+                 side_dir: Any = None, part: str = "") -> None:
+        self.extras: dict[str, Any] = dict(extras or {})
+        self.artifacts: Mapping[str, Any] = artifacts if artifacts is not None else {}
+        self._side_dir = side_dir
+        self.part = part
+
+    def __getitem__(self, key: str) -> Any:
+        return self.extras[key]
+
+    def __iter__(self):
+        return iter(self.extras)
+
+    def __len__(self) -> int:
+        return len(self.extras)
+
+    @property
+    def writes_side_outputs(self) -> bool:
+        """True while scoring into an output folder (side outputs are possible)."""
+        return self._side_dir is not None
+
+    def side_output(self, name: str) -> tuple[Any, str]:
+        """``(path to write, relative path for the table)`` for one side-output file of this part.
+
+        ``name`` is a file name (no folders); the file lands in ``<part>/<name>`` next to the part file
+        and appears only when the part commits. Raises ``ValueError`` for a name that is not a plain
+        file name and ``RuntimeError`` outside a scoring run.
+        """
+        from pathlib import Path
+
+        from verticals.fsutil import safe_name
+
+        if self._side_dir is None:
+            raise RuntimeError("side outputs are written only while scoring into an output folder")
+        name = safe_name(name, "side-output file name")
+        folder = Path(self._side_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name, f"{self.part}/{name}"
+
+    def with_part(self, side_dir: Any, part: str) -> ScoringContext:
+        return ScoringContext(self.extras, self.artifacts, side_dir, part)
 
 
 @dataclass(frozen=True)
@@ -443,11 +641,34 @@ class Pipeline:
 
         return default_loss(self.task, outputs[0], target, class_weights)
 
+    def split(self, frame: pl.DataFrame, dataset: DatasetSpec, seed: int) -> Any:
+        """Split validated rows into train / validation / test (:class:`verticals.data.splits.Splits`).
+
+        Default: the dataset's :class:`SplitSpec` through :func:`verticals.data.splits.split_frame`
+        (``stratified``, ``random``, ``group``, ``time``, ``leave_last``, ``group_time``). Override to
+        split another way; validation and test frames may carry :data:`CONTEXT` rows.
+        """
+        from verticals.data.splits import split_frame
+
+        return split_frame(frame, dataset, seed, positive=dataset.target_positive)
+
     def metrics(self, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
         """Metrics on one split. ``y_score`` is the ``score_column`` of :meth:`postprocess`."""
         from verticals.metrics import default_metrics
 
         return default_metrics(self.task, y_true, y_score)
+
+    def evaluate(self, predictions: pl.DataFrame, batch: Batch) -> dict[str, Any]:
+        """Metrics of one split from its predictions (what :meth:`postprocess` returned) and its
+        examples (``batch.target``, ``batch.aux``, ``batch.ids``; model inputs are not kept).
+
+        Values are floats, or dicts of floats for structured metrics (per-class AUROC, per-mode
+        recall); the primary metric must be a float. Default: :meth:`metrics` on the target and the
+        score column.
+        """
+        if batch.target is None:
+            return {}
+        return dict(self.metrics(batch.target, predictions.get_column(self.score_column).to_numpy()))
 
     def fit_extras(self, context: Any) -> dict[str, Any]:
         """Fit what comes after the network (calibration, reference distributions, baselines).
@@ -457,10 +678,27 @@ class Pipeline:
         """
         return {}
 
+    def artifacts(self, context: Any) -> Mapping[str, Any]:
+        """Named files stored in the model version next to the ONNX model (an item catalogue, a
+        popularity vector, a neighbour matrix, thresholds), called after :meth:`fit_extras`.
+
+        Values: a numpy array (saved as ``.npy``, loaded back without pickle), a polars DataFrame
+        (saved as Parquet), ``bytes``, or a :class:`pathlib.Path` of a file to copy. They are
+        sha256-verified with the model, loaded once per scoring session and reach :meth:`postprocess`
+        as ``context.artifacts[name]`` (arrays and frames as such, other files as paths).
+        """
+        return {}
+
     # -- scoring -------------------------------------------------------------------------------------
     def postprocess(self, outputs: Mapping[str, np.ndarray], batch: Batch,
                     extras: Mapping[str, Any]) -> pl.DataFrame:
         """Turn the graph's outputs for one batch into the ``output_columns`` (no torch here).
+
+        ``extras`` is a :class:`ScoringContext`: it reads like the manifest's ``extras`` dict and also
+        carries ``extras.artifacts`` and, while scoring, ``extras.side_output(name)`` for per-example
+        files (return their relative paths in a string column). During training (validation metrics,
+        and the first evaluation pass that :meth:`fit_extras` sees) extras and artifacts are still
+        empty: postprocess must work without them.
 
         Default: for ``binary``, ``score = sigmoid(first output)``; for ``multiclass``, the softmax's
         argmax and its probability; for ``regression``, the value.

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,8 @@ from typing import Any
 
 from verticals.errors import ModelIntegrityError, NotFoundError, UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
+from verticals.fsutil import sha256_file, write_json_atomic, write_text_atomic
+from verticals.jsonutil import plain_json
 
 __all__ = ["DEFAULT_ALIAS", "ModelStore", "ModelVersion", "home"]
 
@@ -54,7 +55,6 @@ _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 _VERSION_DIR = re.compile(r"^v([0-9]+)$")
 _VERSION_REF = re.compile(r"^[vV]?([0-9]+)$")
 _RESERVED_ALIASES = {"latest"}
-_CHUNK = 1 << 20
 _HEAD = ("pipeline", "version", "created_at")  # written first in manifest.json, for people reading it
 
 
@@ -175,12 +175,12 @@ class ModelStore:
                 number = self._next_number(pdir)
                 data = {"pipeline": pipeline, "version": number, "created_at": data["created_at"],
                         **{k: v for k, v in data.items() if k not in _HEAD}}
-                _write_json(work / MANIFEST, data)
+                write_json_atomic(work / MANIFEST, data)
                 _fsync_dir(work)
                 target = pdir / f"v{number}"
                 os.rename(work, target)
                 _fsync_dir(pdir)
-                _write_text(pdir / ".last_version", f"{number}\n")
+                write_text_atomic(pdir / ".last_version", f"{number}\n")
                 aliases = self._aliases(pipeline)
         except BaseException:
             if not owned:
@@ -200,7 +200,7 @@ class ModelStore:
             target = self.resolve(pipeline, version)  # again: an alias may have moved meanwhile
             aliases = self._aliases(pipeline)
             aliases[alias] = target.version
-            _write_json(pdir / ALIASES, dict(sorted(aliases.items())))
+            write_json_atomic(pdir / ALIASES, dict(sorted(aliases.items())))
         target.aliases = _aliases_of(aliases, target.version)
         return target
 
@@ -213,7 +213,7 @@ class ModelStore:
                 raise NotFoundError(f"pipeline {pipeline} has no alias {alias!r}; aliases: "
                                     f"{_describe_aliases(aliases)}", hint="check the alias name")
             del aliases[alias]
-            _write_json(pdir / ALIASES, dict(sorted(aliases.items())))
+            write_json_atomic(pdir / ALIASES, dict(sorted(aliases.items())))
 
     def clean_staging(self, older_than_s: float = 7 * 86400) -> list[Path]:
         """Delete staging folders left by crashed runs that are older than ``older_than_s``."""
@@ -298,7 +298,7 @@ class ModelStore:
             if not path.is_file():
                 raise ModelIntegrityError(f"{version.label}: file {name!r} is missing from {version.path} "
                                           f"(expected sha256 {expected})", hint=fix)
-            actual = _sha256(path)
+            actual = sha256_file(path).hexdigest()
             if actual != expected:
                 raise ModelIntegrityError(f"{version.label}: file {name!r} in {version.path} has changed: "
                                           f"expected sha256 {expected}, actual {actual}", hint=fix)
@@ -467,41 +467,13 @@ def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _json_default(obj: Any) -> Any:
-    """Make values engines commonly put in manifests (numpy scalars/arrays, paths, dates) JSON-able."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj, key=str)
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
 def _plain(manifest: dict[str, Any], pipeline: str) -> dict[str, Any]:
     """A deep, JSON-only copy of ``manifest`` (fails before anything is written)."""
     try:
-        return json.loads(json.dumps(manifest, default=_json_default, allow_nan=True))
+        return plain_json(manifest)
     except (TypeError, ValueError) as exc:
         raise VerticalsError(f"manifest for {pipeline} cannot be written as JSON: {exc}",
                              hint="put only numbers, strings, lists and dicts in the manifest") from exc
-
-
-def _sha256(path: Path, *, fsync: bool = False) -> str:
-    """Hex sha256 of a file; ``fsync`` also flushes it to disk (before it is declared registered)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-        if fsync:
-            os.fsync(fh.fileno())
-    return digest.hexdigest()
 
 
 def _hash_tree(root: Path) -> dict[str, str]:
@@ -517,30 +489,9 @@ def _hash_tree(root: Path) -> dict[str, str]:
             if path.is_symlink() or not path.is_file():
                 raise UserError(f"cannot register {root}: {rel} is a link or special file",
                                 hint="write plain files into the staging folder")
-            out[rel] = _sha256(path, fsync=True)
+            out[rel] = sha256_file(path, fsync=True).hexdigest()
         for name in dirnames:
             if (Path(dirpath) / name).is_symlink():
                 raise UserError(f"cannot register {root}: {Path(dirpath, name).relative_to(root)} is a link",
                                 hint="write plain files into the staging folder")
     return out
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
-
-

@@ -40,12 +40,16 @@ __all__ = [
     "FitOutput",
     "TrainContext",
     "class_weights",
+    "clean_metrics",
     "default_loss",
     "evaluate_split",
     "fit_model",
+    "postprocess_checked",
+    "predict_examples",
     "predict_outputs",
     "seed_everything",
     "select_device",
+    "split_metrics",
 ]
 
 log = logging.getLogger("verticals.training")
@@ -275,17 +279,20 @@ def predict_outputs(model: torch.nn.Module, graph_module: torch.nn.Module | None
     return {name: out.numpy() for name, out in zip(labels, outs, strict=True)}
 
 
-def evaluate_split(pipeline: Pipeline, outputs: Mapping[str, np.ndarray], batch: Batch,
-                   extras: Mapping[str, Any] | None = None) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Predictions (``pipeline.postprocess``) and metrics (``pipeline.metrics``) of one split's outputs."""
-    predictions = pipeline.postprocess(outputs, batch, dict(extras or {}))
+def postprocess_checked(pipeline: Pipeline, outputs: Mapping[str, np.ndarray], batch: Batch,
+                        extras: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """``pipeline.postprocess`` with the checks that make a pipeline that could never score fail at
+    training time: the score column and every declared output column present, one row per example."""
+    from verticals.spec import ScoringContext
+
+    context = extras if isinstance(extras, ScoringContext) else ScoringContext(extras)
+    predictions = pipeline.postprocess(outputs, batch, context)
     if pipeline.score_column not in predictions.columns:
         raise PluginError(
             f"pipeline '{pipeline.qualified_name}': postprocess returned columns {predictions.columns}, "
             f"not the score column '{pipeline.score_column}'",
             hint="set Pipeline.score_column to a column postprocess returns",
         )
-    # Checked here, at training time, so a pipeline that could never score is not registered.
     declared = [c.name for c in pipeline.output_columns]
     absent = [name for name in declared if name not in predictions.columns]
     if absent:
@@ -298,10 +305,80 @@ def evaluate_split(pipeline: Pipeline, outputs: Mapping[str, np.ndarray], batch:
         raise PluginError(
             f"pipeline {pipeline.qualified_name}: postprocess returned {predictions.height} rows for a batch "
             f"of {len(batch)}", hint="return one row per example, in the batch's order")
+    return predictions
+
+
+def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics as JSON numbers: floats, or (structured metrics) dicts of floats, recursively."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            out[str(key)] = clean_metrics(value)
+        else:
+            out[str(key)] = float(value)
+    return out
+
+
+def split_metrics(pipeline: Pipeline, predictions: pl.DataFrame, batch: Batch) -> dict[str, Any]:
+    """``pipeline.evaluate`` on one split (``{}`` without targets or examples)."""
     if batch.target is None or len(batch) == 0:
-        return predictions, {}
-    score = predictions.get_column(pipeline.score_column).to_numpy()
-    return predictions, dict(pipeline.metrics(batch.target, score))
+        return {}
+    return clean_metrics(pipeline.evaluate(predictions, batch))
+
+
+def evaluate_split(pipeline: Pipeline, outputs: Mapping[str, np.ndarray], batch: Batch,
+                   extras: Mapping[str, Any] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Predictions (``pipeline.postprocess``) and metrics (``pipeline.evaluate``) of one split's outputs."""
+    predictions = postprocess_checked(pipeline, outputs, batch, extras)
+    return predictions, split_metrics(pipeline, predictions, batch)
+
+
+@dataclass
+class Predicted:
+    """One split run through a module: outputs (concatenated), postprocessed predictions and the
+    examples without their inputs (ids, target, aux), all in the same order."""
+
+    outputs: dict[str, np.ndarray]
+    predictions: pl.DataFrame
+    batch: Batch
+
+
+def predict_examples(pipeline: Pipeline, module: torch.nn.Module, graph_module: torch.nn.Module | None,
+                     examples: Any, *, device: str | None = "cpu", batch_size: int = 65536,
+                     names: Sequence[str] | None = None, extras: Mapping[str, Any] | None = None,
+                     keep_outputs: bool = True) -> Predicted:
+    """Run ``examples`` (:class:`~verticals.data.examples.Examples` or a :class:`Batch`) through
+    ``graph_module → module`` batch by batch, postprocess each batch, and collect the results.
+
+    Model inputs are dropped after each batch, so memory holds only outputs and predictions.
+    """
+    import numpy as np
+    import polars as pl
+
+    from verticals.data.examples import Examples
+
+    stream = [examples] if isinstance(examples, Batch) else None
+    outs: list[dict[str, np.ndarray]] = []
+    preds: list[pl.DataFrame] = []
+    lights: list[Batch] = []
+    source = stream if stream is not None else examples.batches(batch_size)
+    for batch in source:
+        if not len(batch):
+            continue
+        out = predict_outputs(module, graph_module, batch, device=device, batch_size=batch_size, names=names)
+        preds.append(postprocess_checked(pipeline, out, batch, extras))
+        if keep_outputs:
+            outs.append(out)
+        lights.append(batch.light())
+    if not lights:
+        empty = examples.batch() if isinstance(examples, Examples) and examples.materialized else None
+        if empty is None and isinstance(examples, Batch):
+            empty = examples
+        light = empty.light() if empty is not None else Batch(ids=pl.DataFrame(), inputs={})
+        return Predicted({}, pl.DataFrame(), light)
+    outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
+    predictions = pl.concat(preds, how="vertical_relaxed") if len(preds) > 1 else preds[0]
+    return Predicted(outputs, predictions, Batch.concat(lights))
 
 
 SMALL_MODEL_PARAMETERS = 1_000_000
@@ -333,44 +410,79 @@ def cpu_threads(model: torch.nn.Module, device: str) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
+def _loss_value(pipeline: Pipeline, outputs: Sequence[torch.Tensor], target: np.ndarray,
+                weights: torch.Tensor | None) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float(pipeline.loss(tuple(outputs), _tensor(target), weights))
+
+
 def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn.Module | None,
-              train: Batch, valid: Batch, *, epochs: int, batch_size: int, lr: float,
+              train: Any, valid: Any, *, epochs: int, batch_size: int, lr: float,
               weight_decay: float, patience: int, seed: int, device: str | None = "auto",
               class_weighting: bool = True, progress: bool = True,
-              output_names: Sequence[str] | None = None) -> FitOutput:
+              output_names: Sequence[str] | None = None, model_spec: Any = None) -> FitOutput:
     """Train ``graph_module → model`` on ``train`` with early stopping on ``valid``.
 
     Args:
-        pipeline: supplies ``task``, ``loss``, ``postprocess``, ``metrics``, ``primary_metric`` and
+        pipeline: supplies ``task``, ``loss``, ``postprocess``, ``evaluate``, ``primary_metric`` and
             ``greater_is_better``.
         model: built by the model factory (seed it with :func:`seed_everything` first).
         graph_module: the preprocessor's in-graph part (no trainable parameters), or ``None``.
-        train, valid: batches with targets. An empty ``valid`` disables early stopping.
+        train, valid: :class:`~verticals.data.examples.Examples` (or whole :class:`Batch` es) with
+            targets. A materialized split is transformed once and sliced; a streamed one is transformed
+            chunk by chunk every epoch (seeded shuffle, augmentation on training batches only). An empty
+            ``valid`` disables early stopping.
         epochs, batch_size, lr, weight_decay: AdamW training settings.
         patience: epochs without improvement of the primary metric before stopping (≤ 0: never stop).
         seed: fixes the generators and the mini-batch order.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; validation runs there too.
         class_weighting: weight classes by inverse frequency (classification tasks).
         progress: show a progress bar (only when stdout is a terminal).
         output_names: names of the model's outputs (``ModelSpec.outputs``); looked up in the registry
             when ``None``.
+        model_spec: the :class:`~verticals.spec.ModelSpec`; its ``scoring`` wrapper (if any) computes
+            the validation metrics, as evaluation and scoring will.
 
     Returns:
         :class:`FitOutput`. Each history row has ``epoch``, ``train_loss``, ``valid_loss``,
-        ``valid_<metric>`` for every metric of ``pipeline.metrics``, ``lr`` and ``seconds``.
+        ``valid_<metric>`` for every scalar metric of ``pipeline.evaluate``, ``lr`` and ``seconds``.
     """
+    import numpy as np
     import torch
 
-    if train.target is None or len(train) == 0:
-        raise PluginError(
-            f"pipeline '{pipeline.qualified_name}': the training batch has no rows or no target",
-            hint="check the split sizes and that transform(..., with_target=True) encodes the target",
-        )
+    from verticals.data.examples import Examples
+
+    def as_batch(split: Any) -> tuple[Batch | None, Examples | None]:
+        if isinstance(split, Batch):
+            return split, None
+        augmenting = type(split.pre).augment is not Preprocessor.augment
+        if split.materialized and not (augmenting and split is train):
+            return split.batch(), split
+        return None, split
+
+    train_batch, train_stream = as_batch(train)
+    valid_batch, valid_stream = as_batch(valid)
     started = time.perf_counter()
     dev_name = select_device(device)
     dev = torch.device(dev_name)
     seed_everything(seed)
     generator = torch.Generator().manual_seed(seed)
+
+    if train_batch is not None:
+        targets = train_batch.target
+        n = len(train_batch)
+    else:
+        targets = train_stream.pre.targets(train_stream.frame) if class_weighting else None
+        if class_weighting and targets is None:  # one pass over the split, inputs dropped
+            targets = np.concatenate([b.target for b in train_stream.batches(batch_size) if len(b)] or [np.zeros(0)])
+        n = train_stream.rows
+    if n == 0 or (train_batch is not None and train_batch.target is None):
+        raise PluginError(
+            f"pipeline '{pipeline.qualified_name}': the training batch has no rows or no target",
+            hint="check the split sizes and that transform(..., with_target=True) encodes the target",
+        )
 
     model.to(dev)
     if graph_module is not None:
@@ -382,22 +494,26 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
         raise PluginError(f"pipeline '{pipeline.qualified_name}': the model has no trainable parameters",
                           hint="check the model factory")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scorer = model_spec.scoring(model) if model_spec is not None and model_spec.scoring is not None else None
+    score_names = list(model_spec.exported_outputs) if model_spec is not None else None
 
-    weights_np = class_weights(pipeline.task, train.target) if class_weighting else None
+    weights_np = class_weights(pipeline.task, targets) if class_weighting else None
     weights = torch.from_numpy(weights_np).to(dev) if weights_np is not None else None
     weights_cpu = torch.from_numpy(weights_np) if weights_np is not None else None
 
-    x_train = _to_tensors(train.inputs)
-    y_train = _tensor(train.target)
-    x_valid = _to_tensors(valid.inputs)
-    y_valid = _tensor(valid.target) if valid.target is not None else None
-    use_valid = y_valid is not None and len(valid) > 0
+    if train_batch is not None:
+        x_train = _to_tensors(train_batch.inputs)
+        y_train = _tensor(train_batch.target)
+    if valid_batch is not None:
+        x_valid = _to_tensors(valid_batch.inputs)
+        use_valid = valid_batch.target is not None and len(valid_batch) > 0
+    else:
+        use_valid = valid_stream is not None and valid_stream.rows > 0
 
     use_amp = dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
-    n = len(train)
     steps = math.ceil(n / batch_size)
     names: list[str] | None = None
     history: list[dict[str, float]] = []
@@ -408,6 +524,57 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
     stopped_early = False
     metric_name = pipeline.primary_metric
 
+    def step(xb: dict[str, torch.Tensor], yb: torch.Tensor) -> float:
+        nonlocal names
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+            outs = _forward(model, graph_module, xb)
+            loss = pipeline.loss(outs, yb, weights)
+        if names is None:
+            names = _output_names(pipeline, output_names, len(outs))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return float(loss.detach())
+
+    def batches_of(epoch: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor, int]]:
+        if train_batch is not None:
+            order = torch.randperm(n, generator=generator)
+            for i in range(steps):
+                idx = order[i * batch_size:(i + 1) * batch_size]
+                yield ({k: v[idx].to(dev, non_blocking=True) for k, v in x_train.items()},
+                       y_train[idx].to(dev, non_blocking=True), idx.numel())
+            return
+        for b in train_stream.batches(batch_size, shuffle=True, seed=seed, epoch=epoch, augment=True):
+            yield ({k: _tensor(v).to(dev, non_blocking=True) for k, v in b.inputs.items()},
+                   _tensor(b.target).to(dev, non_blocking=True), len(b))
+
+    def validate() -> tuple[float, dict[str, Any]]:
+        if valid_batch is not None:
+            out_tensors = _predict_tensors(model, graph_module, x_valid, dev, max(batch_size, 8192))
+            train_names = names or _output_names(pipeline, output_names, len(out_tensors))
+            loss = _loss_value(pipeline, out_tensors, valid_batch.target, weights_cpu)
+            if scorer is None:
+                outputs = {name: t.numpy() for name, t in zip(train_names, out_tensors, strict=True)}
+            else:
+                outputs = predict_outputs(scorer, graph_module, valid_batch, device=dev_name,
+                                          batch_size=max(batch_size, 8192), names=score_names)
+                model.to(dev)
+            return loss, evaluate_split(pipeline, outputs, valid_batch)[1]
+        total, count = 0.0, 0
+        for b in valid_stream.batches(max(batch_size, 1)):
+            if not len(b):
+                continue
+            outs = _predict_tensors(model, graph_module, _to_tensors(b.inputs), dev, max(batch_size, 8192))
+            total += _loss_value(pipeline, outs, b.target, weights_cpu) * len(b)
+            count += len(b)
+        predicted = predict_examples(pipeline, scorer or model, graph_module, valid_stream, device=dev_name,
+                                     batch_size=max(batch_size, 1), names=score_names if scorer else
+                                     _output_names(pipeline, output_names, 1 if names is None else len(names)),
+                                     keep_outputs=False)
+        model.to(dev)
+        return total / max(count, 1), split_metrics(pipeline, predicted.predictions, predicted.batch)
+
     bar = _progress_bar(progress)
     with bar:
         task = bar.add_task(f"training {pipeline.qualified_name}", total=epochs * steps, loss=math.nan,
@@ -415,42 +582,24 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
         for epoch in range(1, epochs + 1):
             epoch_started = time.perf_counter()
             model.train()
-            order = torch.randperm(n, generator=generator)
             total_loss, seen = 0.0, 0
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                if idx.numel() < 2 and n >= 2:
+            for xb, yb, count in batches_of(epoch):
+                if count < 2 and n >= 2:
                     continue  # a batch of one breaks BatchNorm; its row is seen in other epochs
-                xb = {k: v[idx].to(dev, non_blocking=True) for k, v in x_train.items()}
-                yb = y_train[idx].to(dev, non_blocking=True)
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                    outs = _forward(model, graph_module, xb)
-                    loss = pipeline.loss(outs, yb, weights)
-                if names is None:
-                    names = _output_names(pipeline, output_names, len(outs))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total_loss += float(loss.detach()) * idx.numel()
-                seen += idx.numel()
+                total_loss += step(xb, yb) * count
+                seen += count
                 bar.update(task, advance=1, epoch=epoch)
             row: dict[str, float] = {"epoch": epoch, "train_loss": total_loss / max(seen, 1)}
             value = math.nan
             if use_valid:
-                out_tensors = _predict_tensors(model, graph_module, x_valid, dev, max(batch_size, 8192))
-                names = names or _output_names(pipeline, output_names, len(out_tensors))
-                with torch.no_grad():
-                    row["valid_loss"] = float(pipeline.loss(tuple(out_tensors), y_valid, weights_cpu))
-                outputs = {name: t.numpy() for name, t in zip(names, out_tensors, strict=True)}
-                _, metrics = evaluate_split(pipeline, outputs, valid)
-                if metric_name not in metrics:
+                row["valid_loss"], metrics = validate()
+                if metric_name not in metrics or isinstance(metrics[metric_name], Mapping):
                     raise PluginError(
                         f"pipeline '{pipeline.qualified_name}': primary metric '{metric_name}' is not among "
-                        f"its metrics ({', '.join(metrics)})",
-                        hint="set Pipeline.primary_metric to a key Pipeline.metrics returns",
+                        f"its scalar metrics ({', '.join(metrics)})",
+                        hint="set Pipeline.primary_metric to a scalar key Pipeline.evaluate returns",
                     )
-                row.update({f"valid_{k}": float(v) for k, v in metrics.items()})
+                row.update({f"valid_{k}": float(v) for k, v in metrics.items() if not isinstance(v, Mapping)})
                 value = float(metrics[metric_name])
             row["lr"] = float(optimizer.param_groups[0]["lr"])
             row["seconds"] = time.perf_counter() - epoch_started

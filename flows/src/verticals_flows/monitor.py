@@ -9,7 +9,7 @@ needed; instead the flow checks that the valid rows it finds number exactly the 
 
 The reference is the model's training profile (manifest key ``reference``, written at registration
 by :func:`verticals.drift.profile`); by default the model version that scored the batch, as recorded
-in ``_manifest.json``. PSI per feature and for the score come from :func:`verticals.drift.compare`:
+in ``_manifest.json``. PSI per feature and for the score come from :class:`verticals.drift.DriftCounter`:
 below 0.1 *stable*, 0.1 up to 0.25 *moderate*, 0.25 and above *significant*.
 
 Marking the run: when any PSI is significant the flow run ends in a state named **Drifted** (type
@@ -54,43 +54,38 @@ def read_scores(scores: Path) -> dict[str, Any]:
                             hint="pass the folder `verticals score` or `verticals run score` wrote") from None
 
 
-@task(name="load-batch")
-def load_batch(pipeline: str, version: int, input: str, home: str | None) -> Any:
-    """The batch's valid rows, read and validated as scoring reads and validates them."""
-    import polars as pl
+@task(name="measure-drift")
+def measure_drift(pipeline: str, version: int, input: str, scores: str, column: str | None,
+                  home: str | None) -> tuple[list[dict[str, Any]], int]:
+    """PSI per feature and for the score, streamed: the batch's rows are read and validated as scoring
+    reads and validates them, partition by partition, and counted into the reference's buckets, so
+    memory does not grow with the batch. Returns the drift table and the number of valid rows.
+
+    The score is compared only when the score column holds one number per row (a top-k list is not
+    profiled at training either)."""
+    import pyarrow.parquet as pq
     from verticals.data.validation import validate
+    from verticals.drift import DriftCounter
     from verticals.scoring import ScoringSession, plan_partitions
     from verticals.scoring.partitions import read_partition
 
     with ScoringSession.open(pipeline, version, "cpu", home=home) as session:
-        frames = []
+        counter = DriftCounter(session.version.manifest.get("reference") or {})
         for partition in plan_partitions(Path(input)):
             offset = partition.row_offset
             for frame in read_partition(partition, session.schema, session.batch_size):
                 result = validate(frame, session.schema, stage="score", source=str(partition.source),
                                   row_offset=offset, vocabularies=session.vocabularies)
-                frames.append(result.valid)
+                counter.add(result.valid)
                 offset += frame.height
-    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-
-
-@task(name="load-scores")
-def load_scores(scores: str, column: str) -> Any:
-    """The score column of every part file of the scoring output."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    parts = sorted(Path(scores).glob("part-*.parquet"))
-    arrays = [pq.read_table(p, columns=[column]).column(column).to_numpy(zero_copy_only=False) for p in parts]
-    return np.concatenate(arrays).astype(np.float64) if arrays else np.zeros(0)
-
-
-@task(name="compare")
-def compare(reference: dict[str, Any], frame: Any, scores: Any) -> list[dict[str, Any]]:
-    """PSI per feature and for the score against the training reference."""
-    from verticals import drift
-
-    return drift.compare(reference, frame, scores)
+    if column:
+        for part in sorted(Path(scores).glob("part-*.parquet")):
+            table = pq.read_table(part, columns=[column])
+            values = table.column(column)
+            if not (values.type.num_fields == 0 and str(values.type) in {"double", "float", "int64", "int32"}):
+                break
+            counter.add(scores=values.to_numpy(zero_copy_only=False).astype("float64"))
+    return counter.result(), counter.rows
 
 
 def _tag_run(tag: str) -> None:
@@ -143,24 +138,24 @@ def monitor_flow(pipeline: str, scores: str, input: str | None = None, model: st
         raise NotFoundError(f"{version.label} has no training reference profile in its manifest",
                             hint=f"retrain it with `verticals run train {name}`")
     column = version.manifest.get("score_column") or get_registry().pipeline(name).score_column
-    frame = load_batch(name, version.version, str(source), home)
-    if frame.height != scored.get("rows_scored"):
-        raise UserError(f"{source} has {frame.height} valid rows but {out} scored {scored.get('rows_scored')}",
+    rows, valid = measure_drift(name, version.version, str(source), str(out), column, home)
+    # Valid rows are those scoring scored, plus any the preprocessor rejected after validation.
+    low = int(scored.get("rows_scored") or 0)
+    if not low <= valid <= low + int(scored.get("rows_rejected") or 0):
+        raise UserError(f"{source} has {valid} valid rows but {out} scored {scored.get('rows_scored')}",
                         hint="pass the input that was scored into this output folder")
-    values = load_scores(str(out), column)
-    rows = compare(reference, frame, values)
     drifted = [r["feature"] for r in rows if r["status"] == "significant"]
     thresholds = {"moderate": drift.PSI_MODERATE, "significant": drift.PSI_SIGNIFICANT}
     target = Path(report).expanduser().absolute() if report else default_report(name, home)
     result = {"pipeline": name, "model": version.label, "model_version": version.version,
-              "input": str(source), "scores": str(out), "rows_compared": frame.height,
+              "input": str(source), "scores": str(out), "rows_compared": valid,
               "rows": [{**r, "psi": None if r["psi"] != r["psi"] else round(float(r["psi"]), 6)} for r in rows],
               "drifted": drifted, "thresholds": thresholds, "report": str(target)}
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n")
     artifacts.drift_report(name, version.label, result["rows"], drifted, thresholds, out, target)
     if not drifted:
-        logger.info("%s: no drift over %d rows (max PSI %.4f); table in %s", name, frame.height,
+        logger.info("%s: no drift over %d rows (max PSI %.4f); table in %s", name, valid,
                     max((r["psi"] or 0.0) for r in result["rows"]) if rows else 0.0, target)
         return result
     message = (f"drift in {', '.join(drifted)} of {name}: PSI ≥ {drift.PSI_SIGNIFICANT} against the training "

@@ -144,7 +144,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     Returns:
         The run's ``_manifest.json`` content.
     """
-    from verticals.scoring import ScoringSession, check_sources, finalize, prepare_staging
+    from verticals.scoring import ScoringSession, check_sources, finalize, grouped_partitions, prepare_staging
     from verticals.scoring.output import abandon, check_output, committed_parts, locked
 
     logger = get_run_logger()
@@ -170,6 +170,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
         if not address and workers <= 1:
             _remember(open_args, session)
         with locked(staging):
+            partitions = grouped_partitions(session, partitions, staging)
             results = _score_all(partitions, open_args, staging, address, workers)
             if sum(r.rows_in for r in results) == 0:
                 notes.append(f"{source}: no rows to score")

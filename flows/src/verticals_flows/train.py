@@ -92,8 +92,8 @@ def export(pipeline: str, fitted: Any, evaluation: Any, workdir: str, variants: 
 def verify(pipeline: str, exported: Any) -> dict[str, Any]:
     """Gate before registering: the parity check passed and every file to register loads in ONNX Runtime
     with the signature the manifest will record."""
-    import onnxruntime as ort
     from verticals.errors import ParityError
+    from verticals.ort import open_session
 
     parity = dict(exported.parity)
     if not parity.get("passed"):
@@ -104,7 +104,7 @@ def verify(pipeline: str, exported: Any) -> dict[str, Any]:
     expected = set(exported.signature.get("inputs", {}))
     for name in files:
         path = Path(exported.workdir) / name
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = open_session(path)
         inputs = {i.name for i in session.get_inputs()}
         if inputs != expected:
             raise ParityError(f"{pipeline}: {path} takes inputs {sorted(inputs)}, the signature says "

@@ -18,7 +18,8 @@ def plugins(as_json: JsonOpt = False) -> None:
     """List installed plugins and what each registered.
 
     Shows each entry point of group 'verticals': distribution, version, status (loaded, failed,
-    disabled), the hooks it implements, what it registered and any problem found while loading it.
+    incompatible with this core, disabled), the hooks it implements, what it registered and any
+    problem found while loading it; --json adds the core versions each plugin declares it supports.
     """
     from verticals.registry import get_registry
 

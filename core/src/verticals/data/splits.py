@@ -9,7 +9,17 @@ One function, :func:`split_frame`, follows the dataset's :class:`~verticals.spec
   group never spans two splits; the fractions count groups, not rows;
 * ``time``: rows are ordered by the ``role="time"`` column and cut at the fractions of the rows; a
   boundary time belongs wholly to the later split, so validation starts strictly after the last
-  training time and test strictly after the last validation time.
+  training time and test strictly after the last validation time;
+* ``leave_last``: per group (a user), ordered by time with ties broken by a seeded shuffle, the last
+  ``holdout`` rows are test and the ``holdout`` before them validation; the rest is training. The
+  validation and test frames also carry the group's earlier rows as *context* (:data:`CONTEXT` true):
+  a preprocessor reads them as history but makes no example of them. Groups with fewer than
+  ``min_rows`` rows (or, with ``positive_only``, fewer positive rows) stay in training;
+* ``group_time``: per group (a machine), ordered by time, cut at two global times (the fractions of the
+  rows): rows before ``t_valid - gap`` are training, rows in ``[t_valid, t_test - gap)`` validation,
+  rows from ``t_test`` on test. Rows inside a gap are examples of no split, so no training example's
+  label window (the prediction horizon, at most ``gap``) reaches into the validation or test period.
+  Validation and test carry every earlier row of their groups as context.
 
 Every split is deterministic for a seed and keeps the input's row order within each part. Sizes are
 rounded per stratum (or group count), so they can differ from the fractions by a row per stratum.
@@ -21,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from verticals.errors import DataValidationError, PluginError
-from verticals.spec import DatasetSpec
+from verticals.spec import CONTEXT, DatasetSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -44,12 +54,24 @@ class Splits:
     seed: int | None = None
 
     def sizes(self) -> dict[str, int]:
-        """Rows per split: ``{"train": ..., "valid": ..., "test": ...}``."""
-        return {"train": self.train.height, "valid": self.valid.height, "test": self.test.height}
+        """Example rows per split (context rows not counted): ``{"train": ..., "valid": ..., "test": ...}``."""
+        return {name: _examples(frame) for name, frame in self.items()}
+
+    def context_sizes(self) -> dict[str, int]:
+        """Context rows per split (history that is read but never an example)."""
+        return {name: frame.height - _examples(frame) for name, frame in self.items()}
 
     def items(self) -> list[tuple[str, pl.DataFrame]]:
         """``[("train", frame), ("valid", frame), ("test", frame)]``."""
         return [("train", self.train), ("valid", self.valid), ("test", self.test)]
+
+
+def _examples(frame: pl.DataFrame) -> int:
+    import polars as pl
+
+    if CONTEXT not in frame.columns:
+        return frame.height
+    return int(frame.select((~pl.col(CONTEXT).fill_null(False)).sum()).item())
 
 
 def _counts(n: int, test_fraction: float, valid_fraction: float) -> tuple[int, int]:
@@ -173,10 +195,12 @@ def split_frame(frame: pl.DataFrame | pl.LazyFrame, dataset: DatasetSpec, seed: 
             labels[(times >= ordered[n - n_test - n_valid]).to_numpy()] = 1
         if n_test:
             labels[(times >= ordered[n - n_test]).to_numpy()] = 2
+    elif strategy in ("leave_last", "group_time"):
+        return _grouped_split(frame, dataset, seed, rng)
     else:
         raise PluginError(
             f"dataset '{name}' has unknown split strategy {strategy!r}",
-            hint="use one of stratified, random, group, time",
+            hint="use one of stratified, random, group, time, leave_last, group_time",
         )
 
     parts = [frame.filter(pl.Series(labels == code)) for code in (0, 1, 2)]
@@ -189,3 +213,94 @@ def _require_column(frame: pl.DataFrame, column: str, dataset: str, strategy: st
             f"dataset '{dataset}': the {strategy} split needs column '{column}', which the rows lack",
             hint=f"keep '{column}' in the frame passed to split_frame",
         )
+
+
+def _group_and_time(frame: pl.DataFrame, dataset: DatasetSpec, strategy: str) -> tuple[str, str]:
+    name = dataset.qualified_name
+    group, time = dataset.schema.group, dataset.schema.time
+    if group is None or time is None:
+        raise PluginError(
+            f"dataset '{name}' splits by {strategy} but its schema lacks a column with role="
+            f"{'group' if group is None else 'time'}",
+            hint="mark the user/machine column role='group' and the timestamp column role='time'",
+        )
+    for column in (group, time):
+        _require_column(frame, column, name, strategy)
+        missing = frame.get_column(column).null_count()
+        if missing:
+            raise DataValidationError(
+                f"dataset '{name}': {strategy} split column '{column}' has {missing} missing value(s)",
+                hint=f"set on_missing='reject' on '{column}'",
+            )
+    return group, time
+
+
+def _grouped_split(frame: pl.DataFrame, dataset: DatasetSpec, seed: int, rng: np.random.Generator) -> Splits:
+    """``leave_last`` and ``group_time``: examples per split, earlier rows of a group as context."""
+    import numpy as np
+    import polars as pl
+
+    spec = dataset.split
+    strategy = spec.strategy
+    group, time = _group_and_time(frame, dataset, strategy)
+    # A seeded tie-breaker: rows of a group at the same time are ordered by it, never by their ids.
+    work = frame.with_columns(pl.Series("__tie", rng.permutation(frame.height)),
+                              pl.Series("__row", np.arange(frame.height)))
+    work = work.sort([group, time, "__tie"])
+    labels = np.zeros(work.height, dtype=np.int8)  # 0 train, 1 valid, 2 test, -1 in a gap (no split)
+    group_index = work.get_column(group).rle_id().to_numpy()
+    starts = np.flatnonzero(np.r_[True, np.diff(group_index) != 0])
+    if strategy == "leave_last":
+        holdout = max(1, int(spec.holdout))
+        eligible = pl.lit(True)
+        target = dataset.schema.target
+        if spec.positive_only and target is not None and target.name in work.columns:
+            positive = dataset.target_positive if dataset.target_positive is not None else 1
+            eligible = pl.col(target.name).cast(pl.String) == str(positive)
+        ranked = work.with_columns(eligible.alias("__ok")).with_columns(
+            pl.when(pl.col("__ok")).then(pl.col("__ok").cast(pl.Int64).cum_sum(reverse=True).over(group))
+            .otherwise(None).alias("__from_end"),
+            pl.col("__ok").cast(pl.Int64).sum().over(group).alias("__n_ok"),
+            pl.len().over(group).alias("__n"))
+        enough = (pl.col("__n") >= max(int(spec.min_rows), 2 * holdout + 1)) & (pl.col("__n_ok") >= 2 * holdout + 1)
+        code = (pl.when(enough & (pl.col("__from_end") <= holdout)).then(2)
+                .when(enough & (pl.col("__from_end") <= 2 * holdout)).then(1).otherwise(0))
+        labels = ranked.select(code.cast(pl.Int8)).to_series().to_numpy().copy()
+        # Rows after a group's first held-out row are never training history: with positive_only a
+        # non-positive row after the test item would otherwise leak the future into training.
+        held = np.where(labels > 0, np.arange(work.height), work.height)
+        first_held = np.minimum.reduceat(held, starts)[group_index]
+        labels[(labels == 0) & (np.arange(work.height) > first_held)] = -1
+    else:
+        if not (0 <= spec.test_fraction < 1 and 0 <= spec.valid_fraction < 1
+                and spec.test_fraction + spec.valid_fraction < 1):
+            raise PluginError(f"dataset '{dataset.qualified_name}': split fractions leave no training rows",
+                              hint="use fractions in [0, 1) whose sum is below 1")
+        times = work.get_column(time)
+        numeric = times.dt.epoch("us").cast(pl.Float64) / 1e6 if times.dtype.is_temporal() else times.cast(pl.Float64)
+        values = numeric.to_numpy()
+        ordered = np.sort(values)
+        n = values.size
+        n_test, n_valid = _counts(n, spec.test_fraction, spec.valid_fraction)
+        t_test = ordered[n - n_test] if n_test else np.inf
+        t_valid = ordered[n - n_test - n_valid] if n_valid else t_test
+        gap = float(spec.gap)
+        labels[:] = -1
+        labels[values < t_valid - gap] = 0
+        labels[(values >= t_valid) & (values < t_test - gap)] = 1
+        labels[values >= t_test] = 2
+    position = np.arange(work.height)
+    parts = []
+    for code in (0, 1, 2):
+        if code == 0:
+            keep, context = labels == 0, None
+        else:
+            # Examples of this split plus every earlier row of their groups, as context.
+            last = np.maximum.reduceat(np.where(labels == code, position, -1), starts)[group_index]
+            keep = position <= last
+            context = pl.Series(CONTEXT, (labels != code)[keep])
+        part = work.filter(pl.Series(keep)).drop("__tie", "__row")
+        if context is not None:
+            part = part.with_columns(context)
+        parts.append(part)
+    return Splits(train=parts[0], valid=parts[1], test=parts[2], strategy=strategy, seed=seed)

@@ -30,6 +30,8 @@ class ValidationResult:
     rejects: pl.DataFrame
     flags: pl.Series
     warnings: list[str] = field(default_factory=list)
+    rows: pl.Series | None = None
+    """Row number (``row_offset`` + position in the input frame) of each valid row."""
 
     @property
     def rows_in(self) -> int:
@@ -366,7 +368,8 @@ def validate(
         if rejected_rows.height
         else pl.DataFrame(schema={**{n: pl.String for n in frame.columns}, "_row": pl.UInt32, "_reason": pl.String})
     )
-    return ValidationResult(valid=valid.select(keep), rejects=rejects, flags=row_flags, warnings=warnings)
+    return ValidationResult(valid=valid.select(keep), rejects=rejects, flags=row_flags, warnings=warnings,
+                            rows=valid.get_column("_row"))
 
 
 def apply_training_ranges(frame: pl.DataFrame, schema: Schema,

@@ -6,6 +6,7 @@ workers and resume after failures::
     partitions = plan_partitions(input)                       # a file, or a Parquet row group, each
     session = ScoringSession.open(pipeline, model, device, batch_size)
     staging = prepare_staging(session, partitions, output)    # staging_dir(output), reused when it matches
+    partitions = grouped_partitions(session, partitions, staging)  # whole groups per partition, if grouping
     results = [score_partition(session, p, staging) for p in partitions]   # idempotent, atomic
     manifest = finalize(session, staging, output, results, overwrite=False, started=t0, input=input)
 
@@ -22,6 +23,7 @@ __all__ = [
     "ScoringSession",
     "check_sources",
     "finalize",
+    "grouped_partitions",
     "plan_partitions",
     "prepare_staging",
     "score",
@@ -34,6 +36,7 @@ _WHERE = {
     "PartResult": "output", "finalize": "output", "prepare_staging": "output", "staging_dir": "output",
     "Partition": "partitions", "plan_partitions": "partitions",
     "ScoringSession": "session",
+    "grouped_partitions": "grouping",
     "check_sources": "run", "score": "run", "score_partition": "run", "score_partitions": "run",
 }
 

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from verticals.errors import UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
+from verticals.fsutil import write_json_atomic
+from verticals.jsonutil import plain_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
@@ -68,6 +70,15 @@ class PartResult:
     warnings: list[str] = field(default_factory=list)
     reused: bool = False
     stages: dict[str, float] = field(default_factory=dict)
+    no_output: dict[str, int] = field(default_factory=dict)
+    """Valid input rows that produced no output row, by reason (a machine with fewer readings than a
+    window); only grouping pipelines have them."""
+    side: str | None = None
+    """The part's folder of side outputs (per-example files), relative to the output folder."""
+
+    @property
+    def rows_no_output(self) -> int:
+        return sum(self.no_output.values())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,30 +92,6 @@ def staging_dir(output: Path | str) -> Path:
     """``<parent>/.<name>.partial``: deterministic, so a rerun (or another flow task) finds it."""
     output = Path(output).expanduser().absolute()
     return output.parent / f".{output.name}.partial"
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON through a temp file and ``os.replace``: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=_json_default)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def committed_parts(staging: Path) -> int:
@@ -146,11 +133,11 @@ def prepare_staging(session: ScoringSession, partitions: Sequence[Partition], ou
             previous = json.loads(run_file.read_text())
         except (OSError, ValueError):
             previous = None
-        if previous != json.loads(json.dumps(key, default=_json_default)):
+        if previous != plain_json(key):
             shutil.rmtree(staging)
     (staging / STATE).mkdir(parents=True, exist_ok=True)
     if not run_file.exists():
-        write_json(run_file, key)
+        write_json_atomic(run_file, key)
     return staging
 
 
@@ -254,7 +241,7 @@ def recorded_result(session: ScoringSession, partition: Partition, staging: Path
         return None
     result = PartResult.from_dict(data)
     same = (result.partition == partition.key and result.fingerprint == partition.fingerprint
-            and result.run_key == json.loads(json.dumps(session.run_key, default=_json_default)))
+            and result.run_key == plain_json(session.run_key))
     if not same or not (staging / result.file).is_file():
         return None
     if result.rejects_file and not (staging / STATE / result.rejects_file).is_file():
@@ -264,7 +251,7 @@ def recorded_result(session: ScoringSession, partition: Partition, staging: Path
 
 
 def record_result(staging: Path, partition: Partition, result: PartResult) -> None:
-    write_json(marker_path(staging, partition), result.to_dict())
+    write_json_atomic(marker_path(staging, partition), result.to_dict())
 
 
 # -- finishing ------------------------------------------------------------------------------------------
@@ -342,9 +329,19 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
     for stale in [*staging.glob("part-*.parquet"), *staging.glob(".*.tmp")]:
         if stale.name not in keep:  # left by an earlier plan of this staging folder, or a crashed writer
             stale.unlink(missing_ok=True)
+    sides = {r.side for r in results if r.side}
+    for stale in staging.glob("part-*"):
+        if stale.is_dir() and stale.name not in sides:
+            shutil.rmtree(stale, ignore_errors=True)
     rejected = _merge_rejects(staging, results, [*session.schema.names])
-    totals = {k: sum(getattr(r, k) for r in results) for k in ("rows_in", "rows_scored", "rows_rejected", "rows_out")}
-    if totals["rows_in"] != totals["rows_scored"] + totals["rows_rejected"] or rejected != totals["rows_rejected"]:
+    totals = {k: sum(getattr(r, k) for r in results)
+              for k in ("rows_in", "rows_scored", "rows_rejected", "rows_out", "rows_no_output")}
+    no_output: dict[str, int] = {}
+    for r in results:
+        for reason, count in r.no_output.items():
+            no_output[reason] = no_output.get(reason, 0) + count
+    if totals["rows_in"] != totals["rows_scored"] + totals["rows_rejected"] or rejected != totals["rows_rejected"] \
+            or totals["rows_no_output"] > totals["rows_scored"]:
         raise VerticalsError(f"row accounting broke for {output}: {totals} with {rejected} reject rows written",
                              hint="this is a bug in verticals scoring; please report it with the input")
     finished = time.time()
@@ -354,6 +351,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "pipeline": session.name,
         "model_version": session.model_version,
         **totals,
+        "no_output_reasons": no_output,
         "device": session.device,
         "provider": session.provider,
         "variant": session.variant,
@@ -365,6 +363,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "output": str(output),
         "parts": [{"file": r.file, "source": r.source, "partition": r.partition, "rows_in": r.rows_in,
                    "rows_scored": r.rows_scored, "rows_rejected": r.rows_rejected, "rows_out": r.rows_out,
+                   "rows_no_output": r.rows_no_output, "side_outputs": r.side,
                    "seconds": round(r.seconds, 4), "reused": r.reused} for r in results],
         "rejects_file": REJECTS,
         "stages": _stages(results),
@@ -373,7 +372,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "versions": _versions(),
         **(extra or {}),
     }
-    write_json(staging / MANIFEST, manifest)
+    write_json_atomic(staging / MANIFEST, manifest)
     shutil.rmtree(staging / STATE, ignore_errors=True)
     _fsync_dir(staging)
     _move_into_place(staging, output, overwrite=overwrite)

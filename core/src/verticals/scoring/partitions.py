@@ -237,7 +237,8 @@ def read_partition(partition: Partition, schema: Schema, batch_size: int) -> Ite
 
 
 def _wanted(names: list[str], schema: Schema) -> list[str]:
-    return [n for n in names if n in schema]
+    # ``__source``/``__source_row``: where a grouped row came from (verticals.scoring.grouping).
+    return [n for n in names if n in schema or n in ("__source", "__source_row")]
 
 
 def _read_parquet(partition: Partition, schema: Schema, batch_size: int) -> Iterator[pl.DataFrame]:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 import warnings as pywarnings
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verticals.data.dtypes import id_dtype, output_dtype
 from verticals.errors import DataValidationError, PluginError, VerticalsError
+from verticals.scoring.grouping import SOURCE, SOURCE_ROW, grouped_partitions
 from verticals.scoring.output import (
     STATE,
     AtomicParquet,
@@ -62,6 +65,7 @@ class _Work:
     batch: Batch | None
     flags: pl.Series | None
     stages: dict[str, float] = field(default_factory=dict)
+    no_output: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,12 +121,18 @@ def _validate(session: ScoringSession, partition: Partition, frame: pl.DataFrame
                     category_modes=getattr(pre, "category_modes", dict)())
 
 
-def _rejects(res: Any, partition: Partition) -> pl.DataFrame | None:
+def _rejects(res: Any, partition: Partition, origin: pl.DataFrame | None = None) -> pl.DataFrame | None:
+    """Validation's rejects with ``_row`` and ``_source`` naming the user's file and row."""
     import polars as pl
 
     if not res.rejects.height:
         return None
-    return res.rejects.with_columns(pl.col("_row").cast(pl.Int64), pl.lit(str(partition.source)).alias("_source"))
+    if origin is None:
+        return res.rejects.with_columns(pl.col("_row").cast(pl.Int64), pl.lit(str(partition.source)).alias("_source"))
+    at = res.rejects.get_column("_row").cast(pl.Int64)
+    return res.rejects.drop([c for c in (SOURCE, SOURCE_ROW) if c in res.rejects.columns]).with_columns(
+        origin.get_column(SOURCE_ROW).cast(pl.Int64).gather(at).alias("_row"),
+        origin.get_column(SOURCE).cast(pl.String).gather(at).alias("_source"))
 
 
 def _merge_flags(validation: pl.Series | None, batch: Batch) -> pl.Series:
@@ -144,16 +154,14 @@ def _merge_flags(validation: pl.Series | None, batch: Batch) -> pl.Series:
     return frame.select(merged.alias("flags")).to_series()
 
 
-def _row_ids(partition: Partition, rows: int, offset: int, rejects: pl.DataFrame) -> pl.DataFrame:
-    """Ids for a schema without id columns: each valid row's number in its source, and the source."""
+def _row_ids(partition: Partition, numbers: Any) -> pl.DataFrame:
+    """Ids for a schema without id columns: each scored row's number in its source, and the source."""
     import numpy as np
     import polars as pl
 
-    numbers = np.arange(offset, offset + rows, dtype=np.int64)
-    if rejects.height:
-        numbers = np.setdiff1d(numbers, rejects["_row"].to_numpy().astype(np.int64), assume_unique=True)
-    return pl.DataFrame({"_row": numbers, "_source": pl.Series([str(partition.source)] * len(numbers),
-                                                               dtype=pl.String)})
+    numbers = np.asarray(numbers, dtype=np.int64)
+    return pl.DataFrame({"_row": numbers, "_source": pl.repeat(str(partition.source), len(numbers), dtype=pl.String,
+                                                               eager=True)})
 
 
 def _slice_batch(batch: Batch, start: int, stop: int) -> Batch:
@@ -164,40 +172,105 @@ def _slice_batch(batch: Batch, start: int, stop: int) -> Batch:
                  target=None, flags=None if batch.flags is None else batch.flags.slice(start, stop - start))
 
 
+def _own_rejects(session: ScoringSession, partition: Partition, batch: Batch, chunk: pl.DataFrame,
+                 numbers: Any, sources: Any, columns: Sequence[str]) -> pl.DataFrame | None:
+    """The preprocessor's rejects of ``chunk`` (positions ``_row`` there) as reject rows of the input:
+    the row's values as text, its number and source file, and the preprocessor's reason."""
+    import numpy as np
+    import polars as pl
+
+    own = batch.rejects
+    if own is None or not own.height:
+        return None
+    if "_row" not in own.columns or "_reason" not in own.columns:
+        raise PluginError(f"pipeline {session.name}: Batch.rejects needs columns _row and _reason, has {own.columns}",
+                          hint="reject a row with its position in the frame given to transform and a reason")
+    at = own.get_column("_row").cast(pl.Int64).to_numpy()
+    if at.size and (at.min() < 0 or at.max() >= chunk.height):
+        raise PluginError(f"pipeline {session.name}: Batch.rejects names row {int(at.max())} of a frame of "
+                          f"{chunk.height} rows", hint="_row is the position in the frame given to transform")
+    values = chunk[pl.Series(at)]
+    frame = pl.DataFrame({c: (values.get_column(c).cast(pl.String) if c in values.columns
+                              else pl.Series(c, [None] * len(at), dtype=pl.String)) for c in columns})
+    return frame.with_columns(pl.Series("_row", np.asarray(numbers)[at], dtype=pl.Int64),
+                              own.get_column("_reason").cast(pl.String).alias("_reason"),
+                              pl.Series("_source", np.asarray(sources, dtype=object)[at].astype(str), dtype=pl.String))
+
+
 def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int,
              read_s: float = 0.0, notes: list[str] | None = None) -> list[_Work]:
-    """Validate and transform ``frame``; several items when a grouping preprocessor makes a big batch.
-    Validation's warnings about values (not the extra columns check_sources reports) go to ``notes``."""
+    """Validate and transform ``frame``: one item per model batch (a grouping preprocessor gets whole
+    groups, or pieces of a large group with its earlier rows as context). Validation's warnings about
+    values (not the extra columns check_sources reports) go to ``notes``."""
+    import numpy as np
+    import polars as pl
+
+    from verticals.data.examples import chunk_frame, transform_checked
+    from verticals.spec import CONTEXT
+
     t0 = time.perf_counter()
-    res = _validate(session, partition, frame, offset)
+    origin = None
+    if SOURCE in frame.columns:  # a grouped copy of the input: rows name their own source and number
+        origin = frame.select(SOURCE, SOURCE_ROW)
+        frame = frame.drop(SOURCE, SOURCE_ROW)
+    res = _validate(session, partition, frame, offset if origin is None else 0)
     if notes is not None:
         notes.extend(w for w in res.warnings if w not in notes and ": ignoring column(s)" not in w)
-    rejects = _rejects(res, partition)
+    rejects = _rejects(res, partition, origin)
     t1 = time.perf_counter()
+    stages = {"read": read_s, "validate": t1 - t0}
     if not res.valid.height:
-        return [_Work(partition, frame.height, 0, rejects, None, None, {"read": read_s, "validate": t1 - t0})]
-    try:
-        batch = session.preprocessor.transform(res.valid, with_target=False)
-    except VerticalsError:
-        raise
-    except Exception as exc:
-        raise PluginError(f"pipeline {session.name}: preprocessor.transform failed on {partition.describe()}: "
-                          f"{type(exc).__name__}: {exc}", hint="fix the pipeline's preprocessor") from exc
-    if not session.schema.ids and session.preprocessor.rowwise and len(batch) == res.valid.height:
-        batch.ids = _row_ids(partition, frame.height, offset, res.rejects)
-    flags = _merge_flags(res.flags if session.preprocessor.rowwise else None, batch)
-    # Cast and lay out the inputs as ORT wants them here, in the reader thread, not on the model's.
-    batch.inputs = session.model_inputs(batch.inputs)
-    stages = {"read": read_s, "validate": t1 - t0, "transform": time.perf_counter() - t1}
-    n, size = len(batch), session.batch_size
-    if n <= size:
-        return [_Work(partition, frame.height, res.valid.height, rejects, batch if n else None, flags, stages)]
-    items = []
-    for i, start in enumerate(range(0, n, size)):
-        stop = min(n, start + size)
-        items.append(_Work(partition, frame.height if i == 0 else 0, res.valid.height if i == 0 else 0,
-                           rejects if i == 0 else None, _slice_batch(batch, start, stop), flags.slice(start, stop - start),
-                           stages if i == 0 else {}))
+        return [_Work(partition, frame.height, 0, rejects, None, None, stages)]
+    pre = session.preprocessor
+    positions = res.rows.cast(pl.Int64).to_numpy()
+    if origin is None:
+        numbers, sources = positions, np.full(positions.size, str(partition.source), dtype=object)
+    else:
+        numbers = origin.get_column(SOURCE_ROW).cast(pl.Int64).to_numpy()[positions]
+        sources = origin.get_column(SOURCE).to_numpy()[positions]
+    if not pre.rowwise and pre.group_by is not None:
+        valid = res.valid.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("__pos"))
+        chunks = chunk_frame(valid, pre, session.batch_size)
+    else:
+        chunks = iter([res.valid.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("__pos"))])
+    items: list[_Work] = []
+    first = True
+    for chunk in chunks:
+        pos = chunk.get_column("__pos").to_numpy()
+        chunk = chunk.drop("__pos")
+        examples_in = chunk.height if CONTEXT not in chunk.columns else int((~chunk[CONTEXT]).sum())
+        batch = transform_checked(pre, chunk, with_target=False, what=f"pipeline {session.name}, {partition.describe()}")
+        own = _own_rejects(session, partition, batch, chunk, numbers[pos], sources[pos], frame.columns)
+        if own is not None and CONTEXT in chunk.columns:
+            own = own.filter(~pl.Series(chunk[CONTEXT].to_numpy()[batch.rejects["_row"].cast(pl.Int64).to_numpy()]))
+        n_own = own.height if own is not None else 0
+        merged = rejects if first else None
+        if own is not None:
+            merged = own if merged is None else pl.concat([merged, own], how="diagonal_relaxed")
+        kept = pos
+        if pre.rowwise and n_own:
+            kept = np.delete(pos, batch.rejects["_row"].cast(pl.Int64).to_numpy())
+        if not session.schema.ids and pre.rowwise and len(batch) == kept.size:
+            batch.ids = _row_ids(partition, numbers[kept])
+        flags = _merge_flags(res.flags[pl.Series(kept)] if pre.rowwise else None, batch)
+        t2 = time.perf_counter()
+        # Cast and lay out the inputs as ORT wants them here, in the reader thread, not on the model's.
+        if len(batch):
+            batch.inputs = session.model_inputs(batch.inputs)
+        work_stages = dict(stages, transform=time.perf_counter() - t1) if first else {"transform": time.perf_counter() - t2}
+        rows_in = frame.height if first else 0
+        rows_valid = examples_in - n_own  # context rows were counted in the chunk that holds them
+        n, size = len(batch), session.batch_size
+        pieces = [(0, n)] if n <= size else [(a, min(n, a + size)) for a in range(0, n, size)]
+        for j, (a, b) in enumerate(pieces):
+            part = batch if len(pieces) == 1 else _slice_batch(batch, a, b)
+            items.append(_Work(partition, rows_in if j == 0 else 0, rows_valid if j == 0 else 0,
+                               merged if j == 0 else None, part if len(part) else None,
+                               flags if len(pieces) == 1 else flags.slice(a, b - a),
+                               work_stages if j == 0 else {}, dict(batch.skipped) if j == 0 else {}))
+            rows_valid = 0
+        first = False
+        t1 = time.perf_counter()
     return items
 
 
@@ -267,33 +340,15 @@ def _reader_count(session: ScoringSession, partitions: int) -> int:
 
     if session.device == "cuda":  # the GPU waits on decoding: several readers
         return max(1, min(partitions, available_cores() // 4 or 1, 4))
+    pre = session.preprocessor
+    if not pre.materialize:  # file decoding (images) is the bottleneck, not the model: decode in parallel
+        return max(1, min(partitions, pre.workers or available_cores(), 8))
     return 1  # on the CPU the model needs the cores; one reader keeps ahead of it
 
 
 # -- writer side ------------------------------------------------------------------------------------------
-_ID_DTYPES = {"int": "Int64", "float": "Float64", "category": "String", "string": "String", "path": "String",
-              "bool": "Boolean"}
-_OUT_DTYPES = {"float": "Float64", "int": "Int64", "string": "String", "bool": "Boolean",
-               "list[string]": ("List", "String"), "list[int]": ("List", "Int64"), "list[float]": ("List", "Float64")}
-
-
-def _pl_dtype(spec: Any) -> Any:
-    import polars as pl
-
-    if isinstance(spec, tuple):
-        return pl.List(getattr(pl, spec[1]))
-    return getattr(pl, spec)
-
-
 def _id_dtype(session: ScoringSession, name: str) -> Any:
-    import polars as pl
-
-    if name not in session.schema:
-        return None
-    dt = session.schema[name].dtype
-    if dt == "datetime":
-        return pl.Datetime("us")
-    return _pl_dtype(_ID_DTYPES[dt]) if dt in _ID_DTYPES else None
+    return id_dtype(session.schema[name].dtype) if name in session.schema else None
 
 
 def empty_output_schema(session: ScoringSession) -> Any:
@@ -304,17 +359,18 @@ def empty_output_schema(session: ScoringSession) -> Any:
     if not cols and session.preprocessor.rowwise:
         cols = {"_row": pl.Int64, "_source": pl.String}
     for oc in session.pipeline.output_columns:
-        cols[oc.name] = _pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))
+        cols[oc.name] = output_dtype(oc.dtype)
     cols["flags"] = pl.String
     cols["model_version"] = pl.Int64
     return pl.DataFrame(schema=cols).to_arrow().schema
 
 
-def _part_frame(session: ScoringSession, batch: Batch, outputs: dict[str, Any], flags: pl.Series) -> pl.DataFrame:
+def _part_frame(session: ScoringSession, batch: Batch, outputs: dict[str, Any], flags: pl.Series,
+                context: Any = None) -> pl.DataFrame:
     import polars as pl
 
     try:
-        post = session.pipeline.postprocess(outputs, batch, session.extras)
+        post = session.pipeline.postprocess(outputs, batch, context if context is not None else session.context)
     except VerticalsError:
         raise
     except Exception as exc:
@@ -331,7 +387,7 @@ def _part_frame(session: ScoringSession, batch: Batch, outputs: dict[str, Any], 
             raise PluginError(f"pipeline {session.name}: postprocess did not return output column {oc.name!r}",
                               hint=f"return the declared output columns: "
                                    f"{', '.join(c.name for c in session.pipeline.output_columns)}")
-        columns.append(post[oc.name].cast(_pl_dtype(_OUT_DTYPES.get(oc.dtype, "String"))))
+        columns.append(post[oc.name].cast(output_dtype(oc.dtype)))
     return pl.concat([ids, pl.DataFrame(columns), pl.DataFrame([flags.rename("flags")])], how="horizontal") \
         .with_columns(pl.lit(session.model_version, dtype=pl.Int64).alias("model_version"))
 
@@ -341,6 +397,8 @@ class _PartState:
         self.partition = partition
         self.part = AtomicParquet(staging / f"{partition.name}.parquet", schema)
         self.rejects = AtomicParquet(staging / STATE / f"{partition.name}.rejects.parquet")
+        self.side_tmp, self.side = _side_dirs(staging, partition)
+        self.no_output: dict[str, int] = {}
         self.rows_in = self.rows_scored = self.rows_rejected = self.rows_out = 0
         self.started = time.perf_counter()
         self.stages: dict[str, float] = {}
@@ -351,6 +409,21 @@ class _PartState:
     def abort(self) -> None:
         self.part.abort()
         self.rejects.abort()
+        shutil.rmtree(self.side_tmp, ignore_errors=True)
+
+    def commit_side(self) -> str | None:
+        """Move the part's side outputs into place (before the part file: a committed part always
+        has its side files)."""
+        if not self.side_tmp.is_dir():
+            return None
+        shutil.rmtree(self.side, ignore_errors=True)  # left by a run killed before its marker
+        os.replace(self.side_tmp, self.side)
+        return self.side.name
+
+
+def _side_dirs(staging: Path, partition: Partition) -> tuple[Path, Path]:
+    """(folder side outputs are written to while the part is open, folder they are committed to)."""
+    return staging / STATE / f"{partition.name}.side", staging / partition.name
 
 
 def score_partitions(session: ScoringSession, partitions: Sequence[Partition], staging: Path | str, *,
@@ -371,6 +444,7 @@ def score_partitions(session: ScoringSession, partitions: Sequence[Partition], s
             if progress:
                 progress(done.rows_in, done.rows_scored)
         else:
+            shutil.rmtree(_side_dirs(staging, p)[0], ignore_errors=True)  # half-written by a killed run
             todo.append(p)
     if todo:
         for r in _run(session, todo, staging, progress):
@@ -404,6 +478,7 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
         nonlocal batch_index
         st = state_of(item.partition)
         if isinstance(item, _End):
+            side = st.commit_side()
             st.part.commit()
             rejects_file = st.rejects.path.name if st.rejects.commit() else None
             result = PartResult(index=item.partition.index, partition=item.partition.key,
@@ -411,7 +486,8 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
                                 file=st.part.path.name, rows_in=st.rows_in, rows_scored=st.rows_scored,
                                 rows_rejected=st.rows_rejected, rows_out=st.rows_out, rejects_file=rejects_file,
                                 seconds=time.perf_counter() - st.started, run_key=session.run_key,
-                                warnings=list(item.warnings), stages=dict(st.stages))
+                                warnings=list(item.warnings), stages=dict(st.stages), no_output=dict(st.no_output),
+                                side=side)
             record_result(staging, item.partition, result)
             done.append(result)
             del states[item.partition.index]
@@ -435,6 +511,8 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
         st.rows_scored += item.rows_valid
         st.rows_rejected += rejected
         st.rows_out += out_rows
+        for reason, count in item.no_output.items():
+            st.no_output[reason] = st.no_output.get(reason, 0) + int(count)
         if progress:
             progress(item.rows_in, item.rows_valid)
         registry.notify("after_score_batch", pipeline=session.name, version=session.model_version,
@@ -450,7 +528,9 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
         t_wait = time.perf_counter()
         outputs = future.result()
         t_post = time.perf_counter()
-        frame = _part_frame(session, item.batch, outputs, item.flags)
+        side_tmp, _ = _side_dirs(staging, item.partition)
+        context = session.context.with_part(side_tmp, item.partition.name)
+        frame = _part_frame(session, item.batch, outputs, item.flags, context)
         return frame, t_post - t_wait, time.perf_counter() - t_post
 
     for t in threads:
@@ -554,6 +634,7 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
         staging = prepare_staging(session, partitions, output, overwrite=overwrite)
         with locked(staging):
             rows = [p.rows for p in partitions]
+            partitions = grouped_partitions(session, partitions, staging)
             total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
             bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
             with bar:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from verticals.errors import UserError, VerticalsError
+from verticals.ort import open_session, session_options
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -96,19 +97,6 @@ class Runtime:
         self.runner.close()
 
 
-def _session_options(threads: int, spinning: bool) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3  # errors only; the provider check below reports the fallback itself
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return so
-
-
 def _preload_cuda_libraries() -> None:
     """Let ORT find CUDA/cuDNN from pip's ``nvidia-*`` packages (a no-op when torch already loaded them)."""
     import onnxruntime as ort
@@ -158,8 +146,8 @@ def open_runtime(model_path: Path, device: str, batch_size: int, *, threads: int
         gpu_threads = min(threads, 4)
 
         def make() -> Any:
-            return _create(ort, model_path, _session_options(gpu_threads, True if spinning is None else spinning),
-                           providers)
+            return open_session(model_path, providers, session_options(
+                threads=gpu_threads, spinning=True if spinning is None else spinning))
 
         sess = make()
         used = sess.get_providers()
@@ -177,22 +165,14 @@ def open_runtime(model_path: Path, device: str, batch_size: int, *, threads: int
         log.warning("%s; running on the CPU", reason)
     n_lanes = lanes or int(os.environ.get("VERTICALS_SCORE_LANES", "0") or 0) or min(2, threads)
     per_lane = max(1, threads // n_lanes)
-    sessions = [_create(ort, model_path, _session_options(per_lane, bool(spinning)), ["CPUExecutionProvider"])
+    sessions = [open_session(model_path, ["CPUExecutionProvider"], session_options(threads=per_lane,
+                                                                                   spinning=bool(spinning)))
                 for _ in range(n_lanes)]
     runner = CpuRunner(sessions, output_names, input_dtypes)
     log.info("scoring on CPUExecutionProvider: %d lane(s) x %d intra-op thread(s)%s", n_lanes, per_lane,
              f" ({'; '.join(notes)})" if notes else "")
     sess = sessions[0]
     return Runtime(sess, "cpu", sess.get_providers()[0], sess.get_providers(), per_lane * n_lanes, runner, notes)
-
-
-def _create(ort: Any, model_path: Path, so: Any, providers: list[Any]) -> Any:
-    try:
-        return ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise VerticalsError(f"onnxruntime cannot load {model_path}: {str(exc).splitlines()[0]}",
-                             hint="re-export the model; check the onnxruntime version (1.31 loads opsets 18-23)"
-                             ) from exc
 
 
 def as_input(array: np.ndarray, dtype: str | None) -> np.ndarray:

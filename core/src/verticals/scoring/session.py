@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from verticals.errors import NotFoundError, PluginError, UserError
-from verticals.spec import Pipeline, Preprocessor, Schema
+from verticals.spec import Pipeline, Preprocessor, Schema, ScoringContext
 
 log = logging.getLogger("verticals.scoring")
 
@@ -22,6 +23,28 @@ __all__ = ["VARIANTS", "ScoringSession"]
 
 VARIANTS = ("fp32", "int8", "fp16", "auto")
 DEFAULT_BATCH_SIZE = 65536
+BATCH_BYTES = 256 << 20
+"""Default memory budget of one batch's model inputs (``VERTICALS_BATCH_BYTES`` overrides): the batch
+size in rows is lowered to fit it, so 224×224×3 images do not ask for tens of GB of pinned memory."""
+
+
+def batch_rows(requested: int, signature: dict[str, Any], budget: int | None = None) -> int:
+    """Rows per model batch: ``requested``, lowered so that one batch of inputs (from the manifest's
+    signature: dtype and per-example shape) stays within ``budget`` bytes."""
+    import os
+
+    import numpy as np
+
+    if budget is None:
+        budget = int(os.environ.get("VERTICALS_BATCH_BYTES", "0") or 0) or BATCH_BYTES
+    per_row = 0
+    for spec in (signature.get("inputs") or {}).values():
+        shape = [int(d) for d in spec.get("shape", [])[1:]]
+        width = int(np.prod([d for d in shape if d > 0])) if shape else 1
+        per_row += width * np.dtype(spec.get("dtype", "float32")).itemsize
+    if per_row <= 0:
+        return requested
+    return max(1, min(requested, budget // per_row))
 
 
 @dataclasses.dataclass(eq=False)
@@ -45,6 +68,7 @@ class ScoringSession:
     preprocessor: Preprocessor
     vocabularies: dict[str, list[str]]
     extras: dict[str, Any]
+    context: ScoringContext
     variant: str
     model_file: str
     runtime: Any
@@ -66,6 +90,7 @@ class ScoringSession:
             ModelIntegrityError: a model file does not match the sha256 in its manifest.
             UserError: a bad option (batch size, variant, device).
         """
+        from verticals import artifacts as named
         from verticals.registry import get_registry
         from verticals.scoring.runtime import open_runtime, resolve_device
         from verticals.store import ModelStore
@@ -86,6 +111,12 @@ class ScoringSession:
         target = resolve_device(device)
         chosen, model_file = _pick_variant(version, variant, target)
         signature = manifest.get("signature") or {}
+        requested = batch_size
+        batch_size = batch_rows(batch_size, signature)
+        if batch_size < requested:
+            log.info("%s: batch size lowered from %d to %d rows to keep a batch's inputs within %d MiB",
+                     name, requested, batch_size, (int(os.environ.get("VERTICALS_BATCH_BYTES", "0") or 0)
+                                                   or BATCH_BYTES) >> 20)
         in_dtypes = {k: v.get("dtype") for k, v in (signature.get("inputs") or {}).items()}
         outputs = list(signature.get("outputs") or []) or None
 
@@ -104,6 +135,8 @@ class ScoringSession:
         dataset_target = registry.dataset_of(pipe).schema.target
         return cls(pipeline=pipe, version=version, schema=schema, preprocessor=preprocessor,
                    vocabularies=dict(preprocessor.vocabularies() or {}), extras=dict(manifest.get("extras") or {}),
+                   context=ScoringContext(manifest.get("extras") or {},
+                                          named.load(version.path, manifest.get(named.MANIFEST_KEY) or {})),
                    variant=chosen, model_file=model_file, runtime=runtime, batch_size=batch_size,
                    output_names=outputs or [o.name for o in runtime.session.get_outputs()], open_args=args,
                    target=dataset_target.name if dataset_target is not None else None)

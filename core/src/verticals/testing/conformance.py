@@ -89,19 +89,31 @@ def check_pipeline(pipeline: str, *, data: Path | str | None = None, epochs: int
     version = ModelStore(home).load(name, result.version)  # verifies sha256 of every artifact
     report.checks.append("integrity")
 
-    # Score a sample of the training data back, without its target.
+    # Score a sample of the training data back, without its target: whole groups for a grouping
+    # pipeline (a user's history, a machine's readings), the first rows otherwise.
     frame = engine.load_data(name, data).frame
     target = dataset.schema.target
-    sample = frame.head(sample_rows)
+    pre = pipe.preprocessor(dataset)
+    group = pre.group_by if not pre.rowwise else None
+    if group is not None and group in frame.columns:
+        sizes = frame.group_by(group, maintain_order=True).len()
+        keep = sizes.filter(sizes["len"].cum_sum() <= max(sample_rows, int(sizes["len"][0])))[group]
+        sample = frame.filter(pl.col(group).is_in(keep.implode()))
+    else:
+        sample = frame.head(sample_rows)
     if target is not None and target.name in sample.columns:
         sample = sample.drop(target.name)
     with tempfile.TemporaryDirectory(prefix="verticals-conformance-") as tmp:
         source = Path(tmp) / "input.parquet"
         sample.write_parquet(source)
+        # The same rows shuffled and cut into many row groups must score exactly alike.
+        scattered = Path(tmp) / "scattered.parquet"
+        sample.sample(fraction=1.0, shuffle=True, seed=seed).write_parquet(
+            scattered, row_group_size=max(1, sample.height // 7))
         outputs = []
-        for attempt in ("first", "second"):
+        for attempt, src in (("first", source), ("second", source), ("scattered", scattered)):
             out = Path(tmp) / f"scores-{attempt}"
-            manifest_out = score(name, source, out, model=str(result.version), device="cpu", home=home,
+            manifest_out = score(name, src, out, model=str(result.version), device="cpu", home=home,
                                  progress=False)
             outputs.append((out, manifest_out))
         out, scored = outputs[0]
@@ -114,18 +126,34 @@ def check_pipeline(pipeline: str, *, data: Path | str | None = None, epochs: int
                  f"{sample.height} rows", "report a bug in verticals", report)
         parts = sorted(out.glob("part-*.parquet"))
         table = pl.concat([pl.read_parquet(p) for p in parts]) if parts else pl.DataFrame()
-        wanted = [*dataset.schema.ids, *(c.name for c in pipe.output_columns), "model_version"]
+        wanted = [*(c.name for c in pipe.output_columns), "model_version"]
         absent = [c for c in wanted if c not in table.columns]
         _require(not absent, "output columns", f"scoring output lacks {absent}",
                  "postprocess must return every declared output column", report)
-        _require(table.height == scored["rows_scored"], "output rows",
-                 f"{table.height} rows in parts, manifest says {scored['rows_scored']}",
+        _require(table.height == scored.get("rows_out", scored["rows_scored"]), "output rows",
+                 f"{table.height} rows in parts, manifest says {scored.get('rows_out')}",
                  "report a bug in verticals", report)
-        again = pl.concat([pl.read_parquet(p) for p in sorted(outputs[1][0].glob("part-*.parquet"))]) \
-            if parts else pl.DataFrame()
-        ids = dataset.schema.ids
-        same = table.sort(ids).select(wanted).equals(again.sort(ids).select(wanted)) if parts else True
+        if pre.rowwise:
+            _require(table.height == scored["rows_scored"], "one output per row",
+                     f"{table.height} output rows for {scored['rows_scored']} scored rows of a row-wise pipeline",
+                     "a row-wise preprocessor must make one example per valid row (or reject it)", report)
+        ids = [c for c in table.columns if c not in {*wanted, "flags"}] if parts else []
+
+        def read(folder: Path) -> pl.DataFrame:
+            found = sorted(folder.glob("part-*.parquet"))
+            return pl.concat([pl.read_parquet(p) for p in found]) if found else pl.DataFrame()
+
+        def comparable(t: pl.DataFrame) -> pl.DataFrame:
+            keys = [c for c in ids if c != "_source"]  # _source names the file, which differs on purpose
+            return t.select(keys + wanted).sort(keys) if keys else t.select(wanted)
+
+        again, shuffled = read(outputs[1][0]), read(outputs[2][0])
+        same = comparable(table).equals(comparable(again)) if parts else True
         _require(same, "deterministic scoring", "scoring the same input twice gave different outputs",
                  "postprocess must not depend on randomness or global state", report)
+        if parts and ("_row" not in ids):  # row numbers differ when the rows are shuffled
+            _require(comparable(table).equals(comparable(shuffled)), "layout-independent scoring",
+                     "the same rows shuffled and cut into many row groups scored differently",
+                     "a grouping preprocessor must take its order from order_by, and carry context rows", report)
     del version
     return report

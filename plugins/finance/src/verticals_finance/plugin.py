@@ -20,8 +20,12 @@ from typing import Any
 
 from verticals import ModelSpec, hookimpl
 
-__all__ = ["register_commands", "register_data_templates", "register_datasets", "register_models",
-           "register_pipelines"]
+__all__ = ["VERTICALS_REQUIRES", "register_commands", "register_data_templates", "register_datasets",
+           "register_models", "register_pipelines"]
+
+#: The core versions this plugin supports (kept in step with the ``verticals`` dependency in
+#: pyproject.toml); verticals refuses the plugin at discovery under any other core.
+VERTICALS_REQUIRES = ">=0.1,<0.2"
 
 
 def _credit_model(info: Any, **options: Any) -> Any:

@@ -1,0 +1,181 @@
+"""Grouping the input of a grouping pipeline before it is scored.
+
+A pipeline whose preprocessor declares ``group_by`` (a user, a machine, a study) needs every row of a
+group, in ``order_by`` order, in one piece. Real input is rarely laid out that way: an event log is
+sorted by time, with users or machines interleaved over the whole file. So before scoring, the core
+rewrites the input rows into one Parquet file in the staging folder:
+
+* sorted by ``(group, order, source row)`` with polars' streaming engine, which spills to disk, so
+  memory stays bounded by the engine's chunks, not by the input;
+* cut into row groups on group boundaries (about :data:`ROWS_PER_PART` rows each; a larger group gets a
+  row group of its own), so every partition holds whole groups and partitions can be scored in any
+  order, on any worker;
+* with each row's source file (``__source``) and row number in it (``__source_row``), so rejects name
+  the user's file and row, not the staging copy.
+
+The same rows give the same grouped file whatever their order and row groups in the input, so a file
+scored in one row group and the same rows in fifty give identical output. The grouped file lives in the
+staging folder's state and is reused by a resumed run; it is deleted when the run finishes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from verticals.errors import DataValidationError
+from verticals.scoring.output import STATE
+from verticals.scoring.partitions import Partition, _fingerprint, _one_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+    from verticals.scoring.session import ScoringSession
+    from verticals.spec import Schema
+
+__all__ = ["ROWS_PER_PART", "SOURCE", "SOURCE_ROW", "grouped_partitions", "needs_grouping"]
+
+ROWS_PER_PART = 131_072
+SOURCE = "__source"
+SOURCE_ROW = "__source_row"
+GROUPED = "grouped.parquet"
+
+
+def needs_grouping(session: ScoringSession) -> bool:
+    """Whether ``session``'s preprocessor groups rows (and so its input must be grouped first)."""
+    pre = session.preprocessor
+    return not pre.rowwise and pre.group_by is not None
+
+
+def _sort_key(column: str, schema: Schema, dtype: Any) -> pl.Expr:
+    """A sort key for ``column`` in its schema type (CSV text cast leniently; bad values sort as null)."""
+    import polars as pl
+
+    expr = pl.col(column)
+    if column not in schema or dtype != pl.String:
+        return expr
+    kind = schema[column].dtype
+    if kind == "float":
+        return expr.cast(pl.Float64, strict=False)
+    if kind == "int":
+        return expr.cast(pl.Float64, strict=False)
+    if kind == "datetime":
+        return expr.str.to_datetime(strict=False)
+    return expr
+
+
+def _scan(partitions: Sequence[Partition], schema: Schema) -> pl.LazyFrame:
+    """Every input row once, with its source file and its row number there."""
+    import polars as pl
+
+    frames = []
+    seen: set[tuple[Path, str]] = set()
+    for p in partitions:
+        if (p.source, p.kind) in seen:
+            continue
+        seen.add((p.source, p.kind))
+        if p.kind == "parquet":
+            if p.row_group is None:
+                continue
+            lf = pl.scan_parquet(p.source)
+        elif p.kind == "csv":
+            from verticals.scoring.partitions import _csv_header, _csv_parse
+
+            names = _csv_header(p.source)
+            if names is None:
+                continue
+            separator = _csv_parse(p.source).delimiter
+            lf = pl.scan_csv(p.source, infer_schema=False, separator=separator)
+        else:
+            raise DataValidationError(f"{p.describe()}: a grouping pipeline scores Parquet or CSV input",
+                                      hint="pass the rows as a Parquet or CSV file")
+        names = [n for n in lf.collect_schema().names() if n in schema]
+        frames.append(lf.select(names).with_row_index(SOURCE_ROW)
+                      .with_columns(pl.lit(str(p.source)).alias(SOURCE)))
+    if not frames:
+        return pl.LazyFrame()
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _write_cut(sorted_file: Path, target: Path, group: str) -> None:
+    """Rewrite ``sorted_file`` with row groups cut on ``group`` boundaries (about ROWS_PER_PART rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(sorted_file)
+    writer = None
+    carry: pa.Table | None = None
+    try:
+        for batch in pf.iter_batches(batch_size=ROWS_PER_PART):
+            table = pa.Table.from_batches([batch])
+            if carry is not None and carry.num_rows:
+                table = pa.concat_tables([carry, table])
+            writer = writer or pq.ParquetWriter(target, table.schema)
+            if table.num_rows < ROWS_PER_PART:
+                carry = table
+                continue
+            keys = table.column(group)
+            last = keys[table.num_rows - 1]
+            # The last group may continue in the next batch: keep it back.
+            same = pc.equal(keys, last)
+            first_of_last = table.num_rows - int(pc.sum(same.cast(pa.int64())).as_py() or 0)
+            if first_of_last == 0:  # one group fills the batch: wait for its end
+                carry = table
+                continue
+            writer.write_table(table.slice(0, first_of_last), row_group_size=first_of_last)
+            carry = table.slice(first_of_last)
+        if carry is not None and carry.num_rows:
+            writer = writer or pq.ParquetWriter(target, carry.schema)
+            writer.write_table(carry, row_group_size=carry.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def grouped_partitions(session: ScoringSession, partitions: Sequence[Partition], staging: Path | str
+                       ) -> list[Partition]:
+    """The partitions to score: ``partitions`` unchanged for a row-wise pipeline, else partitions over
+    the grouped copy of the input in ``staging`` (written once; a resumed run reuses it).
+
+    Raises:
+        DataValidationError: the input lacks the group column, or cannot be read.
+    """
+    if not needs_grouping(session):
+        return list(partitions)
+    import polars as pl
+
+    from verticals.scoring.partitions import _plan_parquet
+
+    pre = session.preprocessor
+    group, order = pre.group_by, pre.order_by
+    target = Path(staging) / STATE / GROUPED
+    if not target.exists():
+        lf = _scan(partitions, session.schema)
+        columns = lf.collect_schema()
+        if not columns.names():
+            return []
+        if group not in columns:
+            raise DataValidationError(f"{partitions[0].source}: missing the group column '{group}'",
+                                      hint=f"the model {session.version.label} groups rows by '{group}'")
+        keys = [pl.col(group).cast(pl.String)]
+        if order and order in columns:
+            keys.append(_sort_key(order, session.schema, columns[order]))
+        keys += [pl.col(SOURCE), pl.col(SOURCE_ROW)]
+        tmp_sorted = target.with_name(f".{GROUPED}.sorted.tmp")
+        tmp_cut = target.with_name(f".{GROUPED}.tmp")
+        try:
+            lf.sort(keys, nulls_last=True).sink_parquet(tmp_sorted)
+            _write_cut(tmp_sorted, tmp_cut, group)
+            os.replace(tmp_cut, target)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise DataValidationError(f"{partitions[0].source}: cannot group the input by '{group}' "
+                                      f"({_one_line(exc)})", hint="check that the files are readable") from exc
+        finally:
+            tmp_sorted.unlink(missing_ok=True)
+            tmp_cut.unlink(missing_ok=True)
+    planned = _plan_parquet([target], start=0)
+    return [Partition(index=p.index, kind=p.kind, source=p.source, row_group=p.row_group,
+                      row_offset=p.row_offset, rows=p.rows, fingerprint=_fingerprint(target)) for p in planned]
