@@ -18,7 +18,6 @@ from verticals.errors import (
     VerticalsError,
 )
 from verticals.hookspecs import hookimpl
-from verticals.owndata import DataTemplate, OwnDataConfig
 from verticals.spec import (
     Batch,
     Column,
@@ -64,3 +63,13 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``DataTemplate`` and ``OwnDataConfig`` (the own-data SDK) load :mod:`verticals.owndata` on first
+    use, so importing the contract stays limited to errors, hookspecs and spec."""
+    if name in ("DataTemplate", "OwnDataConfig"):
+        from verticals import owndata
+
+        return getattr(owndata, name)
+    raise AttributeError(f"module 'verticals' has no attribute {name!r}")

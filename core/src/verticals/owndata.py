@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,6 +101,8 @@ class OwnDataConfig:
     #: Other columns the template's sections name (column → the key naming it), checked like features.
     references: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+    #: The file's text as read (its sha256 is ``sha256``).
+    raw_text: str = field(default="", repr=False)
 
     @property
     def features(self) -> list[str]:
@@ -327,7 +328,7 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
         path=path, name=name, template=template.qualified_name, data=data_path, ids=ids,
         target=target["column"], positive=positive, negative=negative, numeric=numeric, categorical=categorical,
         rules=rules, split=split, values=dict(values), description=str(raw.get("description", "")), raw=raw,
-        sha256=hashlib.sha256(blob).hexdigest())
+        sha256=hashlib.sha256(blob).hexdigest(), raw_text=blob.decode("utf-8"))
     if template.parse is not None:
         config.options = dict(template.parse(config) or {})
     return config
@@ -525,19 +526,6 @@ def registered(home: Path | str | None = None) -> list[dict[str, Any]]:
     return entries
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(value, fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def register_config(path: str | Path, *, default_template: str | None = None,
                     home: Path | str | None = None) -> tuple[OwnDataConfig, dict[str, Any]]:
     """Check a config (on its own and against its data file) and store it.
@@ -566,20 +554,19 @@ def register_config(path: str | Path, *, default_template: str | None = None,
     if (qualified in registry.pipelines or qualified in registry.datasets) and qualified not in own:
         raise config.fail(f"name '{config.name}' is taken: '{qualified}' is one of plugin {template.plugin}'s own",
                           "choose another name")
+    from verticals.fsutil import write_json_atomic, write_text_atomic
+
     folder = _root(home) / "data" / "configs"
     folder.mkdir(parents=True, exist_ok=True)
     stored = folder / f"{config.name}{config.path.suffix.lower() or '.toml'}"
-    blob = config.path.read_bytes()
-    fd, tmp = tempfile.mkstemp(prefix=f".{stored.name}-", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(blob)
-    os.replace(tmp, stored)
+    # The copy is what the sha256 covers: the bytes read and checked above, not a re-read file.
+    write_text_atomic(stored, config.raw_text)
     entries = [e for e in entries if e["name"] != config.name]
     entries.append({"name": config.name, "template": config.template, "file": stored.name,
                     "source": str(config.path), "data": str(config.data), "sha256": config.sha256,
                     "rows": summary["rows"],
                     "registered_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
-    _write_json(_index_file(home), entries)
+    write_json_atomic(_index_file(home), entries)
     return config, summary
 
 
@@ -590,7 +577,9 @@ def remove_config(name: str, home: Path | str | None = None) -> dict[str, Any] |
     gone = next((e for e in entries if e["name"] == name or e.get("source") == target), None)
     if gone is None:
         return None
-    _write_json(_index_file(home), [e for e in entries if e is not gone])
+    from verticals.fsutil import write_json_atomic
+
+    write_json_atomic(_index_file(home), [e for e in entries if e is not gone])
     with contextlib.suppress(OSError):
         (_root(home) / "data" / "configs" / gone["file"]).unlink()
     return gone
