@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-crossfit", action="store_true",
+                        help="the single validation split instead of cross-fitting (the behaviour before it)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="verticals-small-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,13 @@ def main() -> None:
     (out / "small.toml").write_text(CONFIG.format(data=csv))
 
     from verticals.engine import train
+
+    if args.no_crossfit:
+        import dataclasses
+
+        from verticals_finance.pipeline import CreditRiskPipeline
+
+        CreditRiskPipeline.training = dataclasses.replace(CreditRiskPipeline.training, crossfit_below=0)
 
     header = ("seed", "auc", "auc_lr", "auc_gb", "brier", "brier_lr", "mean_pd", "bad_rate")
     print(" ".join(f"{h:>9}" for h in header))
