@@ -168,6 +168,16 @@ def test_env_var_and_broken_configs_warn_without_breaking(tmp_path, toy, monkeyp
     assert "toy.mine" in registry.pipelines and "toy.mlp" in registry.pipelines
 
 
+def test_a_stored_config_whose_template_is_gone_is_skipped_with_the_fix(tmp_path, toy, verticals_plugins) -> None:
+    toy()
+    register_config(_files(tmp_path))
+    with pytest.warns(UserWarning, match=r"needs template toy.table, which no installed plugin offers.*"
+                                         r"verticals data remove mine"):
+        registry = verticals_plugins({"other": ReferencePlugin(rows=100)})
+    assert "toy.mine" not in registry.pipelines
+
+
+@pytest.mark.filterwarnings("ignore:verticals. skipping data config 'mine'")
 def test_cli_data_commands(tmp_path, toy, capsys) -> None:
     from verticals.cli import main
 

@@ -591,6 +591,10 @@ def _stored(entry: Mapping[str, Any], templates: Mapping[str, DataTemplate], hom
     if not path.is_file():
         raise OwnDataError(f"registered data config '{entry['name']}' is missing its stored copy {path}",
                            hint=f"register {entry.get('source')} again")
+    if entry.get("template") and entry["template"] not in templates:
+        raise OwnDataError(f"registered data config '{entry['name']}' needs template {entry['template']}, which no "
+                           "installed plugin offers",
+                           hint=f"install the plugin that offers it, or run `verticals data remove {entry['name']}`")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != entry.get("sha256"):
         raise OwnDataError(f"registered data config '{entry['name']}' ({path}) was changed after registration "
@@ -629,7 +633,6 @@ def configured(templates: Mapping[str, DataTemplate], home: Path | str | None = 
         keep(lambda p=p: load_config(p, templates), str(p))
     for p, default in extra_paths:
         keep(lambda p=p, d=default: load_config(p, templates, default_template=d), str(p))
-    if templates:
-        for entry in registered(home):
-            keep(lambda e=entry: _stored(e, templates, home), f"'{entry.get('name')}'")
+    for entry in registered(home):
+        keep(lambda e=entry: _stored(e, templates, home), f"'{entry.get('name')}'")
     return found

@@ -303,8 +303,6 @@ def _own_data(registry: Registry) -> list[tuple[OwnDataConfig, DataTemplate, Dat
 
     from verticals.owndata import configured, dataset_of
 
-    if not registry.templates:
-        return []
     extra = [(Path(p).expanduser().absolute(), t.qualified_name) for t in registry.templates.values()
              if getattr(t, "env", "") for p in os.environ.get(t.env, "").split(os.pathsep) if p.strip()]
     found = []
