@@ -163,7 +163,7 @@ def test_env_var_and_broken_configs_warn_without_breaking(tmp_path, toy, monkeyp
     broken = tmp_path / "broken.toml"
     broken.write_text(CONFIG.replace('name = "mine"', 'name = "Bad Name"'))
     monkeypatch.setenv(CONFIG_ENV, f"{good}:{broken}")
-    with pytest.warns(UserWarning, match=r"skipping data config .*broken.toml.*'name' must be lowercase"):
+    with pytest.warns(UserWarning, match=r"skipping data config .*broken.toml.*'name' 'Bad Name' is unusable"):
         registry = toy()
     assert "toy.mine" in registry.pipelines and "toy.mlp" in registry.pipelines
 

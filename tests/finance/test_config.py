@@ -55,7 +55,7 @@ categorical = ["c"]
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (BASE.replace('name = "mine"', 'name = "My Loans"'), "'name' must be lowercase"),
+    (BASE.replace('name = "mine"', 'name = "My Loans"'), "'name' 'My Loans' is unusable"),
     (BASE.replace("negative = 0\n", ""), "[target] needs 'positive'"),
     ("colour = 'red'\n" + BASE, "unknown key(s) 'colour'"),
     (BASE + "[monotnic]\nx = 1\n", "'monotnic' (did you mean 'monotonic'?)"),
@@ -148,8 +148,13 @@ def test_cli_register_config_alias(tmp_path, verticals_home, capsys) -> None:
     main(["finance", "configs", "--json"])
     listed = json.loads(capsys.readouterr().out)
     assert listed[0]["name"] == "example_loans" and listed[0]["pipeline"] == "finance.example_loans"
-    main(["finance", "unregister-config", "example_loans"])
-    assert "removed example_loans" in capsys.readouterr().out
+    main(["finance", "unregister-config", "example_loans", "--json"])
+    assert json.loads(capsys.readouterr().out) == {"forgotten": str(tmp_path / "loans.toml"), "name": "example_loans"}
+    with pytest.raises(SystemExit) as exited:
+        main(["finance", "unregister-config", "example_loans", "--json"])
+    assert exited.value.code == 2
+    error = json.loads(capsys.readouterr().out)
+    assert error["code"] == 2 and "no registered data config" in error["error"] and error["fix"]
 
 
 @pytest.mark.slow

@@ -184,8 +184,9 @@ class Evaluation:
         artifacts: the named artifacts ``Pipeline.artifacts`` returned, as written under ``workdir``
             (manifest entries, see :mod:`verticals.artifacts`).
         test_frame: the test split's rows, kept for streamed preprocessors.
-        preprocessor_rejects: split → rows the preprocessor rejected; skipped: split → reason → rows
-            that produced no example.
+        preprocessor_rejects: split → rows the preprocessor rejected; preprocessor_reasons: split → the
+            most common reasons, with counts (an undecodable file's reason names the file);
+            skipped: split → reason → rows that produced no example.
         sections: the pipeline's report sections (images inside ``workdir``).
         workdir: where the pipeline wrote its report files.
     """
@@ -203,6 +204,7 @@ class Evaluation:
     test_frame: pl.DataFrame | None = None
     preprocessor_rejects: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    preprocessor_reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -272,8 +274,11 @@ def _frame_fingerprint(frame: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_file(path: Path, csv: Any = None) -> pl.DataFrame:
+    """A user's training file; one-line errors name the file and the fix (see :mod:`verticals.data.files`)."""
     import polars as pl
+
+    from verticals.data.files import CsvOptions, read_csv, read_parquet
 
     name = path.name.lower()
     if path.is_dir():
@@ -281,9 +286,9 @@ def _read_file(path: Path) -> pl.DataFrame:
         if not files:
             raise NotFoundError(f"training data folder {path} holds no Parquet file",
                                 hint="pass a .csv or .parquet file, or a folder of .parquet files")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat([read_parquet(f) for f in files], how="diagonal_relaxed")
     if name.endswith(PARQUET_SUFFIXES):
-        return pl.read_parquet(path)
+        return read_parquet(path)
     if name.endswith(CSV_SUFFIXES):
         # Every column as text: validation casts it and rejects unreadable values row by row, naming
         # them, instead of the reader failing on the first bad cell. Missing-value markers are
@@ -291,8 +296,7 @@ def _read_file(path: Path) -> pl.DataFrame:
         # row is treated alike in training and scoring.
         import pyarrow.csv as pacsv
 
-        return pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",",
-                           null_values=list(pacsv.ConvertOptions().null_values))
+        return read_csv(path, csv or CsvOptions(), list(pacsv.ConvertOptions().null_values))
     raise UserError(f"cannot read training data {path}: unknown file type",
                     hint=f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
 
@@ -347,7 +351,7 @@ def _slice_batch(batch: Batch, rows: int) -> dict[str, np.ndarray]:
 
 
 # -- stages ------------------------------------------------------------------------------------------------
-def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
+def load_data(pipeline: str, data: Path | str | None = None, *, csv: Any = None) -> LoadedData:
     """Read the training rows: the pipeline's dataset, or a user's CSV/Parquet file with its columns.
 
     Raises:
@@ -364,7 +368,7 @@ def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
                 raise NotFoundError(f"training data file {path} does not exist",
                                     hint=f"pass a CSV or Parquet file with the columns of dataset "
                                          f"{dataset.qualified_name} (`verticals datasets`)")
-            frame = _read_file(path)
+            frame = _read_file(path, csv)
             if path.is_dir():
                 digest = hashlib.sha256()
                 for f in sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES)):
@@ -670,12 +674,14 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
             test_batch = _parity_sample(test, PARITY_ROWS, example_rows)
         example = _parity_sample(examples["train"], example_rows, -1).inputs
         rejected = {name: ex.rejects.height for name, ex in examples.items() if ex.rejects is not None}
+        reasons = {name: _summarise_reasons(ex.rejects) for name, ex in examples.items()
+                   if ex.rejects is not None and ex.rejects.height}
         skipped = {name: dict(ex.skipped) for name, ex in examples.items() if ex.skipped}
         return Evaluation(
             pipeline=pipe.qualified_name, metrics=metrics, extras=extras, baselines=baselines,
             predictions=frames, test_batch=test_batch, example=example, sections=sections, workdir=workdir,
             artifacts=artifacts, test_frame=None if test.materialized else splits.test,
-            preprocessor_rejects=rejected, skipped=skipped)
+            preprocessor_rejects=rejected, skipped=skipped, preprocessor_reasons=reasons)
 
 
 def _with_ids(ids: pl.DataFrame, predictions: pl.DataFrame, schema: Any) -> pl.DataFrame:
@@ -822,7 +828,9 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
         data={"source": validated.source, "fingerprint": validated.fingerprint, "rows_in": validated.rows_in,
               "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
               "rows_flagged": validated.rows_flagged, "reasons": [list(r) for r in validated.reasons],
-              "splits": split_info},
+              "splits": split_info,
+              "preprocessor_reasons": [[split, reason, count] for split, found in
+                                       evaluation.preprocessor_reasons.items() for reason, count in found]},
         run={"device": fitted.device, "epochs (max)": fitted.epochs, "epochs run": len(fitted.history),
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
@@ -858,6 +866,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
         from verticals import __version__
         from verticals.drift import profile
+        from verticals.manifest import ModelManifest
         from verticals.registry import get_registry
         from verticals.report import write_report
         from verticals.store import ModelStore
@@ -889,44 +898,49 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
         train_pred = evaluation.predictions["train"]
         train_scores = train_pred.get_column(pipe.score_column).to_numpy() \
             if pipe.score_column in train_pred.columns and train_pred.schema[pipe.score_column].is_numeric() else None
-        reference = profile(splits.train, dataset.schema, train_scores)
+        # Scalar scores get a PSI profile; list outputs (top-k items) their slot shares and coverage.
+        declared = [c.name for c in pipe.output_columns if c.name in train_pred.columns]
+        reference = profile(splits.train, dataset.schema, train_scores, outputs=train_pred.select(declared))
         info = get_registry().plugin_info(pipe.plugin)
-        manifest = _json_ready({
-            "created_at": created_at,
-            "plugin": {"name": pipe.plugin, "distribution": info.distribution if info else None,
-                       "version": info.version if info else None},
-            "code_version": {"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
-            "task": pipe.task,
-            "dataset": dataset.qualified_name,
-            "model": spec.qualified_name,
-            "score_column": pipe.score_column,
-            "primary_metric": pipe.primary_metric,
-            "greater_is_better": pipe.greater_is_better,
-            "output_columns": [{"name": c.name, "dtype": c.dtype, "description": c.description}
-                               for c in pipe.output_columns],
-            "input_schema": dataset.schema.without_target().to_dict(),
-            "preprocessor": fitted.preprocessor_state,
-            "model_file": exported.model_file,
-            "signature": exported.signature,
-            "metrics": evaluation.metrics,
-            "parity": exported.parity,
-            "variants": exported.variants,
-            "training_data": {"source": validated.source, "rows": validated.rows_in,
-                              "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
-                              "fingerprint": validated.fingerprint, "splits": splits.sizes(),
-                              "preprocessor_rejects": evaluation.preprocessor_rejects,
-                              "no_example": evaluation.skipped,
-                              "split_strategy": splits.strategy, "seed": splits.seed},
-            "training": {"epochs": fitted.epochs, "epochs_run": len(fitted.history),
-                         "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
-                         "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
-                         "history": fitted.history, "model_options": fitted.model_options,
-                         "crossfit": fitted.crossfit.summary() if fitted.crossfit is not None else None},
-            "reference": reference,
-            "extras": evaluation.extras,
-            "named_artifacts": evaluation.artifacts,
-            "report": report_path.name,
-        }, "manifest", name)
+        manifest = ModelManifest(
+            created_at=created_at,
+            plugin={"name": pipe.plugin, "distribution": info.distribution if info else None,
+                    "version": info.version if info else None},
+            code_version={"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
+            task=pipe.task,
+            dataset=dataset.qualified_name,
+            model=spec.qualified_name,
+            score_column=pipe.score_column,
+            primary_metric=pipe.primary_metric,
+            greater_is_better=pipe.greater_is_better,
+            output_columns=[{"name": c.name, "dtype": c.dtype, "description": c.description}
+                            for c in pipe.output_columns],
+            input_schema=dataset.schema.without_target().to_dict(),
+            preprocessor=fitted.preprocessor_state,
+            model_file=exported.model_file,
+            signature=exported.signature,
+            metrics=evaluation.metrics,
+            parity=exported.parity,
+            variants=exported.variants,
+            training_data={"source": validated.source, "rows": validated.rows_in,
+                           "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
+                           "fingerprint": validated.fingerprint, "splits": splits.sizes(),
+                           "preprocessor_rejects": evaluation.preprocessor_rejects,
+                           "preprocessor_reasons": {k: [list(r) for r in v]
+                                                    for k, v in evaluation.preprocessor_reasons.items()},
+                           "no_example": evaluation.skipped,
+                           "split_strategy": splits.strategy, "seed": splits.seed},
+            training={"epochs": fitted.epochs, "epochs_run": len(fitted.history),
+                      "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
+                      "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
+                      "history": fitted.history, "model_options": fitted.model_options,
+                      "crossfit": fitted.crossfit.summary() if fitted.crossfit is not None else None},
+            reference=reference,
+            extras=evaluation.extras,
+            named_artifacts=evaluation.artifacts,
+            report=report_path.name,
+        )
+        manifest = _json_ready(manifest.to_dict(), "manifest", name)
         version = ModelStore(home).register(name, workdir, manifest)
         _notify("after_register", pipeline=name, version=version.version, path=version.path,
                 manifest=version.manifest)
@@ -935,7 +949,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
 def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None = None, seed: int | None = None,
           device: str | None = None, home: Path | str | None = None, progress: bool = True,
-          variants: tuple[str, ...] | None = None) -> TrainResult:
+          variants: tuple[str, ...] | None = None, csv: Any = None) -> TrainResult:
     """Run every stage: load → validate → split → fit → evaluate → export → verify → register.
 
     Args:
@@ -945,6 +959,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
         home: model store root (default ``$VERTICALS_HOME`` or the per-user data folder).
         progress: show a progress bar (on a terminal).
         variants: model variants to try (default int8 and fp16; ``()`` for none).
+        csv: :class:`~verticals.data.files.CsvOptions` (encoding, separator) for a CSV ``data`` file.
 
     Returns:
         :class:`TrainResult` with the new version number, metrics, report path and manifest.
@@ -957,7 +972,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
     with _stage(pipeline, "load"):
         name = _lookup(pipeline)[0].qualified_name
     seed = _lookup(pipeline)[0].training.seed if seed is None else seed
-    loaded = load_data(name, data)
+    loaded = load_data(name, data, csv=csv)
     validated = validate_data(name, loaded)
     del loaded
     splits = split_data(name, validated, seed)

@@ -30,7 +30,6 @@ import difflib
 import hashlib
 import json
 import os
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,7 +61,6 @@ __all__ = [
 ]
 
 CONFIG_ENV = "VERTICALS_DATA_CONFIG"
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _CORE_KEYS = {"name", "template", "description", "data", "id", "target", "features", "rules", "split", "values"}
 _RULE_KEYS = {"min", "max", "on_missing", "on_out_of_range", "on_unknown", "categories", "required",
               "description", "range_margin", "normalize"}
@@ -244,10 +242,13 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
         close = {k: difflib.get_close_matches(k, allowed, n=1) for k in unknown}
         mean = [f"'{k}' (did you mean '{c[0]}'?)" if c else f"'{k}'" for k, c in close.items()]
         raise _fail(path, f"unknown key(s) {', '.join(mean)}", f"use only {', '.join(allowed)}")
+    from verticals.names import NAME_MAX, name_problem
+
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _fail(path, f"'name' must be lowercase letters, digits and underscores, got {name!r}",
-                    'write e.g. name = "my_loans"')
+    problem = name_problem(name)
+    if problem:
+        raise _fail(path, f"'name' {name!r:.80} is unusable: it {problem}",
+                    f'write e.g. name = "my_loans" (lowercase letters, digits and underscores, at most {NAME_MAX})')
     data = raw.get("data")
     data_path = None
     if data is not None:

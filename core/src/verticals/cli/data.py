@@ -124,8 +124,8 @@ def register(app: typer.Typer) -> None:
         _print(out)
 
     @data.command("remove")
-    def remove_cmd(name: Annotated[str, typer.Argument(help="Config name or the path it was registered from.")]
-                   ) -> None:
+    def remove_cmd(name: Annotated[str, typer.Argument(help="Config name or the path it was registered from.")],
+                   as_json: JsonOpt = False) -> None:
         """Forget a registered config (its data file and the models trained on it are left alone)."""
         from verticals.errors import NotFoundError
         from verticals.owndata import remove_config
@@ -135,6 +135,9 @@ def register(app: typer.Typer) -> None:
         if gone is None:
             raise NotFoundError(f"no registered data config named or at '{name}'",
                                 hint="run `verticals data list` to list them")
+        if as_json:
+            typer.echo(json.dumps({"removed": gone}, indent=2))
+            return
         typer.echo(f"removed {gone['name']} (registered from {gone.get('source')})")
 
     @data.command("templates")

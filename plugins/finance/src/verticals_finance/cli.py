@@ -40,7 +40,9 @@ def finance_app() -> Any:
         typer.echo(f"train it with: verticals train {out['pipeline']}")
 
     @app.command("unregister-config")
-    def unregister_config_cmd(name: Annotated[str, typer.Argument(help="Config name or path.")]) -> None:
+    def unregister_config_cmd(name: Annotated[str, typer.Argument(help="Config name or path.")],
+                              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+                              ) -> None:
         """Same as `verticals data remove NAME`."""
         from verticals.errors import NotFoundError
         from verticals.owndata import remove_config
@@ -50,6 +52,9 @@ def finance_app() -> Any:
         if gone is None:
             raise NotFoundError(f"no registered data config named or at '{name}'",
                                 hint="run `verticals data list` to list them")
+        if as_json:
+            typer.echo(json.dumps({"forgotten": gone.get("source"), "name": gone["name"]}, indent=2))
+            return
         typer.echo(f"removed {gone['name']} (registered from {gone.get('source')})")
 
     @app.command("configs")
