@@ -174,10 +174,11 @@ def test_scoring_raw_rows_reproduces_evaluation(run) -> None:
     version = run["version"]
     manifest = version.manifest
     raw = _raw_test_rows(run).drop("target")
-    checked = validate(raw, Schema.from_dict(manifest["input_schema"]), stage="score")
-    assert checked.rejects.height == 0
     pre = TabularPreprocessor(Schema.from_dict(manifest["input_schema"]))
     pre.load_state(manifest["preprocessor"])
+    checked = validate(raw, Schema.from_dict(manifest["input_schema"]), stage="score",
+                       training_ranges=pre.training_ranges(), category_modes=pre.category_modes())
+    assert checked.rejects.height == 0
     batch = pre.transform(checked.valid, with_target=False)
     session = ort.InferenceSession(str(version.file("model.onnx")), providers=["CPUExecutionProvider"])
     outputs = dict(zip(manifest["signature"]["outputs"], session.run(None, batch.inputs), strict=True))

@@ -136,7 +136,9 @@ def test_scoring_bad_applications(trained, tmp_path) -> None:
     out = pl.read_parquet(tmp_path / "out" / "part-00000.parquet").sort("application_id")
     rejects = pl.read_parquet(tmp_path / "out" / "_rejects.parquet").sort("_row")
     assert out["application_id"].to_list() == [0, 1, 2, 3]
-    assert out["flags"].to_list() == ["", "home:unknown", "income:missing", "income:out_of_range"]
+    # income 1e9: clipped to the rule's 100,000, still far beyond training's largest income: clipped again
+    assert out["flags"].to_list() == ["", "home:unknown", "income:missing",
+                                      "income:out_of_range,income:out_of_training_range"]
     assert [r.split(" ")[1] for r in rejects["_reason"]] == ["'amount'", "'amount'", "'age'", "'records'"]
     first = out.row(0, named=True)
     assert first["band"] in "DEF" and first["points"] < 550 and len(first["reasons"]) >= 2

@@ -69,7 +69,7 @@ def test_reasons_are_the_largest_positive_costs_of_used_features() -> None:
                      [-1.0, -2.0, -3.0, -4.0, -5.0],
                      [1.0, 2.0, 3.0, 4.0, 5.0]])
     names = ["income", "age", "debt", "home", "unused"]
-    reasons, points = reason_codes(lost, names, used=["income", "age", "debt", "home"], top=2)
+    reasons, points, _ = reason_codes(lost, names, used=["income", "age", "debt", "home"], top=2)
     assert reasons.to_list() == [["income", "debt"], [], ["home", "debt"]]
     assert points.to_list() == [[30.0, 12.0], [], [4.0, 3.0]]
 
@@ -87,7 +87,8 @@ def test_postprocess_gives_pd_points_band_and_reasons_in_numpy() -> None:
               "used_features": ["income", "debt"], "scaling": Scaling().to_json(), "top_reasons": 4}
     batch = Batch(ids=pl.DataFrame({"id": [1, 2, 3]}), inputs={})
     out = pipe.postprocess({"logits": logits, "contributions": contributions}, batch, extras)
-    assert out.columns == ["pd", "points", "band", "reasons", "reason_points"]
+    assert out.columns == ["pd", "points", "band", "reasons", "reason_points", "reason_texts"]
+    assert out["reason_texts"].to_list() == out["reasons"].to_list()  # no text table: the names
     z = 1.5 * logits.astype(np.float64) - 0.2
     np.testing.assert_allclose(out["pd"].to_numpy(), 1 / (1 + np.exp(-z)))
     assert out["points"].to_list() == np.rint(Scaling().points_from_log_odds(z)).astype(int).tolist()
@@ -98,3 +99,36 @@ def test_postprocess_gives_pd_points_band_and_reasons_in_numpy() -> None:
     # Without extras (during training) the same columns come back, reasons empty.
     bare = pipe.postprocess({"logits": logits, "contributions": contributions}, batch, {})
     assert bare.columns == out.columns and bare["reasons"].to_list() == [[], [], []]
+
+
+def test_reason_texts_follow_direction_category_and_config() -> None:
+    """Texts per reason: numeric high/low/missing against the training median, the applicant's category,
+    configured texts first; a protected attribute (left out of used_features) is never a reason."""
+    from verticals_finance.reasons import reason_text_table
+
+    class Pre:
+        def vocabularies(self):
+            return {"home": ["rent", "owner"], "marital": ["single", "married"]}
+
+    info = {"numeric": ["income", "debt_ratio"], "categorical": ["home", "marital"]}
+    table = reason_text_table(["income", "debt_ratio", "home", "marital"], info, Pre(),
+                              {"debt_ratio": {"high": "Debt is high relative to income"},
+                               "home": {"rent": "Applicant rents their home"}}, {"income": "EUR"})
+    assert table["numeric"]["income"] == {"high": "Income (EUR) is high", "low": "Income (EUR) is low",
+                                          "missing": "Income (EUR) is missing"}
+    assert table["categorical"]["home"] == ["Home is a value not seen in training", "Applicant rents their home",
+                                            "Home is 'owner'"]
+    pipe = CreditRiskPipeline(protected=["marital"])
+    extras = {"calibration": {"a": 1.0, "b": 0.0}, "features": ["income", "debt_ratio", "home", "marital"],
+              "used_features": ["income", "debt_ratio", "home"], "scaling": Scaling().to_json(),
+              "reason_texts": table, "medians": [50.0, 0.3], "top_reasons": 4}
+    x_num = np.array([[20.0, 0.9], [np.nan, 0.1], [80.0, 0.5]], dtype=np.float32)
+    x_cat = np.array([[1, 2], [2, 1], [1, 1]], dtype=np.int64)
+    contributions = np.array([[0.4, 0.6, 0.2, 0.9], [0.5, 0.0, 0.3, 0.9], [-0.2, 0.1, 0.0, 0.9]], dtype=np.float32)
+    batch = Batch(ids=pl.DataFrame({"id": [1, 2, 3]}), inputs={"x_num": x_num, "x_cat": x_cat})
+    out = pipe.postprocess({"logits": np.zeros(3, dtype=np.float32), "contributions": contributions}, batch, extras)
+    assert out["reasons"].to_list() == [["debt_ratio", "income", "home"], ["income", "home"], ["debt_ratio"]]
+    assert out["reason_texts"].to_list() == [
+        ["Debt is high relative to income", "Income (EUR) is low", "Applicant rents their home"],
+        ["Income (EUR) is missing", "Home is 'owner'"],
+        ["Debt is high relative to income"]]

@@ -41,12 +41,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "Batch",
     "Column",
+    "DataTemplate",
     "DataValidationError",
     "DatasetSpec",
     "ModelIntegrityError",
     "ModelSpec",
     "NotFoundError",
     "OutputColumn",
+    "OwnDataConfig",
     "ParityError",
     "Pipeline",
     "PluginError",
@@ -61,3 +63,13 @@ __all__ = [
     "__version__",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``DataTemplate`` and ``OwnDataConfig`` (the own-data SDK) load :mod:`verticals.owndata` on first
+    use, so importing the contract stays limited to errors, hookspecs and spec."""
+    if name in ("DataTemplate", "OwnDataConfig"):
+        from verticals import owndata
+
+        return getattr(owndata, name)
+    raise AttributeError(f"module 'verticals' has no attribute {name!r}")

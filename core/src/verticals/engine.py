@@ -142,6 +142,7 @@ class FitResult:
     seconds: float
     stopped_early: bool = False
     rows: dict[str, int] = field(default_factory=dict)
+    crossfit: Any = None  # verticals.crossfit.CrossFit on small data
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -456,6 +457,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         data: the training data's source, passed to ``before_train``.
     """
     with _stage(pipeline, "fit"):
+        from verticals import crossfit
         from verticals.data.examples import Examples, drop_context
         from verticals.training import cpu_threads, fit_model, seed_everything, select_device
 
@@ -466,25 +468,32 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         if epochs < 1:
             raise UserError(f"epochs must be at least 1, got {epochs}", hint="pass --epochs 1 or more")
         device = select_device(device)
-        pre = pipe.preprocessor(dataset)
-        pre.fit(drop_context(splits.train) if pre.rowwise else splits.train)
-        chunk = pre.chunk_rows or config.batch_size
-        train_batch = Examples(pre, splits.train, name="train", chunk_rows=chunk)
-        valid_batch = Examples(pre, splits.valid, name="valid", chunk_rows=chunk)
-        info = dict(pre.info())
-        options = dict(pipe.model_options(dataset, info))
-        seed_everything(seed)
-        model = spec.factory(info, **options)
-        graph = pre.graph_module()
         rows = splits.sizes()
-        _notify("before_train", pipeline=pipe.qualified_name,
-                config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
-        with cpu_threads(model, device):
-            out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                            batch_size=config.batch_size, lr=config.learning_rate,
-                            weight_decay=config.weight_decay, patience=config.patience, seed=seed, device=device,
-                            class_weighting=config.class_weighting, progress=progress, output_names=spec.outputs,
-                            model_spec=spec)
+        record = None
+        if crossfit.applies(config, splits):  # small data: K-fold cross-fitting (verticals.crossfit)
+            _notify("before_train", pipeline=pipe.qualified_name,
+                    config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
+            pre, graph, out, info, options, record = crossfit.fit_crossfitted(
+                pipe, dataset, spec, splits, epochs=epochs, seed=seed, device=device, progress=progress)
+        else:
+            pre = pipe.preprocessor(dataset)
+            pre.fit(drop_context(splits.train) if pre.rowwise else splits.train)
+            chunk = pre.chunk_rows or config.batch_size
+            train_batch = Examples(pre, splits.train, name="train", chunk_rows=chunk)
+            valid_batch = Examples(pre, splits.valid, name="valid", chunk_rows=chunk)
+            info = dict(pre.info())
+            options = dict(pipe.model_options(dataset, info))
+            seed_everything(seed)
+            model = spec.factory(info, **options)
+            graph = pre.graph_module()
+            _notify("before_train", pipeline=pipe.qualified_name,
+                    config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
+            with cpu_threads(model, device):
+                out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
+                                batch_size=config.batch_size, lr=config.learning_rate,
+                                weight_decay=config.weight_decay, patience=config.patience, seed=seed,
+                                device=device, class_weighting=config.class_weighting, progress=progress,
+                                output_names=spec.outputs, model_spec=spec)
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(
@@ -492,7 +501,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
                                                                          pipe.qualified_name),
             info=info, model_options=options, weights=weights, history=[dict(h) for h in out.history],
             best_epoch=int(out.best_epoch), epochs=epochs, seed=seed, device=out.device,
-            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows)
+            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record)
         if graph is not None:
             graph.to("cpu").eval()
         result._cache["modules"] = (pre, graph, trained)
@@ -586,8 +595,13 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         device = _eval_device(fitted)
         workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="verticals-eval-"))
         workdir.mkdir(parents=True, exist_ok=True)
+        from verticals.data.validation import apply_training_ranges
+
+        # Values far outside the training range are clipped as scoring clips them (learned value rules).
+        ranges = pre.training_ranges()
         chunk = pre.chunk_rows or pipe.training.batch_size
-        examples = {name: Examples(pre, frame, name=name, chunk_rows=chunk) for name, frame in splits.items()}
+        examples = {name: Examples(pre, apply_training_ranges(frame, dataset.schema, ranges), name=name,
+                                   chunk_rows=chunk) for name, frame in splits.items()}
         predicted = {name: predict_examples(pipe, scorer, graph, ex, device=device, batch_size=_PREDICT_BATCH,
                                             names=spec.exported_outputs)
                      for name, ex in examples.items()}
@@ -599,7 +613,7 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         context = TrainContext(
             pipeline=pipe, dataset=dataset, splits=splits, batches=batches, outputs=outputs,
             predictions=predictions, metrics=metrics, history=fitted.history, preprocessor=pre,
-            workdir=workdir, model=model, graph_module=graph)
+            workdir=workdir, model=model, graph_module=graph, crossfit=fitted.crossfit)
         try:
             raw_extras = pipe.fit_extras(context) or {}
         except VerticalsError:
@@ -821,7 +835,23 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
              "verticals": __version__},
-        test_scores=scores)
+        test_scores=scores, class_names=_class_names(pipe), score_name=pipe.score_column)
+
+
+def _class_names(pipe: Pipeline) -> tuple[str, str] | None:
+    """A binary target's two classes as the data names them (``good``, ``bad``), for the report's plots."""
+    if pipe.task != "binary":
+        return None
+    try:
+        dataset = _lookup(pipe.qualified_name)[1]
+    except VerticalsError:
+        return None
+    target = dataset.schema.target
+    positive = dataset.target_positive
+    if target is None or positive is None or not target.categories:
+        return None
+    negatives = [str(c) for c in target.categories if str(c) != str(positive)]
+    return (f"{target.name} = {'/'.join(negatives)}", f"{target.name} = {positive}")
 
 
 def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: FitResult,
@@ -903,7 +933,8 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
             training={"epochs": fitted.epochs, "epochs_run": len(fitted.history),
                       "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
                       "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
-                      "history": fitted.history, "model_options": fitted.model_options},
+                      "history": fitted.history, "model_options": fitted.model_options,
+                      "crossfit": fitted.crossfit.summary() if fitted.crossfit is not None else None},
             reference=reference,
             extras=evaluation.extras,
             named_artifacts=evaluation.artifacts,

@@ -70,6 +70,20 @@ def register_pipelines(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_data_templates(register: Callable[..., None]) -> None:
+    """Register templates that turn a user's own data file into one of this plugin's pipelines.
+
+    Called once per process by the registry, before datasets. A user's config names a template
+    (``template = "finance.credit"``); the core checks the config and its data file, stores it
+    (``verticals data register``) and registers its dataset and pipeline as ``<plugin>.<name>``.
+    See :mod:`verticals.owndata` and ``docs/own-data.md``.
+
+    Args:
+        register: call ``register(DataTemplate(...))`` once per template.
+    """
+
+
+@hookspec
 def register_commands(app: typer.Typer) -> None:
     """Add sub-commands to the ``verticals`` CLI.
 
@@ -157,6 +171,6 @@ def on_error(pipeline: str, stage: str, error: BaseException) -> None:
     """
 
 
-REGISTRATION_HOOKS = ("register_datasets", "register_models", "register_pipelines")
+REGISTRATION_HOOKS = ("register_data_templates", "register_datasets", "register_models", "register_pipelines")
 LIFECYCLE_HOOKS = ("before_train", "after_train", "after_export", "after_register", "after_score_batch",
                    "on_error")

@@ -19,6 +19,7 @@ import pluggy
 
 from verticals.errors import NotFoundError, PluginError
 from verticals.names import NAME_MAX, name_problem
+from verticals.owndata import DataTemplate, OwnDataConfig
 from verticals.plugins import PluginInfo, call_impls, load_plugins, report_problem, trace_enabled
 from verticals.spec import DatasetSpec, ModelSpec, Pipeline, Schema
 
@@ -37,6 +38,9 @@ class Registry:
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     models: dict[str, ModelSpec] = field(default_factory=dict)
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    templates: dict[str, DataTemplate] = field(default_factory=dict)
+    #: Qualified names of the datasets and pipelines registered from users' own data configs.
+    own_data: dict[str, OwnDataConfig] = field(default_factory=dict)
     aliases: dict[str, dict[str, str]] = field(default_factory=lambda: {"dataset": {}, "model": {}, "pipeline": {}})
 
     # -- lookups ---------------------------------------------------------------------------------------
@@ -201,6 +205,10 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
         if not 0 < obj.split.test_fraction < 1 or not 0 <= obj.split.valid_fraction < 1 or (
                 obj.split.test_fraction + obj.split.valid_fraction >= 1):
             return ("has split fractions outside (0, 1)", "use e.g. test_fraction=0.2, valid_fraction=0.1")
+    elif kind == "template":
+        if not callable(obj.pipeline):
+            return ("has a pipeline builder that is not callable",
+                    "set pipeline to a function (config, dataset) -> Pipeline")
     elif kind == "model":
         if not callable(obj.factory):
             return ("has a factory that is not callable", "set factory to a function returning a torch.nn.Module")
@@ -250,9 +258,11 @@ def build_registry(extra: dict[str, object] | None = None, *, entry_points: bool
     """
     pm, infos = load_plugins(extra, entry_points=entry_points)
     registry = Registry(pm=pm, plugins=infos)
-    plan = [("register_datasets", "dataset", DatasetSpec, registry.datasets),
+    plan = [("register_data_templates", "template", DataTemplate, registry.templates),
+            ("register_datasets", "dataset", DatasetSpec, registry.datasets),
             ("register_models", "model", ModelSpec, registry.models),
             ("register_pipelines", "pipeline", Pipeline, registry.pipelines)]
+    own: list[tuple[OwnDataConfig, DataTemplate, DatasetSpec | None]] = []
     for hook, kind, expected, table in plan:
         registrar = _Registrar(registry, hook, kind, expected, table)
 
@@ -267,6 +277,10 @@ def build_registry(extra: dict[str, object] | None = None, *, entry_points: bool
         for _ in call_impls(pm, hook, {p.name: p for p in infos},
                             lambda plugin, r=registrar: {"register": r.for_plugin(plugin)}, on_error=failed):
             pass
+        if kind == "template":
+            own = _own_data(registry)
+        elif kind in ("dataset", "pipeline"):
+            _register_own_data(registry, registrar, kind, own)
     _check_aliases(registry)
     # Pipelines must name datasets and models that exist.
     for qualified, pipe in list(registry.pipelines.items()):
@@ -283,6 +297,52 @@ def build_registry(extra: dict[str, object] | None = None, *, entry_points: bool
                                  f"register the {what} (registered: {', '.join(sorted(table)) or 'none'})"))
             break
     return registry
+
+
+def _own_data(registry: Registry) -> list[tuple[OwnDataConfig, DataTemplate, DatasetSpec | None]]:
+    """The users' own data configs (stored and from environment variables) with their templates."""
+    import os
+    from pathlib import Path
+
+    from verticals.owndata import configured, dataset_of
+
+    extra = [(Path(p).expanduser().absolute(), t.qualified_name) for t in registry.templates.values()
+             if getattr(t, "env", "") for p in os.environ.get(t.env, "").split(os.pathsep) if p.strip()]
+    found = []
+    for config in configured(registry.templates, extra_paths=extra):
+        template = registry.templates[config.template]
+        try:
+            dataset = dataset_of(config, template)
+        except Exception as exc:  # a template's adjust_schema failing must not take the registry down
+            info = registry.plugin_info(template.plugin)
+            report_problem(info, f"data config {config.path}: {type(exc).__name__}: {exc}",
+                           hint=getattr(exc, "hint", "") or "fix the config; the other pipelines work")
+            continue
+        found.append((config, template, dataset))
+    return found
+
+
+def _register_own_data(registry: Registry, registrar: _Registrar, kind: str,
+                       own: list[tuple[OwnDataConfig, DataTemplate, DatasetSpec | None]]) -> None:
+    """Register each own-data config's dataset, or its pipeline, as its template's plugin."""
+    for config, template, dataset in own:
+        qualified = f"{template.plugin}.{config.name}"
+        try:
+            obj = dataset if kind == "dataset" else template.pipeline(config, dataset)
+        except Exception as exc:
+            info = registry.plugin_info(template.plugin)
+            report_problem(info, f"data config {config.path}: {type(exc).__name__}: {exc}",
+                           hint=getattr(exc, "hint", "") or "fix the config; the other pipelines work")
+            continue
+        table = registry.datasets if kind == "dataset" else registry.pipelines
+        if qualified in table:  # one of the plugin's own names: the plugin wins
+            report_problem(registry.plugin_info(template.plugin),
+                           f"data config {config.path}: name '{config.name}' is taken by {kind} '{qualified}'; "
+                           "the config is skipped", hint="rename it and register it again")
+            continue
+        registrar.for_plugin(template.plugin)(obj)
+        if qualified in table:
+            registry.own_data[qualified] = config
 
 
 def _unregister(registry: Registry, kind: str, qualified: str) -> None:

@@ -55,6 +55,9 @@ class ReportContext:
             preprocessor could not turn into examples, such as undecodable files).
         run: facts about the run shown as a table (device, epochs, seed, seconds, versions).
         test_scores: optional ``(y_true, y_score)`` on the test split, for the score distribution plot.
+        class_names: for a binary target, how the plot names class 0 and class 1 (the dataset's
+            labels, e.g. ``("good", "bad")``); default ``target = 0`` / ``target = 1``.
+        score_name: the score's name on the plot's axis (the pipeline's score column).
     """
 
     pipeline: str
@@ -73,6 +76,8 @@ class ReportContext:
     data: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     test_scores: tuple[Any, Any] | None = None
+    class_names: tuple[str, str] | None = None
+    score_name: str = "score"
 
 
 # -- formatting -------------------------------------------------------------------------------------------
@@ -183,11 +188,12 @@ def _plot_scores(context: ReportContext, target: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     bins = np.linspace(float(y_score.min()), float(y_score.max()) + 1e-9, 30)
+    names = context.class_names or ("target = 0", "target = 1")
     for label, color in ((0, "tab:blue"), (1, "tab:red")):
         sel = y_score[y_true == label]
         if sel.size:
-            ax.hist(sel, bins=bins, alpha=0.55, density=True, color=color, label=f"target = {label} ({sel.size:,})")
-    ax.set_xlabel("score")
+            ax.hist(sel, bins=bins, alpha=0.55, density=True, color=color, label=f"{names[label]} ({sel.size:,})")
+    ax.set_xlabel(context.score_name)
     ax.set_ylabel("density")
     ax.set_title("test split: score by true class")
     ax.legend(frameon=False)

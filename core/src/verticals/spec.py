@@ -46,7 +46,7 @@ __all__ = [
     "TrainingConfig",
 ]
 
-Role = Literal["id", "feature", "target", "group", "time", "weight"]
+Role = Literal["id", "feature", "target", "group", "time", "weight", "attribute"]
 DType = Literal["float", "int", "category", "string", "bool", "datetime", "path"]
 Task = Literal["binary", "multiclass", "regression", "ranking"]
 ParityKind = Literal["float", "indices", "none"]
@@ -76,6 +76,8 @@ class Column:
             split; values never seen there map to an "unknown" index (``on_unknown``).
         role: ``id`` columns are carried to the output, ``feature`` columns feed the model, ``target``
             is what is learned, ``group`` keeps related rows on one side of a split, ``time`` orders it.
+            ``attribute`` columns are validated and kept with the rows for reports (e.g. a protected
+            attribute for fair-lending checks) but are never a model input; they are optional at scoring.
         required: a missing *column* is a hard error when scoring (targets are never required there).
         on_missing: what a missing *value* (null, NaN, empty) does: ``impute`` (fitted on the training
             split), ``flag`` (impute and add the column name to the row's flags) or ``reject``.
@@ -87,6 +89,12 @@ class Column:
         monotonic: +1 if the model's risk must not decrease as this feature grows, -1 if it must not
             increase, 0 for no constraint. Pipelines that support it enforce it by construction.
         description: one line for the docs and the report.
+        range_margin: numeric features only. Values beyond the range seen in the training split by more
+            than this fraction of that range are clipped into it and flagged
+            ``<name>:out_of_training_range``; a negative value in a column that was never negative in
+            training is clipped and flagged ``<name>:negative_never_seen``. ``None`` turns both off.
+        normalize: categorical features only: how a value is matched against the vocabulary.
+            ``casefold`` (trimmed and case-folded: ``" YES"`` is ``yes``), ``trim`` or ``exact``.
     """
 
     name: str
@@ -101,6 +109,8 @@ class Column:
     categories: tuple[str, ...] | None = None
     monotonic: Literal[-1, 0, 1] = 0
     description: str = ""
+    range_margin: float | None = 0.1
+    normalize: Literal["casefold", "trim", "exact"] = "casefold"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -470,6 +480,11 @@ class Preprocessor:
         """Fitted category vocabularies by column; validation applies ``on_unknown`` rules with them."""
         return {}
 
+    def training_ranges(self) -> dict[str, tuple[float, float]]:
+        """``(min, max)`` of each numeric feature on the training split; scoring's validation applies
+        the columns' ``range_margin`` rule with them. Empty when the preprocessor learns none."""
+        return {}
+
     def graph_module(self) -> torch.nn.Module | None:
         """Preprocessing that runs inside the exported graph, before the model.
 
@@ -555,6 +570,11 @@ class TrainingConfig:
     patience: int = 5
     class_weighting: bool = False
     seed: int = 42
+    #: Below this many training + validation rows, early stopping and the pipeline's calibration use
+    #: ``crossfit_folds``-fold cross-fitting instead of the single validation split
+    #: (:mod:`verticals.crossfit`); 0 turns it off.
+    crossfit_below: int = 0
+    crossfit_folds: int = 5
 
 
 @dataclass

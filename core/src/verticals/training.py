@@ -86,6 +86,8 @@ class TrainContext:
         workdir: folder for plots and files the report links to.
         extras: filled with what ``fit_extras`` returned.
         model, graph_module: the trained torch modules (CPU), for pipelines that need them.
+        crossfit: on small data, the :class:`verticals.crossfit.CrossFit` record (out-of-fold outputs
+            of the pooled training and validation rows); ``None`` otherwise.
     """
 
     pipeline: Pipeline
@@ -101,6 +103,7 @@ class TrainContext:
     extras: dict[str, Any] = field(default_factory=dict)
     model: Any = None
     graph_module: Any = None
+    crossfit: Any = None
 
 
 def seed_everything(seed: int) -> None:

@@ -53,8 +53,20 @@ def code_fingerprint(pipeline: str) -> dict[str, str]:
 
 
 def source_key(pipeline: str, data: str | None) -> str:
-    """The lineage key of a training run's input: the data's identity and the code's versions."""
-    return digest(code_fingerprint(pipeline), path_fingerprint(data) if data else "builtin-dataset")
+    """The lineage key of a training run's input: the data's identity and the code's versions.
+
+    A pipeline registered from a user's own data config (``verticals data register``) depends on that
+    config (its sha256) and on its data file, not only on the plugin's version."""
+    if data:
+        return digest(code_fingerprint(pipeline), path_fingerprint(data))
+    from verticals.registry import get_registry
+
+    registry = get_registry()
+    own = registry.own_data.get(registry.pipeline(pipeline).qualified_name)
+    if own is not None:
+        return digest(code_fingerprint(pipeline), "own-data", own.sha256,
+                      path_fingerprint(own.data) if own.data else "no-data-file")
+    return digest(code_fingerprint(pipeline), "builtin-dataset")
 
 
 def then(key: str, *parts: Any) -> str:

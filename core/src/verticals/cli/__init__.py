@@ -61,10 +61,10 @@ def build_app() -> typer.Typer:
     Built anew for each :func:`main` call, so a process that runs several commands (tests, a
     notebook) never registers a command twice or keeps a plugin's commands after the registry changed.
     """
-    from verticals.cli import catalog, models, scaffold, score, train
+    from verticals.cli import catalog, data, models, scaffold, score, train
 
     root = _new_app()
-    for module in (catalog, train, models, score, scaffold):
+    for module in (catalog, train, models, score, scaffold, data):
         module.register(root)
     _plugin_commands(root)
     return root

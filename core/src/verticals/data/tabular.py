@@ -33,13 +33,30 @@ if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
     import torch
 
-__all__ = ["STD_FLOOR", "TabularPreprocessor", "UnsupportedFeatureError"]
+__all__ = ["STD_FLOOR", "TabularPreprocessor", "UnsupportedFeatureError", "category_key", "category_key_expr"]
 
 #: Standard deviations below this are raised to it, so a constant column standardises to 0, not inf.
 STD_FLOOR = 1e-6
 NUMERIC_DTYPES = ("float", "int", "bool")
 CATEGORICAL_DTYPES = ("category", "string")
 _STATE_FORMAT = 1
+
+
+def category_key(value: str, mode: str) -> str:
+    """How a category value is compared under a column's ``normalize`` mode (see :class:`Column`)."""
+    if mode == "exact":
+        return value
+    value = value.strip()
+    return value.casefold() if mode == "casefold" else value
+
+
+def category_key_expr(expr: pl.Expr, mode: str) -> pl.Expr:
+    """:func:`category_key` as a polars expression on a string column (``to_lowercase`` is polars'
+    case-fold; it agrees with :meth:`str.casefold` except for a few letters such as German ß)."""
+    if mode == "exact":
+        return expr
+    expr = expr.str.strip_chars()
+    return expr.str.to_lowercase() if mode == "casefold" else expr
 
 
 class UnsupportedFeatureError(PluginError, ValueError):
@@ -113,7 +130,11 @@ class TabularPreprocessor(Preprocessor):
             )
         self.numeric = [c.name for c in schema.features if c.dtype in NUMERIC_DTYPES]
         self.categorical = [c.name for c in schema.features if c.dtype in CATEGORICAL_DTYPES]
+        self.normalize = {c.name: (c.normalize if c.dtype == "category" else "exact") for c in schema.features
+                          if c.dtype in CATEGORICAL_DTYPES}
         self.medians: list[float] = []
+        self.mins: list[float | None] = []
+        self.maxs: list[float | None] = []
         self.means: list[float] = []
         self.stds: list[float] = []
         self.vocab: dict[str, list[str]] = {}
@@ -136,6 +157,9 @@ class TabularPreprocessor(Preprocessor):
             floats = frame.select(self._numeric_expr(frame, name, pl.Float64) for name in self.numeric)
             medians = floats.select(pl.all().median()).row(0)
             self.medians = [0.0 if m is None else float(m) for m in medians]
+            finite = floats.select(pl.when(pl.all().is_finite()).then(pl.all()).name.keep())
+            self.mins = [None if m is None else float(m) for m in finite.select(pl.all().min()).row(0)]
+            self.maxs = [None if m is None else float(m) for m in finite.select(pl.all().max()).row(0)]
             filled = floats.select(pl.col(n).fill_null(m) for n, m in zip(self.numeric, self.medians, strict=True))
             means = filled.select(pl.all().mean()).row(0)
             stds = filled.select(pl.all().std(ddof=0)).row(0)
@@ -151,9 +175,15 @@ class TabularPreprocessor(Preprocessor):
                 self.vocab[name] = []
                 continue
             values = frame.get_column(name).cast(pl.String)
+            mode = self.normalize.get(name, "exact")
+            # Spellings that differ only by the column's normalisation ("Rent", "rent ") are one
+            # category, named by its most frequent spelling.
             counts = (
                 values.filter(values.is_not_null() & (values.str.strip_chars() != ""))
-                .value_counts(name="n")
+                .to_frame(name).with_columns(category_key_expr(pl.col(name), mode).alias("__key"))
+                .group_by("__key", name).len("n")
+                .sort(["n", name], descending=[True, False])
+                .group_by("__key", maintain_order=True).agg(pl.col(name).first(), pl.col("n").sum())
                 .sort(["n", name], descending=[True, False])
                 .head(self.max_categories)
             )
@@ -258,8 +288,8 @@ class TabularPreprocessor(Preprocessor):
             # 2-3x faster than replace_strict per column.
             mapped = [name for name in self.categorical if name in present and self.vocab.get(name)]
             codes = frame.select(
-                pl.col(name).cast(pl.String).cast(self._enum(name), strict=False).to_physical()
-                .cast(pl.Int64).fill_null(-1) for name in mapped
+                category_key_expr(pl.col(name).cast(pl.String), self._mode(name))
+                .cast(self._enum(name), strict=False).to_physical().cast(pl.Int64).fill_null(-1) for name in mapped
             )
             x_cat = np.full((n, len(self.categorical)), -1, dtype=np.int64, order="F")
             for j, name in enumerate(self.categorical):
@@ -281,8 +311,17 @@ class TabularPreprocessor(Preprocessor):
 
         enum = self._enums.get(name)
         if enum is None:
-            enum = self._enums[name] = pl.Enum(self.vocab[name])
+            enum = self._enums[name] = pl.Enum([category_key(v, self._mode(name)) for v in self.vocab[name]])
         return enum
+
+    def _mode(self, name: str) -> str:
+        """The column's normalisation, or ``exact`` where it would merge two vocabulary entries."""
+        mode = self.normalize.get(name, "exact")
+        if mode != "exact":
+            keys = [category_key(v, mode) for v in self.vocab.get(name, [])]
+            if len(set(keys)) != len(keys):
+                return "exact"
+        return mode
 
     def _encode_target(self, frame: pl.DataFrame) -> np.ndarray | None:
         import polars as pl
@@ -344,9 +383,12 @@ class TabularPreprocessor(Preprocessor):
         target = self.schema.target
         return {
             "format": _STATE_FORMAT,
-            "numeric": [{"name": n, "median": m, "mean": mu, "std": s}
-                        for n, m, mu, s in zip(self.numeric, self.medians, self.means, self.stds, strict=True)],
-            "categorical": [{"name": n, "vocabulary": list(self.vocab.get(n, []))} for n in self.categorical],
+            "numeric": [{"name": n, "median": m, "mean": mu, "std": s, "min": lo, "max": hi}
+                        for n, m, mu, s, lo, hi in zip(self.numeric, self.medians, self.means, self.stds,
+                                                       self._padded(self.mins), self._padded(self.maxs),
+                                                       strict=True)],
+            "categorical": [{"name": n, "vocabulary": list(self.vocab.get(n, [])),
+                             "normalize": self.normalize.get(n, "exact")} for n in self.categorical],
             "target": {"name": target.name if target else None, "task": self.task,
                        "positive": self.positive, "labels": self.labels},
             "max_categories": self.max_categories,
@@ -364,8 +406,12 @@ class TabularPreprocessor(Preprocessor):
         self.medians = [float(c["median"]) for c in numeric]
         self.means = [float(c["mean"]) for c in numeric]
         self.stds = [float(c["std"]) for c in numeric]
+        self.mins = [None if c.get("min") is None else float(c["min"]) for c in numeric]
+        self.maxs = [None if c.get("max") is None else float(c["max"]) for c in numeric]
         categorical: Sequence[Mapping[str, Any]] = state.get("categorical", [])
         self.categorical = [str(c["name"]) for c in categorical]
+        # States written before normalisation existed matched categories exactly.
+        self.normalize = {str(c["name"]): str(c.get("normalize", "exact")) for c in categorical}
         self.vocab = {str(c["name"]): [str(v) for v in c["vocabulary"]] for c in categorical}
         target = state.get("target") or {}
         self.task = target.get("task")
@@ -378,6 +424,18 @@ class TabularPreprocessor(Preprocessor):
     def vocabularies(self) -> dict[str, list[str]]:
         """Fitted vocabularies by categorical column (index ``i`` in the list is model index ``i + 1``)."""
         return {name: list(self.vocab.get(name, [])) for name in self.categorical}
+
+    def training_ranges(self) -> dict[str, tuple[float, float]]:
+        """``(min, max)`` of each numeric feature's finite training values (features never seen: left out)."""
+        return {name: (lo, hi) for name, lo, hi in zip(self.numeric, self._padded(self.mins), self._padded(self.maxs),
+                                                       strict=True) if lo is not None and hi is not None}
+
+    def category_modes(self) -> dict[str, str]:
+        """Each categorical column's effective normalisation (validation matches values the same way)."""
+        return {name: self._mode(name) for name in self.categorical}
+
+    def _padded(self, values: list[float | None]) -> list[float | None]:
+        return list(values) if len(values) == len(self.numeric) else [None] * len(self.numeric)
 
     def graph_module(self) -> torch.nn.Module:
         """Median imputation and standardisation of ``x_num`` as a torch module (buffers, no parameters)."""

@@ -100,9 +100,71 @@ def _fmt(x: float | None) -> str:
 
 
 
+#: Flags of the learned value rules (see ``Column.range_margin``).
+OUT_OF_TRAINING_RANGE = "out_of_training_range"
+NEGATIVE_NEVER_SEEN = "negative_never_seen"
+#: Distinct unknown values per column and batch examined for near misses (the rest are counted only).
+NEAR_MISS_VALUES = 50
+NEAR_MISS_CUTOFF = 0.75
+
+
+def _mode(column: Column, modes: Mapping[str, str]) -> str:
+    if column.dtype != "category":
+        return "exact"
+    return modes.get(column.name, column.normalize)
+
+
+def _bounds(c: Column, lo: float, hi: float) -> tuple[float, float, float]:
+    """(lowest value left alone, highest value left alone, margin's lower bound) of a learned range."""
+    margin = float(c.range_margin or 0.0)
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    low, high = lo - margin * span, hi + margin * span
+    # In a never-negative column a negative value is flagged even within the margin.
+    return (max(low, 0.0) if lo >= 0 else low), high, low
+
+
+def _learned(frame: pl.DataFrame, schema: Schema, ranges: Mapping[str, tuple[float, float]],
+             flags: bool) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Apply the learned range rules to validated rows (after the explicit rules' clipping).
+
+    Cheap in the usual case: one min/max per column decides which columns have a value to fix, and
+    only those get row-wise work. Returns the fixed frame and, with ``flags``, each row's learned flags
+    (``None`` when no row has one)."""
+    pl = _pl()
+    columns = [c for c in schema.features if c.dtype in ("float", "int") and c.range_margin is not None
+               and c.name in ranges and c.name in frame.columns]
+    if not columns or not frame.height:
+        return frame, None
+    stats = frame.select([pl.col(c.name).min().alias(f"{i}<") for i, c in enumerate(columns)]
+                         + [pl.col(c.name).max().alias(f"{i}>") for i, c in enumerate(columns)]).row(0)
+    hit = []
+    for i, c in enumerate(columns):
+        floor, high, _ = _bounds(c, *ranges[c.name])
+        smallest, largest = stats[i], stats[len(columns) + i]
+        if (smallest is not None and smallest < floor) or (largest is not None and largest > high):
+            hit.append(c)
+    if not hit:
+        return frame, None
+    parts, fixes = [], []
+    for c in hit:
+        lo, hi = ranges[c.name]
+        floor, high, low = _bounds(c, lo, hi)
+        col = pl.col(c.name)
+        parts.append(pl.when(((col < low) | (col > high)) & col.is_finite())
+                     .then(pl.lit(f"{c.name}:{OUT_OF_TRAINING_RANGE}")))
+        if lo >= 0:
+            parts.append(pl.when(col < 0).then(pl.lit(f"{c.name}:{NEGATIVE_NEVER_SEEN}")))
+        fixes.append(pl.when((col < floor) | (col > high)).then(col.clip(lower_bound=lo, upper_bound=hi))
+                     .otherwise(col).alias(c.name))
+    texts = frame.select(pl.concat_str(parts, separator=",", ignore_nulls=True).fill_null("")).to_series() \
+        if flags else None
+    return frame.with_columns(fixes), texts
+
+
 @functools.lru_cache(maxsize=64)
 def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...], source: str,
-           vocab_key: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[list[Any], ...]:
+           vocab_key: tuple[tuple[str, tuple[str, ...]], ...],
+           learned_key: tuple[Any, ...] = ((), ())) -> tuple[list[Any], ...]:
     """The expressions that check a frame: casts, raw-text copies, (condition, reason) and
     (condition, flag) pairs, fixes. They depend only on the schema, the input's types and the
     vocabularies, so they are built once per kind of input: building them costs more than running
@@ -111,6 +173,7 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
     columns = [c for c in schema if stage == "train" or c.role != "target"]
     types = dict(types)  # type: ignore[assignment]
     vocabularies = dict(vocab_key)
+    modes = dict(learned_key[1])
     casts = [_cast_expr(c, types[c.name], source).alias(c.name) for c in columns]
     # Keep the raw text of string columns so a failed parse can quote the offending value.
     raw_copies = [pl.col(c.name).alias(f"__raw_{c.name}") for c in columns if types[c.name] == pl.String]
@@ -182,7 +245,10 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
             elif vocabularies is not None and c.name in vocabularies:
                 known = list(vocabularies[c.name])
             if known is not None and c.on_unknown != "unknown":
-                unknown = ~is_missing & ~col.is_in(known)
+                from verticals.data.tabular import category_key, category_key_expr
+
+                mode = _mode(c, modes)
+                unknown = ~is_missing & ~category_key_expr(col, mode).is_in([category_key(v, mode) for v in known])
                 if c.on_unknown == "reject":
                     reasons.append((unknown, pl.format(
                         "column '{}' has unknown category '{}'", pl.lit(c.name), col.str.slice(0, 40))))
@@ -214,6 +280,8 @@ def validate(
     source: str = "input",
     row_offset: int = 0,
     vocabularies: Mapping[str, Collection[str]] | None = None,
+    training_ranges: Mapping[str, tuple[float, float]] | None = None,
+    category_modes: Mapping[str, str] | None = None,
 ) -> ValidationResult:
     """Check ``frame`` against ``schema``.
 
@@ -224,7 +292,15 @@ def validate(
         source: where the rows come from (file name), used in messages.
         row_offset: row number of the frame's first row within ``source``.
         vocabularies: fitted category vocabularies by column; values outside them follow the
-            column's ``on_unknown`` rule (``reject``/``flag``; ``unknown`` passes them on).
+            column's ``on_unknown`` rule (``reject``/``flag``; ``unknown`` passes them on). Values that
+            match a category only after the column's normalisation, and unknown values close to a
+            category (a likely misspelling), are reported in ``warnings``.
+        training_ranges: ``(min, max)`` per numeric feature on the training split
+            (:meth:`Preprocessor.training_ranges`): the columns' ``range_margin`` rule clips and flags
+            values far outside it (``<col>:out_of_training_range``) and negative values in a column
+            never negative in training (``<col>:negative_never_seen``).
+        category_modes: the normalisation each categorical column's vocabulary was matched with
+            (default: the column's ``normalize``).
 
     Raises:
         DataValidationError: a required column is missing, or a column's type cannot be read as the
@@ -250,8 +326,10 @@ def validate(
     if absent:
         raw = raw.with_columns(pl.lit(None).alias(c.name) for c in absent)
     types = raw.schema  # DataFrame.schema builds a new mapping per call: read it once
+    learned_key = ((), tuple(sorted((category_modes or {}).items())))
     casts, raw_copies, reasons, flags, fixes, bad_if, flag_if = _rules(
-        schema, stage, tuple((c.name, types[c.name]) for c in columns), source, _vocab_key(schema, vocabularies))
+        schema, stage, tuple((c.name, types[c.name]) for c in columns), source, _vocab_key(schema, vocabularies),
+        learned_key)
 
     def texts(rules: list[tuple[pl.Expr, pl.Expr]], separator: str) -> pl.Expr:
         return pl.concat_str([pl.when(cond).then(msg) for cond, msg in rules], separator=separator,
@@ -273,6 +351,14 @@ def validate(
         row_flags = pl.repeat("", valid.height, dtype=pl.String, eager=True).alias("_flags")
     if fixes:
         valid = valid.with_columns(fixes)
+    if training_ranges:  # after the explicit rules: the learned rule sees the values they kept
+        valid, learned_flags = _learned(valid, schema, training_ranges, flags=True)
+        if learned_flags is not None:
+            row_flags = pl.DataFrame({"a": row_flags, "b": learned_flags}).select(
+                pl.when(pl.col("a") == "").then(pl.col("b")).when(pl.col("b") == "").then(pl.col("a"))
+                .otherwise(pl.concat_str(["a", "b"], separator=",")).alias("_flags")).to_series()
+    if vocabularies:
+        warnings.extend(category_warnings(valid, schema, vocabularies, category_modes or {}, source))
     keep = [c.name for c in columns]
     rejected_rows = bad_rows.select("_row", texts(reasons, "; ").alias("_reason")) if bad_rows.height \
         else pl.DataFrame(schema={"_row": pl.UInt32, "_reason": pl.String})
@@ -284,3 +370,55 @@ def validate(
     )
     return ValidationResult(valid=valid.select(keep), rejects=rejects, flags=row_flags, warnings=warnings,
                             rows=valid.get_column("_row"))
+
+
+def apply_training_ranges(frame: pl.DataFrame, schema: Schema,
+                          training_ranges: Mapping[str, tuple[float, float]] | None) -> pl.DataFrame:
+    """``frame`` (validated rows) with the learned range rule's clipping applied, as scoring applies it:
+    the engine evaluates the validation and test splits this way so scoring reproduces evaluation."""
+    if not training_ranges:
+        return frame
+    return _learned(frame, schema, training_ranges, flags=False)[0]
+
+
+def category_warnings(frame: pl.DataFrame, schema: Schema, vocabularies: Mapping[str, Collection[str]],
+                      modes: Mapping[str, str], source: str) -> list[str]:
+    """Warnings for category values outside the vocabulary: matched only after normalisation (scored as
+    that category), or close to a category (a likely misspelling, scored as unknown)."""
+    import difflib
+
+    from verticals.data.tabular import category_key
+
+    pl = _pl()
+    notes: list[str] = []
+    for c in schema.features:
+        vocab = [str(v) for v in vocabularies.get(c.name, [])]
+        if c.dtype != "category" or not vocab or c.name not in frame.columns:
+            continue
+        values = frame.get_column(c.name).cast(pl.String)
+        odd = values.filter(values.is_not_null() & ~values.is_in(vocab) & (values.str.strip_chars() != ""))
+        if not odd.len():
+            continue
+        counts = odd.value_counts(name="n", sort=True).head(NEAR_MISS_VALUES).rows()
+        mode = _mode(c, modes)
+        keys = {category_key(v, mode): v for v in vocab}
+        folded = {category_key(v, "casefold"): v for v in vocab}
+        matched, close = [], []
+        for value, n in counts:
+            if category_key(value, mode) in keys:
+                matched.append(f"{value!r} as {keys[category_key(value, mode)]!r} ({n})")
+                continue
+            near = folded.get(category_key(value, "casefold")) or next(
+                iter(difflib.get_close_matches(category_key(value, "casefold"), list(folded), n=1,
+                                               cutoff=NEAR_MISS_CUTOFF)), None)
+            if near is not None:
+                close.append(f"{value!r} ({n} rows; did you mean {folded.get(near, near)!r}?)")
+        if matched:
+            how = {"casefold": "trimming and case-folding", "trim": "trimming"}.get(mode, mode)
+            notes.append(f"{source}: column '{c.name}': value(s) matched a training category only after {how}: "
+                         f"{', '.join(matched[:5])}{' ...' if len(matched) > 5 else ''}; scored as that category")
+        if close:
+            notes.append(f"{source}: column '{c.name}': unknown category {', '.join(close[:5])}"
+                         f"{' ...' if len(close) > 5 else ''}; scored as unknown (fix the value, or retrain "
+                         "with it)")
+    return notes

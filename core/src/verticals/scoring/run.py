@@ -115,8 +115,10 @@ def check_sources(session: ScoringSession, partitions: Iterable[Partition]) -> l
 def _validate(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int) -> Any:
     from verticals.data.validation import validate
 
+    pre = session.preprocessor
     return validate(frame, session.schema, stage="score", source=str(partition.source), row_offset=offset,
-                    vocabularies=session.vocabularies)
+                    vocabularies=session.vocabularies, training_ranges=pre.training_ranges(),
+                    category_modes=getattr(pre, "category_modes", dict)())
 
 
 def _rejects(res: Any, partition: Partition, origin: pl.DataFrame | None = None) -> pl.DataFrame | None:
@@ -196,9 +198,10 @@ def _own_rejects(session: ScoringSession, partition: Partition, batch: Batch, ch
 
 
 def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int,
-             read_s: float = 0.0) -> list[_Work]:
+             read_s: float = 0.0, notes: list[str] | None = None) -> list[_Work]:
     """Validate and transform ``frame``: one item per model batch (a grouping preprocessor gets whole
-    groups, or pieces of a large group with its earlier rows as context)."""
+    groups, or pieces of a large group with its earlier rows as context). Validation's warnings about
+    values (not the extra columns check_sources reports) go to ``notes``."""
     import numpy as np
     import polars as pl
 
@@ -211,6 +214,8 @@ def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame,
         origin = frame.select(SOURCE, SOURCE_ROW)
         frame = frame.drop(SOURCE, SOURCE_ROW)
     res = _validate(session, partition, frame, offset if origin is None else 0)
+    if notes is not None:
+        notes.extend(w for w in res.warnings if w not in notes and ": ignoring column(s)" not in w)
     rejects = _rejects(res, partition, origin)
     t1 = time.perf_counter()
     stages = {"read": read_s, "validate": t1 - t0}
@@ -273,6 +278,7 @@ def _produce(session: ScoringSession, partition: Partition) -> Iterable[_Work | 
     import polars as pl
 
     offset = partition.row_offset
+    notes: list[str] = []
     if session.preprocessor.rowwise:
         frames = read_partition(partition, session.schema, session.batch_size)
         while True:
@@ -280,15 +286,15 @@ def _produce(session: ScoringSession, partition: Partition) -> Iterable[_Work | 
             frame = next(frames, None)
             if frame is None:
                 break
-            yield from _prepare(session, partition, frame, offset, time.perf_counter() - t0)
+            yield from _prepare(session, partition, frame, offset, time.perf_counter() - t0, notes)
             offset += frame.height
     else:  # grouping preprocessors see the whole partition (a row group or a file) at once
         t0 = time.perf_counter()
         frames = list(read_partition(partition, session.schema, session.batch_size))
         if frames:
             yield from _prepare(session, partition, pl.concat(frames, how="vertical_relaxed"), offset,
-                                time.perf_counter() - t0)
-    yield _End(partition)
+                                time.perf_counter() - t0, notes)
+    yield _End(partition, warnings=notes)
 
 
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:

@@ -79,6 +79,20 @@ def _tree_design(batch: Batch) -> np.ndarray:
     return np.concatenate([_numeric(batch), cat], axis=1)
 
 
+def concat_batches(first: Batch, second: Batch, *, rows: int | None = None) -> Batch:
+    """``first`` then ``second`` as one batch (ids, inputs, target); ``rows=0`` gives an empty one."""
+    import numpy as np
+    import polars as pl
+    from verticals.spec import Batch as _Batch
+
+    if rows == 0:
+        return _Batch(ids=first.ids.clear(), inputs={k: v[:0] for k, v in first.inputs.items()},
+                      target=None if first.target is None else first.target[:0])
+    target = None if first.target is None or second.target is None else np.concatenate([first.target, second.target])
+    return _Batch(ids=pl.concat([first.ids, second.ids], how="vertical_relaxed"),
+                  inputs={k: np.concatenate([v, second.inputs[k]]) for k, v in first.inputs.items()}, target=target)
+
+
 def fit_baselines(batches: Mapping[str, Batch], preprocessor_state: Mapping[str, Any],
                   cardinalities: list[int], *, seed: int = 0,
                   predict: tuple[str, ...] = ("valid", "test")) -> BaselineResult:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["IDENTITY", "apply_platt", "fit_platt"]
+__all__ = ["IDENTITY", "apply_platt", "fit_platt", "match_mean"]
 
 #: The calibration used before one is fitted (e.g. during training): the logit as it is.
 IDENTITY: dict[str, Any] = {"method": "platt", "a": 1.0, "b": 0.0}
@@ -64,3 +64,28 @@ def apply_platt(logits: np.ndarray, calibration: Mapping[str, Any] | None) -> np
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
     cal = calibration or IDENTITY
     return float(cal.get("a", 1.0)) * z + float(cal.get("b", 0.0))
+
+
+def match_mean(calibration: dict[str, Any], logits: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """Re-fit the intercept ``b`` (keeping the slope) so the mean PD over ``logits`` equals the mean target.
+
+    Used after cross-fitting: the slope comes from the fold models' out-of-fold logits, but the final
+    model (trained on every pooled row) shifts its logits a little; matching the mean on its own logits of
+    the pooled rows (calibration in the large) keeps the mean PD on the observed bad rate.
+    """
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    rate = float(np.mean(np.asarray(target, dtype=np.float64)))
+    a = float(calibration.get("a", 1.0))
+    if z.size == 0 or not 0 < rate < 1:
+        return calibration
+    lo, hi = -50.0, 50.0
+    for _ in range(100):  # the mean PD rises with b: bisection
+        b = (lo + hi) / 2
+        if float(np.mean(1.0 / (1.0 + np.exp(-(a * z + b))))) < rate:
+            lo = b
+        else:
+            hi = b
+    return {**calibration, "b_out_of_fold": calibration.get("b"), "b": (lo + hi) / 2,
+            "intercept": f"matched to the bad rate ({rate:.4f}) on the final model's logits of {z.size} rows"}

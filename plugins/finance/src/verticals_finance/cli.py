@@ -1,4 +1,4 @@
-"""``verticals finance ...``: register a credit config so its pipeline is available in every run."""
+"""``verticals finance ...``: the plugin's first own-data commands, now aliases of ``verticals data``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from verticals.registry import reset_registry
 
 __all__ = ["finance_app"]
 
@@ -17,67 +18,60 @@ def finance_app() -> Any:
 
     @app.command("register-config")
     def register_config_cmd(
-        path: Annotated[Path, typer.Argument(help="TOML or JSON credit config (see docs/finance.md).")],
+        path: Annotated[Path, typer.Argument(help="TOML or JSON credit config (see docs/own-data.md).")],
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """Check a credit config and remember it: `finance.<name>` is then trainable and scorable."""
-        from verticals_finance.config import describe, register_config
+        """Same as `verticals data register FILE --template finance.credit`."""
+        from verticals.cli.data import describe
+        from verticals.owndata import register_config
 
-        config = register_config(path)
-        summary = describe(config)
+        from verticals_finance.config import TEMPLATE
+
+        config, summary = register_config(path, default_template=TEMPLATE)
+        reset_registry()  # later commands in this process see the new pipeline
+        out = describe(config, summary)
         if as_json:
-            typer.echo(json.dumps(summary, indent=2))
+            typer.echo(json.dumps(out, indent=2, default=str))
             return
-        typer.echo(f"registered {config.path}")
-        typer.echo(f"  dataset  {summary['dataset']}  ({summary['data']})")
-        typer.echo(f"  pipeline {summary['pipeline']}  target {summary['target']}")
-        for col in summary["columns"]:
-            if col["role"] != "feature":
-                continue
-            extra = f", monotonic {col['monotonic']:+d}" if col["monotonic"] else ""
-            typer.echo(f"  feature  {col['name']} ({col['dtype']}{extra})")
-        typer.echo(f"train it with: verticals train {summary['pipeline']}")
+        typer.echo(f"registered {config.path} (sha256 {config.sha256[:12]})")
+        from verticals.cli.data import _print
+
+        _print(out)
+        typer.echo(f"train it with: verticals train {out['pipeline']}")
 
     @app.command("unregister-config")
-    def unregister_config_cmd(
-        name: Annotated[str, typer.Argument(help="Config name or path.")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """Forget a registered credit config (the file itself is left alone)."""
+    def unregister_config_cmd(name: Annotated[str, typer.Argument(help="Config name or path.")],
+                              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+                              ) -> None:
+        """Same as `verticals data remove NAME`."""
         from verticals.errors import NotFoundError
+        from verticals.owndata import remove_config
 
-        from verticals_finance.config import forget_config
-
-        gone = forget_config(name)
+        gone = remove_config(name)
+        reset_registry()
         if gone is None:
-            raise NotFoundError(f"no registered credit config named or at '{name}'",
-                                hint="run `verticals finance configs` to list them")
+            raise NotFoundError(f"no registered data config named or at '{name}'",
+                                hint="run `verticals data list` to list them")
         if as_json:
-            typer.echo(json.dumps({"forgotten": str(gone)}, indent=2))
+            typer.echo(json.dumps({"forgotten": gone.get("source"), "name": gone["name"]}, indent=2))
             return
-        typer.echo(f"forgot {gone}")
+        typer.echo(f"removed {gone['name']} (registered from {gone.get('source')})")
 
     @app.command("configs")
     def configs_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-        """List the credit configs in use (environment variable and registered ones)."""
-        from verticals_finance.config import CONFIG_ENV, config_paths, load_config, registered_configs
+        """The credit configs in use (`verticals data list` lists every template's)."""
+        from verticals.registry import get_registry
 
-        remembered = set(registered_configs())
-        rows = []
-        for path in config_paths():
-            try:
-                name, problem = load_config(path).name, ""
-            except Exception as exc:  # show the problem, keep listing
-                name, problem = "", str(exc)
-            rows.append({"path": str(path), "name": name, "from": "registered" if path in remembered else CONFIG_ENV,
-                         "problem": problem})
+        from verticals_finance.config import TEMPLATE
+
+        rows = [{"name": c.name, "pipeline": q, "config": str(c.path), "data": str(c.data), "sha256": c.sha256}
+                for q, c in sorted(get_registry().own_data.items()) if c.template == TEMPLATE]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
         if not rows:
-            typer.echo("no credit configs; add one with `verticals finance register-config FILE`")
+            typer.echo("no credit configs; add one with `verticals data register FILE`")
         for row in rows:
-            status = f"ERROR {row['problem']}" if row["problem"] else f"finance.{row['name']}"
-            typer.echo(f"{status}  {row['path']}  ({row['from']})")
+            typer.echo(f"{row['pipeline']}  {row['config']}")
 
     return app

@@ -27,7 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
     from verticals.spec import Batch, DatasetSpec, Preprocessor, ReportSection
 
-__all__ = ["CreditRiskPipeline"]
+__all__ = ["SMALL_DATA_ROWS", "CreditRiskPipeline"]
+
+#: Below this many training + validation rows, early stopping and Platt calibration use 5-fold
+#: cross-fitting instead of the validation split (see verticals.crossfit and docs/finance.md).
+SMALL_DATA_ROWS = 2000
 
 
 class CreditRiskPipeline(Pipeline):
@@ -56,13 +60,16 @@ class CreditRiskPipeline(Pipeline):
         OutputColumn("band", "string", "risk band of the PD master scale, A (PD < 5%) to F (PD >= 50%)"),
         OutputColumn("reasons", "list[string]", "features that raised the PD most, largest first (at most 4)"),
         OutputColumn("reason_points", "list[float]", "points each reason cost versus the average applicant"),
+        OutputColumn("reason_texts", "list[string]", "each reason in words, for adverse-action notices"),
     )
     training = TrainingConfig(epochs=60, batch_size=256, learning_rate=1e-2, weight_decay=1e-4, patience=10,
-                              class_weighting=False, seed=42)
+                              class_weighting=False, seed=42, crossfit_below=SMALL_DATA_ROWS, crossfit_folds=5)
 
     def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
                  scaling: Scaling | None = None, bands: Sequence[tuple[str, float]] | None = None,
-                 top_reasons: int = 4) -> None:
+                 top_reasons: int = 4, protected: Sequence[str] = (), protected_features: Sequence[str] = (),
+                 cutoff: float = 0.2, reason_texts: Mapping[str, Mapping[str, str]] | None = None,
+                 units: Mapping[str, str] | None = None, bad_means: str = "") -> None:
         if name is not None:
             self.name = name
         if dataset is not None:
@@ -72,7 +79,13 @@ class CreditRiskPipeline(Pipeline):
         self.scaling = scaling or Scaling()
         self.bands = tuple(bands) if bands is not None else DEFAULT_BANDS
         check_bands(self.bands)
-        self.top_reasons = int(top_reasons)
+        self.top_reasons = min(4, int(top_reasons))
+        self.protected = tuple(protected)
+        self.protected_features = tuple(protected_features)
+        self.cutoff = float(cutoff)
+        self.reason_texts = {k: dict(v) for k, v in (reason_texts or {}).items()}
+        self.units = dict(units or {})
+        self.bad_means = bad_means
 
     # -- preprocessing and model -------------------------------------------------------------------
     def preprocessor(self, dataset: DatasetSpec) -> Preprocessor:
@@ -85,31 +98,50 @@ class CreditRiskPipeline(Pipeline):
         """Calibration, feature names and usage, scaling, bands and baselines (see the module docstring)."""
         import numpy as np
 
-        from verticals_finance.baselines import fit_baselines
-        from verticals_finance.calibration import fit_platt
-        from verticals_finance.reasons import used_features
+        from verticals_finance.baselines import concat_batches, fit_baselines
+        from verticals_finance.calibration import fit_platt, match_mean
+        from verticals_finance.reasons import reason_text_table, used_features
 
         info = context.preprocessor.info()
         names = list(info.get("numeric", [])) + list(info.get("categorical", []))
         valid = context.batches["valid"]
-        calibration = fit_platt(context.outputs["valid"]["logits"], valid.target)
+        crossfit = getattr(context, "crossfit", None)
+        if crossfit is not None:  # small data: calibrate on every pooled row's out-of-fold logit
+            calibration = fit_platt(crossfit.outputs["logits"], crossfit.target)
+            calibration["fitted_on"] = f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds)"
+            if "note" not in calibration:
+                pooled = np.concatenate([np.asarray(context.outputs[s]["logits"]).reshape(-1) for s in ("train", "valid")])
+                calibration = match_mean(calibration, pooled, crossfit.target)
+        else:
+            calibration = fit_platt(context.outputs["valid"]["logits"], valid.target)
+            calibration["fitted_on"] = f"validation split ({len(valid)} rows)"
         train_out = context.outputs["train"]
         contributions = np.asarray(train_out["contributions"], dtype=np.float64)
         reference_logit = float(np.mean(np.asarray(train_out["logits"], dtype=np.float64).reshape(-1)
                                         - contributions.sum(axis=1)))
+        pre = context.preprocessor
+        protected = [n for n in self.protected if n in names]
         extras: dict[str, Any] = {
             "calibration": calibration,
+            "protected_features": protected,
+            "reason_texts": reason_text_table(names, info, pre, self.reason_texts, self.units),
             "scaling": self.scaling.to_json(),
             "bands": bands_to_json(self.bands),
             "features": names,
-            "used_features": used_features(contributions, names),
+            # A protected attribute opted in as a feature still never becomes a reason.
+            "used_features": [n for n in used_features(contributions, names) if n not in protected],
+            "medians": [float(m) for m in getattr(pre, "medians", [])],
             "monotonic": {n: int(m) for n, m in zip(info.get("numeric", []), info.get("monotonic", []), strict=False)
                           if int(m) != 0},
             "reference_logit": reference_logit,
             "top_reasons": self.top_reasons,
         }
         seed = int(getattr(getattr(context, "splits", None), "seed", None) or self.training.seed)
-        baselines = fit_baselines(context.batches, context.preprocessor.state(),
+        batches = dict(context.batches)
+        if crossfit is not None:  # the baselines learn from the same pooled rows as the final model
+            batches["train"] = concat_batches(batches["train"], batches["valid"])
+            batches["valid"] = concat_batches(batches["valid"], batches["valid"], rows=0)
+        baselines = fit_baselines(batches, context.preprocessor.state(),
                                   list(info.get("cardinalities", [])), seed=seed)
         test = context.batches["test"]
         extras["baseline_metrics"] = {
@@ -144,17 +176,20 @@ class CreditRiskPipeline(Pipeline):
         if names and contributions is not None:
             slope = float((calibration or {}).get("a", 1.0))
             lost = np.asarray(contributions, dtype=np.float64) * (slope * scaling.factor)
-            reasons, reason_points = reason_codes(lost, names, used=extras.get("used_features"),
-                                                  top=int(extras.get("top_reasons", self.top_reasons)))
+            reasons, reason_points, texts = reason_codes(
+                lost, names, used=extras.get("used_features"), top=int(extras.get("top_reasons", self.top_reasons)),
+                texts=extras.get("reason_texts"), inputs=batch.inputs, medians=extras.get("medians"))
         else:  # during training (no extras yet): reasons are not needed to pick the best epoch
             reasons = pl.Series("reasons", [[]] * len(logits), dtype=pl.List(pl.String))
             reason_points = pl.Series("reason_points", [[]] * len(logits), dtype=pl.List(pl.Float64))
+            texts = pl.Series("reason_texts", [[]] * len(logits), dtype=pl.List(pl.String))
         return pl.DataFrame([
             pl.Series("pd", pd, dtype=pl.Float64),
             pl.Series("points", points, dtype=pl.Int64),
             pl.Series("band", band.tolist(), dtype=pl.String),
             reasons.alias("reasons"),
             reason_points.alias("reason_points"),
+            texts.alias("reason_texts"),
         ])
 
     # -- reporting -----------------------------------------------------------------------------------

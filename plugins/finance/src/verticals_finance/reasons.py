@@ -11,19 +11,26 @@ applicant's reasons are the features that cost the most points, largest first:
 * only features the model uses (``used``): a feature whose contribution never moves on the
   validation split (spread below ``USED_SPREAD`` logits) is left out, even if rounding gives it a
   tiny positive value;
-* at most ``top`` reasons (4, the number adverse-action notices usually give).
+* at most ``top`` reasons (4, the number adverse-action notices usually give);
+* never a protected attribute (the pipeline leaves them out of ``used``).
+
+Each reason has a text (:func:`reason_text_table`): for a numeric feature, whether the applicant's value
+is above ("high") or below ("low") the training median, or missing; for a categorical one, the
+applicant's category. Texts are configurable per feature and direction; the defaults read
+"Credit amount is high" and "Housing is 'rent'".
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import polars as pl
 
-__all__ = ["MIN_POINTS", "TOP_REASONS", "USED_SPREAD", "reason_codes", "used_features"]
+__all__ = ["MIN_POINTS", "TOP_REASONS", "USED_SPREAD", "feature_label", "reason_codes", "reason_text_table",
+           "used_features"]
 
 TOP_REASONS = 4
 MIN_POINTS = 0.5
@@ -42,9 +49,89 @@ def used_features(contributions: np.ndarray, names: Sequence[str], spread: float
     return [name for name, w in zip(names, width, strict=True) if w > spread]
 
 
+def feature_label(name: str, units: Mapping[str, str] | None = None) -> str:
+    """A readable label: ``credit_amount`` → ``Credit amount`` (``Credit amount (DM)`` with a unit)."""
+    text = name.replace("_", " ").replace(".", " ").strip()
+    text = text[:1].upper() + text[1:] if text else name
+    unit = (units or {}).get(name)
+    return f"{text} ({unit})" if unit else text
+
+
+def reason_text_table(names: Sequence[str], info: Mapping[str, Any], preprocessor: Any,
+                      custom: Mapping[str, Mapping[str, str]] | None = None,
+                      units: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The text of every possible reason, as JSON for the model's extras.
+
+    ``numeric``: feature → ``{"high", "low", "missing"}``; ``categorical``: feature → texts indexed like
+    the model's category codes (0: unknown or missing, then the vocabulary). ``custom`` overrides per
+    feature: ``high``/``low``/``missing`` for numeric features, a category value or ``any`` (with
+    ``{value}`` standing for the category) for categorical ones.
+    """
+    custom = custom or {}
+    numeric = list(info.get("numeric", []))
+    vocab = preprocessor.vocabularies() if hasattr(preprocessor, "vocabularies") else {}
+    table: dict[str, Any] = {"numeric": {}, "categorical": {}}
+    for name in numeric:
+        label, own = feature_label(name, units), custom.get(name, {})
+        table["numeric"][name] = {"high": own.get("high", f"{label} is high"),
+                                  "low": own.get("low", f"{label} is low"),
+                                  "missing": own.get("missing", f"{label} is missing")}
+    for name in info.get("categorical", []):
+        label, own = feature_label(name, units), custom.get(name, {})
+        pattern = own.get("any", f"{label} is '{{value}}'")
+        values = [str(v) for v in vocab.get(name, [])]
+        table["categorical"][name] = [own.get("unknown", f"{label} is a value not seen in training")] + [
+            own.get(v, pattern.replace("{value}", v)) for v in values]
+    return table
+
+
+def _texts(order: np.ndarray, keep: np.ndarray, names: Sequence[str], table: Mapping[str, Any],
+           inputs: Mapping[str, np.ndarray], medians: Sequence[float]) -> list[pl.Series]:
+    """One text column per reason slot, gathered from a flat table of every possible text (vectorised)."""
+    import numpy as np
+    import polars as pl
+
+    numeric, categorical = table.get("numeric", {}), table.get("categorical", {})
+    n_num = len(numeric)
+    flat: list[str] = []
+    offsets = np.zeros(len(names), dtype=np.int64)
+    for j, name in enumerate(names):
+        offsets[j] = len(flat)
+        if j < n_num:
+            entry = numeric.get(name, {})
+            flat += [entry.get("high", name), entry.get("low", name), entry.get("missing", name)]
+        else:
+            flat += list(categorical.get(name, [name]))
+    vocabulary = pl.Series("texts", flat, dtype=pl.String)
+    x_num = inputs.get("x_num")
+    x_cat = inputs.get("x_cat")
+    med = np.asarray(list(medians) or [0.0] * n_num, dtype=np.float64)
+    rows = np.arange(order.shape[0])
+    out = []
+    for i in range(order.shape[1]):
+        feature = order[:, i]
+        sub = np.zeros(order.shape[0], dtype=np.int64)
+        is_num = feature < n_num
+        if x_num is not None and is_num.any():
+            f = np.where(is_num, feature, 0)
+            value = np.asarray(x_num, dtype=np.float64)[rows, f]
+            sub = np.where(is_num, np.where(np.isnan(value), 2, np.where(value > med[f], 0, 1)), sub)
+        if x_cat is not None and (~is_num).any():
+            c = np.where(is_num, 0, feature - n_num)
+            code = np.asarray(x_cat)[rows, np.clip(c, 0, max(x_cat.shape[1] - 1, 0))]
+            sizes = np.array([len(categorical.get(n, [n])) for n in names[n_num:]] or [1])
+            code = np.clip(code, 0, sizes[np.clip(c, 0, sizes.size - 1)] - 1)
+            sub = np.where(is_num, sub, code)
+        index = pl.Series(offsets[feature] + sub, dtype=pl.UInt32).set(pl.Series(~keep[:, i]), None)
+        out.append(vocabulary.gather(index))
+    return out
+
+
 def reason_codes(points_lost: np.ndarray, names: Sequence[str], *, used: Sequence[str] | None = None,
-                 top: int = TOP_REASONS, min_points: float = MIN_POINTS) -> tuple[pl.Series, pl.Series]:
-    """Per row, the names of the top reasons and the points each cost (both list columns).
+                 top: int = TOP_REASONS, min_points: float = MIN_POINTS, texts: Mapping[str, Any] | None = None,
+                 inputs: Mapping[str, np.ndarray] | None = None, medians: Sequence[float] | None = None
+                 ) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Per row, the names of the top reasons, the points each cost and their texts (list columns).
 
     Args:
         points_lost: [N, F] points each feature costs relative to the background (positive = riskier).
@@ -52,6 +139,8 @@ def reason_codes(points_lost: np.ndarray, names: Sequence[str], *, used: Sequenc
         used: features allowed as reasons (default: all).
         top: reasons per row at most.
         min_points: smallest cost that counts as a reason.
+        texts, inputs, medians: :func:`reason_text_table`'s table, the batch's model inputs and the
+            numeric features' training medians; without them the texts are the feature names.
     """
     import numpy as np
     import polars as pl
@@ -62,7 +151,8 @@ def reason_codes(points_lost: np.ndarray, names: Sequence[str], *, used: Sequenc
     if n == 0 or k == 0:
         empty_names = pl.Series("reasons", [[] for _ in range(n)], dtype=pl.List(pl.String))
         empty_points = pl.Series("reason_points", [[] for _ in range(n)], dtype=pl.List(pl.Float64))
-        return empty_names, empty_points
+        empty_texts = pl.Series("reason_texts", [[] for _ in range(n)], dtype=pl.List(pl.String))
+        return empty_names, empty_points, empty_texts
     allowed = np.ones(f, dtype=bool) if used is None else np.isin(np.asarray(names, dtype=object),
                                                                    np.asarray(list(used), dtype=object))
     masked = np.where(allowed[None, :] & (lost >= min_points), lost, -np.inf)
@@ -74,9 +164,14 @@ def reason_codes(points_lost: np.ndarray, names: Sequence[str], *, used: Sequenc
         pl.Series(~keep[:, i]), None)) for i in range(k)}
     point_cols = {f"p{i}": pl.Series(np.where(keep[:, i], np.round(picked[:, i], 1), np.nan))
                   .fill_nan(None) for i in range(k)}
-    frame = pl.DataFrame({**name_cols, **point_cols})
+    if texts and inputs is not None:
+        text_cols = {f"t{i}": col for i, col in enumerate(_texts(order, keep, names, texts, inputs, medians or []))}
+    else:
+        text_cols = {f"t{i}": name_cols[f"r{i}"] for i in range(k)}
+    frame = pl.DataFrame({**name_cols, **point_cols, **text_cols})
     out = frame.select(
         pl.concat_list([f"r{i}" for i in range(k)]).list.drop_nulls().alias("reasons"),
         pl.concat_list([f"p{i}" for i in range(k)]).list.drop_nulls().alias("reason_points"),
+        pl.concat_list([f"t{i}" for i in range(k)]).list.drop_nulls().alias("reason_texts"),
     )
-    return out.get_column("reasons"), out.get_column("reason_points")
+    return out.get_column("reasons"), out.get_column("reason_points"), out.get_column("reason_texts")

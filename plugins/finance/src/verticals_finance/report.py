@@ -217,8 +217,8 @@ def _comparison_section(pipeline: CreditRiskPipeline, context: Any, folder: Path
         for r in band_list:
             band_rows.append([name, r["band"], r["pd_range"], r["rows"], r["share"], r["bad_rate"], r["mean_pd"]])
     cal = context.extras.get("calibration") or {}
-    calibration = (f"<p>Calibration: Platt scaling fitted on the validation split ({cal.get('rows', '?')} "
-                   f"applicants), PD = sigmoid({cal.get('a', 1.0):.4f} · logit + {cal.get('b', 0.0):.4f})"
+    calibration = (f"<p>Calibration: Platt scaling fitted on {_esc(cal.get('fitted_on', 'the validation split'))} "
+                   f"({cal.get('rows', '?')} applicants), PD = sigmoid({cal.get('a', 1.0):.4f} · logit + {cal.get('b', 0.0):.4f})"
                    f"{' — ' + _esc(cal['note']) if cal.get('note') else ''}. Baselines are not recalibrated.</p>")
     points = {name: scaling.points(p) for name, p in scores.items()}
     _plot_comparison(folder / "finance_roc_calibration.png", y, scores)
@@ -303,11 +303,14 @@ def _reasons_section(pipeline: CreditRiskPipeline, context: Any, folder: Path) -
         count = len(curves)
         fig, axes = plt.subplots((count + cols - 1) // cols, cols, figsize=(11, 2.7 * ((count + cols - 1) // cols)),
                                  squeeze=False)
+        from verticals_finance.reasons import feature_label
+
         for ax, (name, (grid, pts)) in zip(axes.flat, curves.items(), strict=False):
             direction = monotonic.get(name, 0)
             ax.plot(grid, pts, color="tab:green" if direction else "tab:blue")
             ax.set_title(f"{name}" + (f"  (monotonic {direction:+d})" if direction else ""), fontsize=9)
-            ax.set_ylabel("points vs average", fontsize=8)
+            ax.set_xlabel(feature_label(name, getattr(pipeline, "units", None)), fontsize=8)
+            ax.set_ylabel("points vs average (+ = lower risk)", fontsize=8)
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[count:]:
             ax.axis("off")
@@ -346,6 +349,9 @@ def _psi_section(pipeline: CreditRiskPipeline, context: Any) -> ReportSection:
 
 def credit_sections(pipeline: CreditRiskPipeline, context: Any) -> list[ReportSection]:
     """The finance sections of the training report (see the module docstring)."""
+    from verticals_finance.analyst import analyst_sections
+
     folder = _figure_dir(context)
-    return [_comparison_section(pipeline, context, folder), _reasons_section(pipeline, context, folder),
-            _psi_section(pipeline, context)]
+    comparison = _comparison_section(pipeline, context, folder)
+    return [*analyst_sections(pipeline, context, folder, _baselines(pipeline, context)), comparison,
+            _reasons_section(pipeline, context, folder), _psi_section(pipeline, context)]

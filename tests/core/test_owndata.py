@@ -1,0 +1,224 @@
+"""The core's own-data mechanism with a template of a fabricated plugin: configs checked against the data
+file at registration, a sha256-verified store, registration as <plugin>.<name>, the ``verticals data``
+commands, and row numbers as ids through training and ``verticals score``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from verticals.errors import NotFoundError, UserError
+from verticals.hookspecs import hookimpl
+from verticals.owndata import (
+    CONFIG_ENV,
+    DataTemplate,
+    check_data,
+    load_config,
+    register_config,
+    registered,
+    remove_config,
+)
+from verticals.spec import Pipeline, TrainingConfig
+from verticals.testing.reference import ReferencePlugin, make_frame
+
+
+class OwnPipeline(Pipeline):
+    model = "mlp"
+    task = "binary"
+    training = TrainingConfig(epochs=2, batch_size=256, patience=2)
+
+
+def _pipeline(config, dataset):
+    pipe = OwnPipeline()
+    pipe.name, pipe.dataset = config.name, dataset.name
+    return pipe
+
+
+def _parse(config):
+    extra = config.raw.get("extra") or {}
+    if not isinstance(extra, dict) or set(extra) - {"note"}:
+        raise config.fail(f"[extra] accepts note, got {extra!r}", "write [extra] note = \"...\"")
+    return {"note": extra.get("note", "")}
+
+
+class Toy(ReferencePlugin):
+    @hookimpl
+    def register_data_templates(self, register):
+        register(DataTemplate(name="table", pipeline=_pipeline, parse=_parse, sections={"extra": "note = text"},
+                              min_rows=100, min_per_class=10, description="any binary table"))
+
+
+CONFIG = """name = "mine"
+data = "mine.csv"
+[target]
+column = "target"
+positive = "1"
+negative = "0"
+[features]
+numeric = ["f00", "f01", "f02"]
+categorical = ["c0"]
+"""
+
+
+@pytest.fixture
+def toy(verticals_plugins, verticals_home):
+    return lambda: verticals_plugins({"toy": Toy(rows=400, n_numeric=4, n_categorical=1)})
+
+
+def _files(tmp_path: Path, text: str = CONFIG, rows: int = 300, frame: pl.DataFrame | None = None) -> Path:
+    frame = make_frame(rows, n_numeric=4, n_categorical=1, seed=3).drop("row_id") if frame is None else frame
+    frame.write_csv(tmp_path / "mine.csv")
+    (tmp_path / "mine.toml").write_text(text)
+    return tmp_path / "mine.toml"
+
+
+def test_registered_config_becomes_dataset_and_pipeline(tmp_path, toy) -> None:
+    registry = toy()
+    assert "toy.table" in registry.templates
+    config, summary = register_config(_files(tmp_path))
+    assert summary["rows"] == 300 and set(summary["labels"]) == {"0", "1"}
+    assert config.template == "toy.table" and config.ids == []
+    registry = toy()
+    pipe = registry.pipeline("toy.mine")
+    dataset = registry.dataset_of(pipe)
+    assert dataset.qualified_name == "toy.mine" and dataset.schema.ids == []
+    assert dataset.schema["f00"].range_margin == 0.1 and dataset.schema["c0"].normalize == "casefold"
+    assert registry.own_data["toy.mine"].name == "mine"
+    assert [e["name"] for e in registered()] == ["mine"]
+    assert remove_config("mine")["name"] == "mine" and "toy.mine" not in toy().pipelines
+
+
+@pytest.mark.parametrize(("change", "message", "fix"), [
+    (('numeric = ["f00", "f01", "f02"]', 'numeric = ["f00", "f01", "f2"]'),
+     "features.numeric names column 'f2', which data file", "did you mean 'f02'?"),
+    (('[target]', 'id = "row_id"\n[target]'), "id names column 'row_id'", "row number (_row) in the output"),
+    (('column = "target"', 'column = "Target"'), "target.column names column 'Target'", "did you mean 'target'?"),
+])
+def test_registration_checks_columns_against_the_file(tmp_path, toy, change, message, fix) -> None:
+    toy()
+    with pytest.raises(UserError) as err:
+        register_config(_files(tmp_path, CONFIG.replace(*change)))
+    assert message in str(err.value) and fix in str(err.value)
+    assert registered() == []
+
+
+def test_bad_data_files_are_refused_at_registration(tmp_path, toy) -> None:
+    toy()
+    frame = make_frame(300, n_numeric=4, n_categorical=1, seed=3).drop("row_id").with_columns(
+        pl.col("target").cast(pl.String))
+    three = frame.with_columns(pl.when(pl.int_range(pl.len()) < 7).then(pl.lit("2")).otherwise(pl.col("target"))
+                               .alias("target"))
+    with pytest.raises(UserError, match=r"label\(s\) '2' \(7 rows\) besides the declared positive '1'"):
+        register_config(_files(tmp_path, frame=three))
+    with pytest.raises(UserError, match=r"has 50 rows; template toy.table needs at least 100"):
+        register_config(_files(tmp_path, frame=frame.head(50)))
+    one_class = frame.with_columns(pl.lit("0").alias("target"))
+    with pytest.raises(UserError, match=r"has 0 '1' and 300 0 rows; .* at least 10 of each"):
+        register_config(_files(tmp_path, frame=one_class))
+    constant = frame.with_columns(pl.lit("c0_1").alias("c0"))
+    with pytest.raises(UserError, match=r"feature 'c0' has the single value 'c0_1' in all 300 rows"):
+        register_config(_files(tmp_path, frame=constant))
+    path = _files(tmp_path)
+    (tmp_path / "mine.csv").unlink()
+    with pytest.raises(NotFoundError, match=r"does not exist"):
+        register_config(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (CONFIG + "[extra]\nnote = 1\ncolour = 2\n", "[extra] accepts note"),
+    ("templte = 'toy.table'\n" + CONFIG, "'templte' (did you mean 'template'?)"),
+    ("template = 'toy.tabel'\n" + CONFIG, "unknown template 'toy.tabel' (fix: did you mean 'toy.table'?)"),
+    (CONFIG.replace('negative = "0"\n', ""), "[target] needs 'positive'"),
+    (CONFIG + "[values]\nrange_margin = -1\n", "values.range_margin = -1"),
+    (CONFIG + "[values]\ncategories = 'upper'\n", "values.categories = 'upper'"),
+    (CONFIG + "[rules.f03]\nmin = 0\n", "rules for 'f03', which is not a feature (fix: did you mean 'f02'?)"),
+    (CONFIG + "[split]\nstrategy = 'time'\n", "split must be stratified or random"),
+])
+def test_config_mistakes_name_the_file_and_the_fix(tmp_path, toy, text, message) -> None:
+    registry = toy()
+    path = _files(tmp_path, text)
+    with pytest.raises(UserError) as err:
+        load_config(path, registry.templates)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_template_options_and_values_reach_the_schema(tmp_path, toy) -> None:
+    registry = toy()
+    text = CONFIG + "[extra]\nnote = 'hello'\n[values]\nrange_margin = false\ncategories = 'exact'\n" \
+        "[rules.f00]\nrange_margin = 0.5\n"
+    config = load_config(_files(tmp_path, text), registry.templates)
+    assert config.options == {"note": "hello"}
+    from verticals.owndata import schema_of
+
+    schema = schema_of(config)
+    assert schema["f00"].range_margin == 0.5 and schema["f01"].range_margin is None
+    assert schema["c0"].normalize == "exact"
+    assert check_data(config, registry.templates["toy.table"])["rows"] == 300
+
+
+def test_env_var_and_broken_configs_warn_without_breaking(tmp_path, toy, monkeypatch) -> None:
+    good = _files(tmp_path)
+    broken = tmp_path / "broken.toml"
+    broken.write_text(CONFIG.replace('name = "mine"', 'name = "Bad Name"'))
+    monkeypatch.setenv(CONFIG_ENV, f"{good}:{broken}")
+    with pytest.warns(UserWarning, match=r"skipping data config .*broken.toml.*'name' 'Bad Name' is unusable"):
+        registry = toy()
+    assert "toy.mine" in registry.pipelines and "toy.mlp" in registry.pipelines
+
+
+def test_a_stored_config_whose_template_is_gone_is_skipped_with_the_fix(tmp_path, toy, verticals_plugins) -> None:
+    toy()
+    register_config(_files(tmp_path))
+    with pytest.warns(UserWarning, match=r"needs template toy.table, which no installed plugin offers.*"
+                                         r"verticals data remove mine"):
+        registry = verticals_plugins({"other": ReferencePlugin(rows=100)})
+    assert "toy.mine" not in registry.pipelines
+
+
+@pytest.mark.filterwarnings("ignore:verticals. skipping data config 'mine'")
+def test_cli_data_commands(tmp_path, toy, capsys) -> None:
+    from verticals.cli import main
+
+    toy()
+    main(["data", "register", str(_files(tmp_path))])
+    out = capsys.readouterr().out
+    assert "pipeline toy.mine  template toy.table" in out and "_row (0-based row number" in out
+    toy()
+    main(["data", "list", "--json"])
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["name"], row["status"], row["rows"]) == ("mine", "ok", 300)
+    main(["data", "show", "mine", "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["pipeline"] == "toy.mine" and [c["name"] for c in shown["columns"]][:2] == ["target", "f00"]
+    main(["data", "templates"])
+    assert "toy.table" in capsys.readouterr().out
+    main(["data", "remove", "mine"])
+    assert "removed mine" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["data", "remove", "mine"])
+    assert "no registered data config named or at 'mine'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_row_numbers_stand_in_for_ids_in_training_and_scoring(tmp_path, toy) -> None:
+    """No id column anywhere: training works, and `verticals score` numbers each row of its file."""
+    from verticals.engine import train
+    from verticals.scoring import score
+
+    toy()
+    register_config(_files(tmp_path))
+    toy()
+    result = train("toy.mine", epochs=2, progress=False, variants=())
+    assert result.manifest["input_schema"][0]["name"] == "f00"  # no id column in the model's schema
+    new = make_frame(30, n_numeric=4, n_categorical=1, seed=9).drop("row_id", "target").with_columns(
+        pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("x")).otherwise(pl.col("f00").cast(pl.String))
+        .alias("f00"))
+    new.write_csv(tmp_path / "new.csv")
+    manifest = score("toy.mine", tmp_path / "new.csv", tmp_path / "out", progress=False, device="cpu")
+    assert (manifest["rows_scored"], manifest["rows_rejected"]) == (29, 1)
+    scores = pl.read_parquet(tmp_path / "out" / "part-00000.parquet")
+    assert scores.columns[:2] == ["_row", "_source"]
+    assert scores["_row"].to_list() == [i for i in range(30) if i != 4]
+    assert pl.read_parquet(tmp_path / "out" / "_rejects.parquet")["_row"].to_list() == [4]

