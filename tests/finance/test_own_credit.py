@@ -94,7 +94,7 @@ def test_small_data_is_cross_fitted_and_calibrated_out_of_fold(credit) -> None:
 
 @pytest.mark.slow
 def test_report_reads_as_an_analyst_needs(credit) -> None:
-    from verticals.engine import _class_names
+    from verticals.engine.registration import _class_names
     from verticals.registry import get_registry
     from verticals_finance.reasons import feature_label
 

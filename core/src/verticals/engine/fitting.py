@@ -1,0 +1,74 @@
+"""Stage fit: the preprocessor fitted on the training split, the model trained on batches."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from verticals.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+
+    from verticals.data.splits import Splits
+
+from verticals.engine.common import _json_ready, _lookup, _notify, _stage
+from verticals.engine.results import FitResult
+
+
+def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int | None = None,
+        device: str | None = None, progress: bool = True, data: str | None = None) -> FitResult:
+    """Fit the preprocessor on the training split, build the model and train it (``before_train`` first).
+
+    Args:
+        epochs, seed, device: override the pipeline's :class:`~verticals.spec.TrainingConfig`.
+        data: the training data's source, passed to ``before_train``.
+    """
+    with _stage(pipeline, "fit"):
+        from verticals import crossfit
+        from verticals.data.examples import Examples, drop_context
+        from verticals.training import cpu_threads, fit_model, seed_everything, select_device
+
+        pipe, dataset, spec = _lookup(pipeline)
+        config = pipe.training
+        seed = config.seed if seed is None else int(seed)
+        epochs = config.epochs if epochs is None else int(epochs)
+        if epochs < 1:
+            raise UserError(f"epochs must be at least 1, got {epochs}", hint="pass --epochs 1 or more")
+        device = select_device(device)
+        rows = splits.sizes()
+        record = None
+        if crossfit.applies(config, splits):  # small data: K-fold cross-fitting (verticals.crossfit)
+            _notify("before_train", pipeline=pipe.qualified_name,
+                    config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
+            pre, graph, out, info, options, record = crossfit.fit_crossfitted(
+                pipe, dataset, spec, splits, epochs=epochs, seed=seed, device=device, progress=progress)
+        else:
+            pre = pipe.preprocessor(dataset)
+            pre.fit(drop_context(splits.train) if pre.rowwise else splits.train)
+            chunk = pre.chunk_rows or config.batch_size
+            train_batch = Examples(pre, splits.train, name="train", chunk_rows=chunk)
+            valid_batch = Examples(pre, splits.valid, name="valid", chunk_rows=chunk)
+            info = dict(pre.info())
+            options = dict(pipe.model_options(dataset, info))
+            seed_everything(seed)
+            model = spec.factory(info, **options)
+            graph = pre.graph_module()
+            _notify("before_train", pipeline=pipe.qualified_name,
+                    config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
+            with cpu_threads(model, device):
+                out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
+                                batch_size=config.batch_size, lr=config.learning_rate,
+                                weight_decay=config.weight_decay, patience=config.patience, seed=seed,
+                                device=device, class_weighting=config.class_weighting, progress=progress,
+                                output_names=spec.outputs, model_spec=spec)
+        trained = out.model.to("cpu").eval()
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
+        result = FitResult(
+            pipeline=pipe.qualified_name, preprocessor_state=_json_ready(pre.state(), "preprocessor state",
+                                                                         pipe.qualified_name),
+            info=info, model_options=options, weights=weights, history=[dict(h) for h in out.history],
+            best_epoch=int(out.best_epoch), epochs=epochs, seed=seed, device=out.device,
+            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record)
+        if graph is not None:
+            graph.to("cpu").eval()
+        result._cache["modules"] = (pre, graph, trained)
+        return result
