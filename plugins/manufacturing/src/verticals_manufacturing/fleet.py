@@ -50,7 +50,9 @@ def generate_fleet(machines: int = 200, seed: int = 0, *, min_cycles: int = 150,
     import polars as pl
 
     rng = np.random.default_rng([seed, 4242])
-    columns: dict[str, list] = {k: [] for k in ("machine_id", "cycle", *FLEET_SENSORS, "failure", "failure_mode")}
+    machine_ids: list[str] = []
+    rows: list[tuple[float, ...]] = []
+    modes: list[str | None] = []
     for m in range(machines):
         kind = str(rng.choice(["L", "M", "H"], p=[0.2, 0.6, 0.2]))
         n = int(rng.integers(min_cycles, max_cycles + 1))
@@ -62,25 +64,27 @@ def generate_fleet(machines: int = 200, seed: int = 0, *, min_cycles: int = 150,
         proc_walk = (proc_walk - proc_walk.mean()) / max(proc_walk.std(), 1e-9)
         wear, limit = float(rng.uniform(0, 150)), rng.uniform(200, 240)
         episode: tuple[str, int, int, bool] | None = None  # (mode, start, length, real)
+        u, rnf = rng.random(n), rng.random(n)
+        air_noise, dt_noise = rng.normal(0, 0.05, n), rng.normal(0, 0.05, n)
+        speed_noise, torque_noise, vib_noise = rng.normal(0, 40.0, n), rng.normal(0, 3.0, n), rng.normal(0, 0.25, n)
         for t in range(n):
             f, mode_now = 0.0, ""
             if episode is None:
-                u = rng.random()
-                if u < episode_rate:
+                if u[t] < episode_rate:
                     mode = str(rng.choice(["TWF", "HDF", "PWF", "OSF"]))
                     if mode == "OSF" and wear < 150:
                         mode = "TWF"
                     episode = (mode, t, int(rng.integers(15, 31)), True)
-                elif u < 1.5 * episode_rate:
+                elif u[t] < 1.5 * episode_rate:
                     episode = (str(rng.choice(["TWF", "HDF", "PWF", "OSF"])), t, int(rng.integers(15, 31)), False)
             if episode is not None:
-                mode_now, start, length, real = episode
+                mode_now, start, length, _ = episode
                 f = (t - start + 1) / length
-            air = 300.0 + air_walk[t] + rng.normal(0, 0.05)
-            dt = 10.0 + proc_walk[t] + rng.normal(0, 0.05)
-            speed = speed_set + rng.normal(0, 40.0)
-            torque = torque_set + rng.normal(0, 3.0)
-            vibration = 2.0 + rng.normal(0, 0.25)
+            air = 300.0 + air_walk[t] + air_noise[t]
+            dt = 10.0 + proc_walk[t] + dt_noise[t]
+            speed = speed_set + speed_noise[t]
+            torque = torque_set + torque_noise[t]
+            vibration = 2.0 + vib_noise[t]
             step = _STEP[kind]
             if mode_now == "HDF":
                 dt -= 2.5 * f
@@ -98,21 +102,20 @@ def generate_fleet(machines: int = 200, seed: int = 0, *, min_cycles: int = 150,
                 if episode[3]:
                     failed, failed_mode = 1, mode_now
                 episode = None
-            elif episode is None and rng.random() < rnf_rate:
+            elif episode is None and rnf[t] < rnf_rate:
                 failed, failed_mode = 1, "RNF"
-            columns["machine_id"].append(f"M{m:04d}")
-            columns["cycle"].append(t)
-            columns["air_temperature"].append(round(air, 2))
-            columns["process_temperature"].append(round(air + dt, 2))
-            columns["rotational_speed"].append(round(speed, 1))
-            columns["torque"].append(round(max(torque, 1.0), 2))
-            columns["tool_wear"].append(round(wear, 1))
-            columns["vibration"].append(round(max(vibration, 0.0), 3))
-            columns["failure"].append(failed)
-            columns["failure_mode"].append(failed_mode or None)
+            machine_ids.append(f"M{m:04d}")
+            rows.append((t, air, air + dt, speed, max(torque, 1.0), wear, max(vibration, 0.0), failed))
+            modes.append(failed_mode or None)
             wear += step
             if failed or wear >= limit:
                 wear, limit = 0.0, rng.uniform(200, 240)
+    data = np.asarray(rows, dtype=np.float64).reshape(-1, 8)
+    decimals = (0, 2, 2, 1, 2, 1, 3, 0)
+    columns = {"machine_id": machine_ids}
+    for j, name in enumerate(("cycle", *FLEET_SENSORS, "failure")):
+        columns[name] = np.round(data[:, j], decimals[j])
+    columns["failure_mode"] = modes
     return pl.DataFrame(columns, schema={
         "machine_id": pl.String, "cycle": pl.Int64, **{s: pl.Float64 for s in FLEET_SENSORS},
         "failure": pl.Int64, "failure_mode": pl.String})
