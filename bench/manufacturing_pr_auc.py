@@ -11,6 +11,7 @@ same split, same features). Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -39,9 +40,11 @@ def run(pipeline: str, seed: int, epochs: int | None) -> dict[str, float]:
         started = time.perf_counter()
         result = train(f"manufacturing.{pipeline}", home=home, progress=False, variants=(), seed=seed, epochs=epochs)
         seconds = time.perf_counter() - started
-    out = {"model": result.metrics["test"]["pr_auc"], "seconds": seconds}
-    for name, metrics in result.metrics.get("baselines", {}).items():
+        stored = json.loads((result.path / "metrics.json").read_text())
+    out = {"model": stored["test"]["pr_auc"]}
+    for name, metrics in stored.get("baselines", {}).items():
         out[name] = metrics["pr_auc"]
+    out["seconds"] = seconds
     return out
 
 

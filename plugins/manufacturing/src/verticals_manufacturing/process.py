@@ -96,6 +96,22 @@ def celsius_reasons(frame: pl.DataFrame, names: Sequence[str] = (AIR, PROCESS)) 
     return reasons
 
 
+def check_temperatures(frame: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """Rows whose temperatures are possible in kelvin; raises when most training rows are not (a file
+    in degrees Celsius), naming the column, the values and the conversion."""
+    import numpy as np
+    from verticals.errors import DataValidationError
+
+    reasons = celsius_reasons(frame, names)
+    keep = np.asarray([r is None for r in reasons], dtype=bool)
+    if frame.height and keep.mean() < 0.5:
+        first = next(r for r in reasons if r is not None)
+        raise DataValidationError(
+            f"{int((~keep).sum())} of {frame.height} training rows have impossible temperatures, e.g. {first}",
+            hint="give temperatures in kelvin (K = °C + 273.15)")
+    return keep
+
+
 class ProcessPreprocessor(Preprocessor):
     """Rows → ``x`` (``[N, 5]`` raw process values, NaN for a dropout) and ``product_type`` (0/1/2).
 
@@ -124,7 +140,7 @@ class ProcessPreprocessor(Preprocessor):
 
         from verticals_manufacturing.physics import physics_features
 
-        keep = np.asarray([r is None for r in celsius_reasons(frame)], dtype=bool)
+        keep = check_temperatures(frame, (AIR, PROCESS))
         x, types = self._values(frame)
         x, types = x[keep], types[keep]
         medians = np.nanmedian(x, axis=0) if len(x) else np.zeros(5)

@@ -173,7 +173,8 @@ def _traces(pipe: Any, context: Any, machines: int = 3) -> ReportSection:
 
     test = context.splits.test
     events = test.filter(pl.col("failure") > 0).select(MACHINE, CYCLE).head(machines)
-    preds = context.predictions["test"].select(MACHINE, CYCLE, "probability")
+    preds = context.batches["test"].ids.select(MACHINE, CYCLE).hstack(
+        context.predictions["test"].select("probability"))
     images = []
     if events.height:
         plt = _plt()

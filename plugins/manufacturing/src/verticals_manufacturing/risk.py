@@ -151,10 +151,9 @@ class WindowPreprocessor(Preprocessor):
     def fit(self, frame: pl.DataFrame) -> None:
         import numpy as np
 
-        from verticals_manufacturing.process import celsius_reasons
+        from verticals_manufacturing.process import check_temperatures
 
-        ok = np.asarray([r is None for r in celsius_reasons(frame, FLEET_TEMPERATURES)], dtype=bool)
-        x = _channels(frame)[ok]
+        x = _channels(frame)[check_temperatures(frame, FLEET_TEMPERATURES)]
         medians = np.nanmedian(x, axis=0) if len(x) else np.zeros(len(FLEET_SENSORS))
         medians = np.where(np.isnan(medians), 0.0, medians)
         full = _with_physics(np.where(np.isnan(x), medians, x))
@@ -404,7 +403,7 @@ class FailureRiskPipeline(Pipeline):
 
         def design(split: str):
             feats, targets, auxes = [], [], []
-            for b in Examples(pre, context.splits[split], name=split).batches(8192):
+            for b in Examples(pre, getattr(context.splits, split), name=split).batches(8192):
                 if len(b):
                     feats.append(window_design(b.inputs["window"], pre.medians))
                     targets.append(b.target)

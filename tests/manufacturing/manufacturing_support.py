@@ -1,8 +1,7 @@
-"""Fixtures of the manufacturing tests: the plugin with small generated datasets (seconds to train)."""
+"""The manufacturing plugin with small generated datasets (seconds to train), for the tests."""
 
 from __future__ import annotations
 
-import pytest
 import verticals_manufacturing.plugin as plugin
 from verticals.hookspecs import hookimpl
 from verticals_manufacturing import datasets
@@ -26,8 +25,3 @@ class SmallPlugin:
     @hookimpl
     def register_pipelines(self, register):
         plugin.register_pipelines(register)
-
-
-@pytest.fixture
-def small_plugin():
-    return SmallPlugin()
