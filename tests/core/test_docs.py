@@ -176,7 +176,7 @@ def _install_tutorial(dists, root: Path, replace: tuple[str, str] | None = None)
 def test_tutorial_has_the_files_it_promises():
     files = _tutorial_files()
     assert set(files) == {"pyproject.toml", "src/verticals_telco/__init__.py", "src/verticals_telco/plugin.py",
-                          "tests/test_plugin.py"}
+                          "tests/conftest.py", "tests/test_plugin.py"}
     for rel in files:  # the layout drawing lists them
         assert Path(rel).name in PLUGINS_MD.read_text().split("## 1.")[0]
 
@@ -273,3 +273,44 @@ def test_tutorial_model_fits_the_default_preprocessor(dists, tmp_path):
     with torch.no_grad():
         logits = model(**{name: torch.from_numpy(array) for name, array in batch.inputs.items()})
     assert tuple(logits.shape) == (len(batch),)
+
+
+def test_tutorial_tests_run_before_the_plugin_is_installed(tmp_path):
+    """`pytest tests/` in the tutorial's folder passes with nothing installed (its conftest.py adds src/)."""
+    import os
+    import subprocess
+
+    root = tmp_path / "verticals-telco"
+    for rel, text in _tutorial_files().items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "2 passed" in run.stdout
+
+
+def test_tutorial_python_version_is_the_projects():
+    core = tomllib.loads((DOCS.parent / "core" / "pyproject.toml").read_text())["project"]["requires-python"]
+    tutorial = tomllib.loads(_tutorial_files()["pyproject.toml"])["project"]["requires-python"]
+    assert tutorial == core == ">=3.11"
+    assert "Python 3.11" in PLUGINS_MD.read_text()
+
+
+def test_tutorial_makes_a_file_the_pipeline_can_score(dists, tmp_path, monkeypatch):
+    """The snippet that writes `subscribers.parquet` runs, and the file passes scoring validation."""
+    import polars as pl
+    from verticals.data.validation import validate
+
+    text = PLUGINS_MD.read_text()
+    (snippet,) = re.findall(r"^python - <<'PY'\n(.*?)^PY$", text, re.M | re.S)
+    _install_tutorial(dists, tmp_path / "verticals-telco")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "docs/plugins.md", "exec"), {})
+    frame = pl.read_parquet(tmp_path / "subscribers.parquet")
+    assert frame.height == 1000 and "churned" not in frame.columns
+    dataset = get_registry().dataset("telco.subscribers")
+    result = validate(frame, dataset.schema, stage="score")
+    assert result.rejects.height == 0 and result.valid.height == 1000
+    assert "verticals score telco.churn --input subscribers.parquet" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,33 @@ def test_unknown_variant_is_a_user_error(exported: dict) -> None:
 
     with pytest.raises(UserError, match="unknown model variant"):
         ex.build_variants(exported["path"], lambda p, prov: (0.0, "CPUExecutionProvider"), 0.0, kinds=("int4",))
+
+
+class _Shifted(torch.nn.Module):
+    """The exported module with every output moved by ``delta``: a finite, known disagreement."""
+
+    def __init__(self, inner: torch.nn.Module, delta: float) -> None:
+        super().__init__()
+        self.inner, self.delta = inner, delta
+
+    def forward(self, *inputs):
+        out = self.inner(*inputs)
+        return tuple(o + self.delta for o in out) if isinstance(out, (tuple, list)) else out + self.delta
+
+
+def test_parity_limit_is_1e4_of_the_output_scale(exported: dict) -> None:
+    """A disagreement just under 1e-4 x max(1, max|y|) passes, just over it fails (a limit made looser by
+    any factor, or measured differently, fails this test; a NaN would not tell)."""
+    module = ex.compose(exported["graph"], exported["model"], list(SIGNATURE)).eval()
+    sample = _inputs(257, 4)
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(np.ascontiguousarray(sample[n])) for n in SIGNATURE))
+    reference = (out[0] if isinstance(out, (tuple, list)) else out).numpy()
+    limit = 1e-4 * max(1.0, float(np.abs(reference).max()))  # computed here, not read from the result
+    assert ex.PARITY_TOLERANCE == 1e-4
+    below = ex.check_parity(exported["path"], _Shifted(module, 0.9 * limit), sample)
+    above = ex.check_parity(exported["path"], _Shifted(module, 1.1 * limit), sample)
+    assert below["passed"] is True, below
+    assert above["passed"] is False, above
+    assert math.isclose(above["outputs"]["logits"]["limit"], limit, rel_tol=1e-6)
+    assert 1.05 * limit < above["max_abs_diff"] < 1.15 * limit

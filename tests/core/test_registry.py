@@ -207,9 +207,11 @@ def test_same_local_name_in_two_plugins_is_ambiguous_but_qualified_names_work(di
         registry.pipeline("churn_risk")
 
 
-def test_alias_claimed_by_two_plugins_names_both(dists):
-    dists.add("verticals-churn", version="1.0")
-    dists.add("verticals-rival", RIVAL_PLUGIN, version="0.9")
+@pytest.mark.parametrize("order", ["churn-first", "rival-first"])
+def test_alias_claimed_by_two_plugins_names_both(dists, order):
+    adds = [("verticals-churn", {"version": "1.0"}), ("verticals-rival", {"source": RIVAL_PLUGIN, "version": "0.9"})]
+    for dist, kw in adds if order == "churn-first" else adds[::-1]:
+        dists.add(dist, **kw)
     dists.only("churn", "rival")
     with pytest.warns(PluginWarning) as record:
         registry = get_registry()
@@ -218,8 +220,14 @@ def test_alias_claimed_by_two_plugins_names_both(dists):
     assert len(clash) == 1
     assert "verticals-churn==1.0" in clash[0] and "verticals-rival==0.9" in clash[0]
     assert "hook `register_pipelines`" in clash[0] and "choose another alias" in clash[0]
-    # The first registration keeps the alias.
-    assert registry.aliases["pipeline"]["churn"] in {"churn.churn_risk", "rival.churn_risk"}
+    # The first registration keeps the alias; the message names the owner, and the loser is the other one.
+    labels = {"churn": "verticals-churn==1.0", "rival": "verticals-rival==0.9"}
+    owner = registry.aliases["pipeline"]["churn"].split(".")[0]
+    loser = "rival" if owner == "churn" else "churn"
+    assert registry.aliases["pipeline"]["churn"] == f"{owner}.churn_risk"
+    assert f"already points to '{owner}.churn_risk' registered by plugin {labels[owner]}" in clash[0], clash[0]
+    assert f"pipeline '{loser}.churn_risk'" in clash[0] and f"ignored for {labels[loser]}" in clash[0], clash[0]
+    assert registry.pipeline("churn").plugin == owner
     assert len([m for m in messages if "alias 'crm_customers' of dataset" in m]) == 1
 
 

@@ -235,7 +235,7 @@ def test_session_pickles_as_its_arguments(home, plugin):
 
 
 def test_variants_and_devices_are_checked(home, plugin):
-    with pytest.raises(NotFoundError, match="no int8 variant"):
+    with pytest.raises(NotFoundError, match="no int8 model file; usable variants: fp32"):
         ScoringSession.open(PIPELINE, None, "cpu", 128, home, variant="int8")
     with pytest.raises(UserError, match="unknown model variant"):
         ScoringSession.open(PIPELINE, None, "cpu", 128, home, variant="int4")
@@ -402,3 +402,21 @@ def test_partitions_scored_from_several_threads_share_one_session(tmp_path, home
     assert joined.height == 3000
     np.testing.assert_allclose(joined["score"], joined["expected"], rtol=1e-5, atol=1e-6)
 
+
+
+def test_rejects_of_every_partition_reach_the_output(tmp_path, home, plugin):
+    """Four row groups (four partitions), each with its own bad rows: every one of them is in
+    _rejects.parquet with its row number, none is scored, and the counts agree."""
+    frame = make_rows(1000)
+    bad = [3, 7, 260, 499, 500, 742, 751, 999]  # two in each row group of 250
+    frame = frame.with_columns(pl.when(pl.col("id").is_in(bad)).then(pl.lit(55.0)).otherwise(pl.col("x3")).alias("x3"))
+    data = write_parquet(frame, tmp_path / "in.parquet", row_group=250)
+    manifest = score(PIPELINE, data, tmp_path / "out", home=home, device="cpu", progress=False, batch_size=100)
+    scores, rejects, _ = read_output(tmp_path / "out")
+    assert len(manifest["parts"]) == 4 and [p["rows_rejected"] for p in manifest["parts"]] == [2, 2, 2, 2]
+    assert manifest["rows_rejected"] == rejects.height == len(bad)
+    assert sorted(int(i) for i in rejects["id"].to_list()) == bad
+    assert sorted(rejects["_row"].to_list()) == bad  # ids equal row numbers in this file
+    assert set(rejects["_source"].to_list()) == {str(data)}
+    assert all("column 'x3'" in r for r in rejects["_reason"].to_list())
+    assert not set(bad) & set(scores["id"].to_list()) and scores.height == 1000 - len(bad)

@@ -209,6 +209,10 @@ def test_a_deleted_file_or_an_unsafe_manifest_path_is_an_integrity_error(store: 
     mv2 = _add(store)
     manifest = dict(mv2.manifest, artifacts={"../../../etc/passwd": "0" * 64})
     (mv2.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelIntegrityError, match=r"'manifest\.json' .* has changed"):
+        store.load(PIPE, 2)
+    # A forger who also rewrites the manifest's recorded sha256 still cannot point outside the folder.
+    (mv2.path / "manifest.json.sha256").write_text(_sha(mv2.path / "manifest.json") + "\n")
     with pytest.raises(ModelIntegrityError, match="unsafe path"):
         store.load(PIPE, 2)
 

@@ -127,6 +127,13 @@ def test_cli_register_config(tmp_path, verticals_home, capsys) -> None:
     main(["finance", "configs", "--json"])
     listed = json.loads(capsys.readouterr().out)
     assert listed[0]["name"] == "example_loans" and listed[0]["from"] == "registered"
+    main(["finance", "unregister-config", "example_loans", "--json"])
+    assert json.loads(capsys.readouterr().out) == {"forgotten": str(tmp_path / "loans.toml")}
+    with pytest.raises(SystemExit) as exited:
+        main(["finance", "unregister-config", "example_loans", "--json"])
+    assert exited.value.code == 2
+    error = json.loads(capsys.readouterr().out)
+    assert error["code"] == 2 and "no registered credit config" in error["error"] and error["fix"]
 
 
 @pytest.mark.slow

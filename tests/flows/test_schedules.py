@@ -142,3 +142,40 @@ def test_prefect_yaml_declares_the_standard_deployments(prefect_api, flows_env, 
     for name in listed:
         _cli(capsys, "unschedule", name)
     assert json.loads(_cli(capsys, "schedules", "--json")) == []
+
+
+def test_schedules_listing_is_quiet_and_quick(prefect_api, flows_env) -> None:
+    """Against a running server: no temporary server, no telemetry or lock messages, one table."""
+    import time
+
+    started = time.monotonic()
+    proc = flows_env.cli("schedules")
+    seconds = time.monotonic() - started
+    assert proc.stderr.strip() == "", proc.stderr
+    assert proc.stdout.startswith(("No schedules", "NAME"))
+    assert seconds < 30, f"verticals schedules took {seconds:.1f} s"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_worker_stops_promptly(prefect_api, flows_env, tmp_path: Path, sig: str) -> None:
+    """SIGTERM, or a single Ctrl-C (SIGINT), stops an idle worker within seconds (Prefect's: 30-46 s)."""
+    import signal
+    import time
+
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as sink:
+        worker = subprocess.Popen([VERTICALS, "worker"], start_new_session=True, stdout=sink,
+                                  stderr=subprocess.STDOUT, env={**os.environ, **flows_env.vars})
+    try:
+        wait_for(lambda: "started!" in log.read_text() or worker.poll() is not None, 180, "the worker to start")
+        assert worker.poll() is None, log.read_text()
+        started = time.monotonic()
+        worker.send_signal(getattr(signal, sig))
+        code = worker.wait(timeout=60)
+        seconds = time.monotonic() - started
+    finally:
+        kill_group(worker, signal.SIGKILL, timeout=5)
+    assert code == 0, log.read_text()
+    assert seconds < 12, f"the worker took {seconds:.1f} s to stop on {sig}"
+    text = log.read_text()
+    assert "worker stopped" in text and "Traceback" not in text

@@ -62,7 +62,20 @@ def test_local_and_dask_runs_write_what_verticals_score_writes(prefect_api, trai
     assert [r["part"] for r in table] == [f"part-{i:05d}" for i in range(8)] + ["total"]
     assert table[-1]["rows_in"] == 4000 and table[-1]["rows_rejected"] == 5
     assert all(r["rows_in"] == r["rows_scored"] + r["rows_rejected"] for r in table)
-    assert str(tmp_path / "local") in found["verticals-score-testref-mlp-summary"].data
+    assert [r["reads"] for r in table[:-1]] == [f"batch.parquet rg {i}" for i in range(8)]
+    assert all(not isinstance(v, (list, dict)) for r in table for v in r.values())
+    summary = found["verticals-score-testref-mlp-summary"].data
+    assert str(tmp_path / "local") in summary and "| parts | 8 (0 resumed from an earlier run) |" in summary
+
+
+def _runs_into(out: Path) -> list:
+    """The score flow runs whose output parameter is ``out``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["verticals-score"])), limit=200)
+    return [r for r in runs if (r.parameters or {}).get("output") == str(out)]
 
 
 SLOW_RUN = """
@@ -107,9 +120,18 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flo
     assert 2 <= len(committed) < 8, f"kill came too late or the run failed: {committed} {proc.stderr.read()[-2000:]}"
     assert not out.exists(), "a killed run must not leave an output that looks finished"
 
-    manifest = score_flow(pipeline=PIPELINE, input=str(batch), output=str(out), batch_size=100)
+    killed = _runs_into(out)
+    assert [r.state.type.value for r in killed] == ["RUNNING"], "the killed run should still look Running"
+
+    state = score_flow(pipeline=PIPELINE, input=str(batch), output=str(out), batch_size=100, return_state=True)
+    manifest = state.result()
     reused = [p["file"] for p in manifest["parts"] if p["reused"]]
     assert len(reused) >= len(committed), (reused, committed)
+    # The resuming run proved the killed one dead (it holds the output's lock) and marked it Crashed.
+    after = {str(r.id): r.state for r in _runs_into(out)}
+    assert after[str(killed[0].id)].type.value == "CRASHED"
+    assert str(state.state_details.flow_run_id) in after[str(killed[0].id)].message
+    assert after[str(state.state_details.flow_run_id)].type.value == "COMPLETED"
     capsys.readouterr()
     main(["run", "score", PIPELINE, "--input", str(batch), "--output", str(tmp_path / "straight"), "--json"])
     uninterrupted = json.loads(capsys.readouterr().out)
@@ -123,3 +145,27 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flo
     for key in ("rows_in", "rows_scored", "rows_rejected", "rows_out"):
         assert got[key] == want[key] == uninterrupted[key], key
     assert not staging_dir(out).exists()
+
+
+def test_a_dead_run_of_any_flow_is_marked_crashed_by_the_next_run(prefect_api, flows_env) -> None:
+    """Runs hold a lock file while they execute; the next run marks a 'Running' one whose lock is free."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Running
+    from verticals_flows import crashed
+    from verticals_flows.train import train_flow
+
+    with get_client(sync_client=True) as client:
+        dead = client.create_flow_run(train_flow, parameters={"pipeline": PIPELINE}, state=Running())
+        alive = client.create_flow_run(train_flow, parameters={"pipeline": PIPELINE}, state=Running())
+    locks = flows_env.prefect_home / "verticals-runs"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / f"{dead.id}.lock").touch()  # what a SIGKILLed run leaves: the file, no holder
+    with crashed.run_lock(alive.id):  # a live run holds its lock
+        marked = crashed.mark_dead_runs("train", current="the-next-run")
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(dead.id).state.type.value == "CRASHED"
+        assert "the-next-run" in client.read_flow_run(dead.id).state.message
+        assert client.read_flow_run(alive.id).state.type.value == "RUNNING"
+        client.set_flow_run_state(alive.id, Cancelled(), force=True)
+    assert marked == [str(dead.id)]
+    assert not (locks / f"{dead.id}.lock").exists() and not (locks / f"{alive.id}.lock").exists()

@@ -21,8 +21,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from verticals.errors import ModelIntegrityError
+from verticals.errors import ModelIntegrityError, UserError
 from verticals.fsutil import safe_name
+from verticals.names import safe_join
 
 __all__ = ["FOLDER", "MANIFEST_KEY", "load", "save"]
 
@@ -71,11 +72,12 @@ def load(version_dir: Path, entries: Mapping[str, Mapping[str, str]]) -> dict[st
 
     out: dict[str, Any] = {}
     for name, entry in (entries or {}).items():
-        rel = Path(str(entry.get("file", "")))
-        if not rel.parts or rel.is_absolute() or ".." in rel.parts:
-            raise ModelIntegrityError(f"artifact '{name}' of {version_dir} points outside its model version ({rel})",
-                                      hint="the manifest was altered: retrain or restore the version")
-        path = Path(version_dir) / rel
+        rel = str(entry.get("file", ""))
+        try:
+            path = safe_join(Path(version_dir), rel, what="artifact")
+        except UserError:
+            raise ModelIntegrityError(f"artifact '{name}' of {version_dir} points outside its model version ({rel!r})",
+                                      hint="the manifest was altered: retrain or restore the version") from None
         if not path.is_file():
             raise ModelIntegrityError(f"artifact '{name}' of {version_dir} is missing ({rel})",
                                       hint="the model version is incomplete: retrain or restore it")

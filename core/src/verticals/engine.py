@@ -271,8 +271,11 @@ def _frame_fingerprint(frame: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _read_file(path: Path) -> pl.DataFrame:
+def _read_file(path: Path, csv: Any = None) -> pl.DataFrame:
+    """A user's training file; one-line errors name the file and the fix (see :mod:`verticals.data.files`)."""
     import polars as pl
+
+    from verticals.data.files import CsvOptions, read_csv, read_parquet
 
     name = path.name.lower()
     if path.is_dir():
@@ -280,9 +283,9 @@ def _read_file(path: Path) -> pl.DataFrame:
         if not files:
             raise NotFoundError(f"training data folder {path} holds no Parquet file",
                                 hint="pass a .csv or .parquet file, or a folder of .parquet files")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat([read_parquet(f) for f in files], how="diagonal_relaxed")
     if name.endswith(PARQUET_SUFFIXES):
-        return pl.read_parquet(path)
+        return read_parquet(path)
     if name.endswith(CSV_SUFFIXES):
         # Every column as text: validation casts it and rejects unreadable values row by row, naming
         # them, instead of the reader failing on the first bad cell. Missing-value markers are
@@ -290,8 +293,7 @@ def _read_file(path: Path) -> pl.DataFrame:
         # row is treated alike in training and scoring.
         import pyarrow.csv as pacsv
 
-        return pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",",
-                           null_values=list(pacsv.ConvertOptions().null_values))
+        return read_csv(path, csv or CsvOptions(), list(pacsv.ConvertOptions().null_values))
     raise UserError(f"cannot read training data {path}: unknown file type",
                     hint=f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
 
@@ -346,7 +348,7 @@ def _slice_batch(batch: Batch, rows: int) -> dict[str, np.ndarray]:
 
 
 # -- stages ------------------------------------------------------------------------------------------------
-def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
+def load_data(pipeline: str, data: Path | str | None = None, *, csv: Any = None) -> LoadedData:
     """Read the training rows: the pipeline's dataset, or a user's CSV/Parquet file with its columns.
 
     Raises:
@@ -363,7 +365,7 @@ def load_data(pipeline: str, data: Path | str | None = None) -> LoadedData:
                 raise NotFoundError(f"training data file {path} does not exist",
                                     hint=f"pass a CSV or Parquet file with the columns of dataset "
                                          f"{dataset.qualified_name} (`verticals datasets`)")
-            frame = _read_file(path)
+            frame = _read_file(path, csv)
             if path.is_dir():
                 digest = hashlib.sha256()
                 for f in sorted(p for p in path.iterdir() if p.name.lower().endswith(PARQUET_SUFFIXES)):
@@ -904,7 +906,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
 def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None = None, seed: int | None = None,
           device: str | None = None, home: Path | str | None = None, progress: bool = True,
-          variants: tuple[str, ...] | None = None) -> TrainResult:
+          variants: tuple[str, ...] | None = None, csv: Any = None) -> TrainResult:
     """Run every stage: load → validate → split → fit → evaluate → export → verify → register.
 
     Args:
@@ -914,6 +916,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
         home: model store root (default ``$VERTICALS_HOME`` or the per-user data folder).
         progress: show a progress bar (on a terminal).
         variants: model variants to try (default int8 and fp16; ``()`` for none).
+        csv: :class:`~verticals.data.files.CsvOptions` (encoding, separator) for a CSV ``data`` file.
 
     Returns:
         :class:`TrainResult` with the new version number, metrics, report path and manifest.
@@ -926,7 +929,7 @@ def train(pipeline: str, *, data: Path | str | None = None, epochs: int | None =
     with _stage(pipeline, "load"):
         name = _lookup(pipeline)[0].qualified_name
     seed = _lookup(pipeline)[0].training.seed if seed is None else seed
-    loaded = load_data(name, data)
+    loaded = load_data(name, data, csv=csv)
     validated = validate_data(name, loaded)
     del loaded
     splits = split_data(name, validated, seed)

@@ -6,6 +6,8 @@ The CLI prints ``str(error)`` and exits non-zero; ``--debug`` shows the tracebac
 
 from __future__ import annotations
 
+import errno
+
 
 class VerticalsError(Exception):
     """Base class of every error verticals raises on purpose.
@@ -53,3 +55,33 @@ class ParityError(VerticalsError):
     """ONNX Runtime output differs from PyTorch by more than the stated tolerance."""
 
     exit_code = 5
+
+
+class FileSystemError(VerticalsError):
+    """A path the user chose cannot be read or written: permissions, a read-only or full file system."""
+
+    exit_code = 6
+
+
+_OS_FIXES = {
+    errno.EROFS: "choose a folder on a writable file system",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "choose another folder (this one refuses changes: immutable or protected)",
+    errno.ENOSPC: "free disk space or choose another folder",
+    errno.EDQUOT: "free space within your quota or choose another folder",
+    errno.ENOENT: "check the path; its parent folder must exist",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "the path is a folder where a file was expected: choose another path",
+    errno.EEXIST: "remove it or choose another path",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def os_error(exc: OSError, what: str | None = None) -> tuple[str, str]:
+    """``(message, fix)`` for a file system error: the path and the cause, never a Python class name."""
+    path = exc.filename if exc.filename is not None else None
+    reason = (exc.strerror or str(exc)).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    where = f" {path}" if path is not None else ""
+    target = f"{what}{where}" if what else f"cannot access{where}"
+    return f"{target}: {reason}", _OS_FIXES.get(exc.errno or 0, "check the path and its permissions")

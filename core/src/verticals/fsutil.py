@@ -71,14 +71,15 @@ MAX_NAME = 200
 def safe_name(name: str, what: str = "name") -> str:
     """``name`` if it can be a single file name inside a folder, else ``ValueError`` saying why.
 
-    Refuses empty names, ``.``/``..``, path separators, NUL and names over :data:`MAX_NAME` bytes, so a
-    name coming from data or a plugin can never point outside its folder.
+    The rule is :func:`verticals.names.name_problem` with any characters but separators allowed:
+    refuses empty names, ``.``/``..``, a leading ``.``, path separators, NUL and names over
+    :data:`MAX_NAME` bytes, so a name coming from data or a plugin can never point outside its folder.
     """
+    from verticals.names import FILE, name_problem
+
     text = str(name)
-    if not text or text in (".", ".."):
-        raise ValueError(f"{what} {text!r} is empty or a relative folder reference")
-    if "/" in text or "\\" in text or "\0" in text:
-        raise ValueError(f"{what} {text!r} contains a path separator or NUL")
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_NAME:
-        raise ValueError(f"{what} is longer than {MAX_NAME} bytes")
+    problem = name_problem(text, pattern=FILE, max_len=MAX_NAME)
+    if problem is not None:
+        shown = repr(text) if len(text) <= 80 else repr(text[:60]) + f"... ({len(text)} chars)"
+        raise ValueError(f"{what} {shown} {problem.removeprefix('it ')}")
     return text

@@ -210,6 +210,14 @@ def _supports_core(info: PluginInfo, found: tuple[compat.Requirement | None, str
 
 def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: object, infos: list[PluginInfo]) -> None:
     """Check ``plugin`` and register it under ``info.name``; report problems instead of raising."""
+    from verticals.names import NAME_MAX, PLUGIN, name_problem
+
+    problem = name_problem(info.name, pattern=PLUGIN)
+    if problem:  # the plugin name prefixes every name it registers, and those become folder names
+        info.status = "failed"
+        report_problem(info, f"plugin {info.label} has an unusable plugin name {info.name!r:.80}: it {problem}",
+                       hint=f"name the entry point with letters, digits, '_' or '-' (at most {NAME_MAX})")
+        return
     if not _supports_core(info, compat.from_module(plugin)):
         return
     errors, notes = check_plugin(pm, plugin, info.label)

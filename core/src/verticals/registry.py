@@ -9,7 +9,6 @@ object and the fix. Invalid registrations are skipped with a warning (an error u
 from __future__ import annotations
 
 import difflib
-import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -19,10 +18,10 @@ from typing import Any, TypeVar
 import pluggy
 
 from verticals.errors import NotFoundError, PluginError
+from verticals.names import NAME_MAX, name_problem
 from verticals.plugins import PluginInfo, call_impls, load_plugins, report_problem, trace_enabled
 from verticals.spec import DatasetSpec, ModelSpec, Pipeline, Schema
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TASKS = {"binary", "multiclass", "regression", "ranking"}
 _STRATEGIES = {"stratified", "random", "group", "time", "leave_last", "group_time"}
 
@@ -150,7 +149,7 @@ class _Registrar:
             self.table[qualified] = obj
             self.owner[qualified] = label
             for alias in aliases:
-                if not isinstance(alias, str) or not _NAME.match(alias):
+                if name_problem(alias) is not None:
                     report_problem(info, f"{where}: alias {alias!r} of {self.kind} '{qualified}' is not a valid name",
                                    hint="use lowercase letters, digits and underscores")
                     continue
@@ -173,8 +172,10 @@ class _Registrar:
 def _check(kind: str, obj: Any) -> tuple[str, str] | None:
     """Why ``obj`` is not a valid registration, as (problem, fix); None when it is fine."""
     name = getattr(obj, "name", "")
-    if not isinstance(name, str) or not _NAME.match(name):
-        return (f"has an invalid name {name!r}", "use lowercase letters, digits and underscores")
+    problem = name_problem(name)
+    if problem:
+        return (f"has an invalid name {name!r:.80}: it {problem}",
+                f"use lowercase letters, digits and underscores, at most {NAME_MAX} characters")
     if kind == "dataset":
         if not callable(obj.loader):
             return ("has a loader that is not callable", "set loader to a function returning a polars LazyFrame")

@@ -540,14 +540,20 @@ class ScoringContext(Mapping[str, Any]):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Defaults of the training loop; ``verticals train`` options override some of them."""
+    """Defaults of the training loop; ``verticals train`` options override some of them.
+
+    ``class_weighting`` is off by default: weighting classes by inverse frequency moves every
+    predicted probability towards the minority class (a binary score's mean is then far above the
+    positive rate), so an output documented as a probability stops being one. Turn it on only for
+    scores used as rankings, or calibrate afterwards (``Pipeline.fit_extras``).
+    """
 
     epochs: int = 30
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     patience: int = 5
-    class_weighting: bool = True
+    class_weighting: bool = False
     seed: int = 42
 
 

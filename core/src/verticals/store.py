@@ -17,7 +17,9 @@ Why it is built this way:
   ``fcntl.flock`` on the pipeline's lock file; aliases are rewritten under the same lock, via a temporary
   file and ``os.replace``, so two promotions never lose each other's update.
 * **Tampering is caught before scoring.** The manifest records the sha256 of every file in the version
-  folder; :meth:`ModelStore.load` (what scoring calls) checks them and raises
+  folder and ``manifest.json.sha256`` that of the manifest itself (which carries the preprocessing
+  state, the input rules and the pipeline's extras); :meth:`ModelStore.load` (what scoring calls)
+  checks them all, refuses files added after registration, and raises
   :class:`~verticals.errors.ModelIntegrityError` naming the file.
 
 Locks are advisory and rely on ``flock``: a store on NFS needs a server that supports it.
@@ -27,12 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -43,15 +47,17 @@ from verticals.errors import ModelIntegrityError, NotFoundError, UserError, Vert
 from verticals.fsutil import fsync_dir as _fsync_dir
 from verticals.fsutil import sha256_file, write_json_atomic, write_text_atomic
 from verticals.jsonutil import plain_json
+from verticals.names import check_name, name_problem, safe_join
 
 __all__ = ["DEFAULT_ALIAS", "ModelStore", "ModelVersion", "home"]
 
 DEFAULT_ALIAS = "production"
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.json.sha256"  # sha256 of manifest.json's bytes: the manifest is checked too
 ALIASES = "aliases.json"
 
-_PIPELINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+_PIPELINE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _VERSION_DIR = re.compile(r"^v([0-9]+)$")
 _VERSION_REF = re.compile(r"^[vV]?([0-9]+)$")
 _RESERVED_ALIASES = {"latest"}
@@ -176,6 +182,7 @@ class ModelStore:
                 data = {"pipeline": pipeline, "version": number, "created_at": data["created_at"],
                         **{k: v for k, v in data.items() if k not in _HEAD}}
                 write_json_atomic(work / MANIFEST, data)
+                write_text_atomic(work / MANIFEST_DIGEST, sha256_file(work / MANIFEST, fsync=True).hexdigest() + "\n")
                 _fsync_dir(work)
                 target = pdir / f"v{number}"
                 os.rename(work, target)
@@ -215,6 +222,79 @@ class ModelStore:
             del aliases[alias]
             write_json_atomic(pdir / ALIASES, dict(sorted(aliases.items())))
 
+    def delete(self, pipeline: str, version: int | str, *, force: bool = False) -> tuple[ModelVersion, list[str]]:
+        """Delete one version; returns it and the aliases removed with it.
+
+        A version an alias points at is refused unless ``force`` (then those aliases go too); so is a
+        version whose manifest cannot be read. The folder is renamed aside, then removed, so readers
+        see the whole version or none of it; its number is never given out again.
+
+        Raises:
+            NotFoundError: unknown pipeline or version.
+            UserError: an alias points at the version and ``force`` is false.
+            ModelIntegrityError: the version's manifest is unreadable and ``force`` is false.
+        """
+        _check_pipeline(pipeline)
+        if not self._numbers(self.models_dir / pipeline):
+            self.resolve(pipeline, version)  # NotFoundError naming the pipelines with models
+        with self._locked(pipeline) as pdir:
+            numbers = self._numbers(pdir)
+            aliases = self._aliases(pipeline)
+            number, _ = self._pick(pipeline, version, numbers, aliases)
+            if number not in numbers:
+                self.resolve(pipeline, version)  # NotFoundError listing the versions
+            try:
+                target = self._read(pipeline, number, aliases)
+            except ModelIntegrityError:
+                if not force:
+                    raise
+                target = None
+            if target is None:
+                target = ModelVersion(pipeline, number, pdir / f"v{number}", {}, _aliases_of(aliases, number))
+            pointing = sorted(a for a, n in aliases.items() if n == number)
+            if pointing and not force:
+                names = ", ".join(repr(a) for a in pointing)
+                raise UserError(f"{target.label} is what alias {names} points at; not deleted",
+                                hint=f"promote another version first (`verticals models promote {pipeline} N "
+                                     f"--alias {pointing[0]}`) or pass --force to delete it with its alias")
+            if pointing:
+                write_json_atomic(pdir / ALIASES, {a: n for a, n in sorted(aliases.items()) if a not in pointing})
+            aside = pdir / f".deleted-v{number}-{uuid.uuid4().hex[:8]}"
+            os.rename(target.path, aside)
+            _fsync_dir(pdir)
+            shutil.rmtree(aside, ignore_errors=True)
+        target.aliases = []
+        return target, pointing
+
+    def survey(self, pipeline: str | None = None) -> tuple[list[ModelVersion], list[dict[str, Any]]]:
+        """Every readable version (of ``pipeline``, or of all) and a problem entry for each unreadable one.
+
+        Unlike :meth:`versions`, one damaged manifest or aliases file does not hide the other versions:
+        it becomes ``{"pipeline", "version", "path", "error"}`` in the second list.
+        """
+        names = [pipeline] if pipeline else self.pipelines()
+        found: list[ModelVersion] = []
+        problems: list[dict[str, Any]] = []
+        for name in names:
+            _check_pipeline(name)
+            pdir = self.models_dir / name
+            try:
+                aliases = self._aliases(name)
+            except VerticalsError as exc:
+                problems.append({"pipeline": name, "version": None, "path": str(pdir / ALIASES),
+                                 "error": exc.message})
+                aliases = {}
+            for number in self._numbers(pdir):
+                try:
+                    mv = self._read(name, number, aliases)
+                except VerticalsError as exc:
+                    problems.append({"pipeline": name, "version": number, "path": str(pdir / f"v{number}"),
+                                     "error": exc.message})
+                    continue
+                if mv is not None:
+                    found.append(mv)
+        return found, problems
+
     def clean_staging(self, older_than_s: float = 7 * 86400) -> list[Path]:
         """Delete staging folders left by crashed runs that are older than ``older_than_s``."""
         removed: list[Path] = []
@@ -235,7 +315,7 @@ class ModelStore:
             return []
         names = []
         for entry in self.models_dir.iterdir():
-            if _PIPELINE.match(entry.name) and ".." not in entry.name and self._numbers(entry):
+            if name_problem(entry.name, pattern=_PIPELINE, max_len=200) is None and self._numbers(entry):
                 names.append(entry.name)
         return sorted(names)
 
@@ -265,7 +345,10 @@ class ModelStore:
             known = ", ".join(self.pipelines()) or "none"
             raise NotFoundError(f"no model registered for pipeline {pipeline!r} in {self.models_dir}; "
                                 f"pipelines with models: {known}",
-                                hint=f"train one with `verticals train {pipeline}` or set VERTICALS_HOME")
+                                hint="use one of the pipelines with models, or point --home / VERTICALS_HOME "
+                                     f"at the store that holds {pipeline}" if self.pipelines() else
+                                f"train one with `verticals train {pipeline}`, or point --home / VERTICALS_HOME "
+                                "at the store that holds it")
         aliases = self._aliases(pipeline)
         number, how = self._pick(pipeline, ref, numbers, aliases)
         if number not in numbers:
@@ -279,12 +362,17 @@ class ModelStore:
         return mv
 
     def verify(self, version: ModelVersion) -> None:
-        """Check every file recorded in the manifest against its sha256.
+        """Check the manifest and every file of the version folder before anything of it is used.
 
-        Raises ModelIntegrityError naming the first missing or changed file, with expected and actual
-        sha256. Files added to the folder after registration are not checked.
+        ``manifest.json`` itself must match the sha256 in ``manifest.json.sha256`` (it carries the
+        preprocessing state, the input rules and the pipeline's extras such as a calibration, so an
+        edit there changes scores as surely as an edited model file) and must be what ``version`` was
+        read from; every file the manifest lists must match its sha256; and no other file may be in the
+        folder. Raises ModelIntegrityError naming the first file that fails, with expected and actual
+        sha256 where there are two.
         """
         fix = f"re-register the model or retrain it with `verticals train {version.pipeline}`"
+        self._verify_manifest(version, fix)
         recorded = version.manifest.get("artifacts")
         if not isinstance(recorded, dict) or not recorded:
             raise ModelIntegrityError(f"{version.label} at {version.path}: manifest.json lists no artifacts",
@@ -302,6 +390,37 @@ class ModelStore:
             if actual != expected:
                 raise ModelIntegrityError(f"{version.label}: file {name!r} in {version.path} has changed: "
                                           f"expected sha256 {expected}, actual {actual}", hint=fix)
+        known = {*recorded, MANIFEST, MANIFEST_DIGEST}
+        for dirpath, dirnames, filenames in os.walk(version.path):
+            dirnames.sort()
+            for name in sorted(filenames):
+                rel = (Path(dirpath) / name).relative_to(version.path).as_posix()
+                if rel not in known:
+                    raise ModelIntegrityError(f"{version.label}: file {rel!r} in {version.path} was not there "
+                                              "at registration", hint=f"delete it, or {fix}")
+
+    @staticmethod
+    def _verify_manifest(version: ModelVersion, fix: str) -> None:
+        path = version.path / MANIFEST
+        try:
+            raw = path.read_bytes()
+            expected = (version.path / MANIFEST_DIGEST).read_text().strip()
+        except FileNotFoundError as exc:
+            raise ModelIntegrityError(f"{version.label}: {Path(exc.filename).name} is missing from {version.path}",
+                                      hint=fix) from None
+        except OSError as exc:
+            raise ModelIntegrityError(f"{version.label}: cannot read {exc.filename}: {exc.strerror}", hint=fix) from None
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != expected:
+            raise ModelIntegrityError(f"{version.label}: file {MANIFEST!r} in {version.path} has changed: "
+                                      f"expected sha256 {expected}, actual {actual}", hint=fix)
+        try:
+            same = _canonical(json.loads(raw)) == _canonical(version.manifest)
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            raise ModelIntegrityError(f"{version.label}: {MANIFEST} in {version.path} changed after it was read",
+                                      hint="load the version again")
 
     def load(self, pipeline: str, ref: str | int | None = None) -> ModelVersion:
         """:meth:`resolve` and :meth:`verify`: the version scoring may trust."""
@@ -420,26 +539,21 @@ def _default_home() -> Path:
 
 def _check_pipeline(pipeline: str) -> None:
     """Pipeline names become folder names: allow letters, digits, ``_ . -``; refuse traversal."""
-    if not isinstance(pipeline, str) or not _PIPELINE.match(pipeline) or ".." in pipeline:
-        raise UserError(f"invalid pipeline name {pipeline!r} for the model store",
-                        hint="use a qualified name such as 'finance.credit_risk' "
-                             "(letters, digits, '_', '.', '-'; no '..' or '/')")
+    check_name(pipeline, what="pipeline name for the model store", pattern=_PIPELINE, max_len=200,
+               hint="use a qualified name such as 'finance.credit_risk' (letters, digits, '_', '.', '-'; "
+                    "no '..' or '/'; at most 200 characters)")
 
 
 def _check_alias(alias: str) -> None:
-    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias in _RESERVED_ALIASES \
-            or _VERSION_REF.match(alias):
-        raise UserError(f"invalid alias {alias!r}",
-                        hint="start with a letter, use letters, digits, '_', '.', '-'; "
-                             "not 'latest' or a version like 'v3'")
+    hint = "start with a letter, use letters, digits, '_', '.', '-' (at most 64); not 'latest' or a version like 'v3'"
+    check_name(alias, what="alias", pattern=_ALIAS, max_len=64, hint=hint)
+    if alias in _RESERVED_ALIASES or _VERSION_REF.match(alias):
+        raise UserError(f"invalid alias {alias!r}: it is reserved", hint=hint)
 
 
 def _inside(root: Path, name: str, *, what: str) -> Path:
     """``root / name``, refusing absolute paths and ``..`` so a manifest cannot point outside."""
-    rel = Path(name)
-    if not name or rel.is_absolute() or ".." in rel.parts:
-        raise UserError(f"unsafe {what} path {name!r}", hint="use a path relative to the version folder")
-    return root / rel
+    return safe_join(root, name, what=what)
 
 
 def _listdir(path: Path) -> list[str]:
@@ -476,6 +590,11 @@ def _plain(manifest: dict[str, Any], pipeline: str) -> dict[str, Any]:
                              hint="put only numbers, strings, lists and dicts in the manifest") from exc
 
 
+def _canonical(data: Any) -> str:
+    """One text per JSON value (NaN included, which never equals itself as a float)."""
+    return json.dumps(data, sort_keys=True, allow_nan=True)
+
+
 def _hash_tree(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` except the top-level manifest, flushed to disk on the way."""
     out: dict[str, str] = {}
@@ -484,7 +603,7 @@ def _hash_tree(root: Path) -> dict[str, str]:
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(root).as_posix()
-            if rel == MANIFEST:
+            if rel in (MANIFEST, MANIFEST_DIGEST):
                 continue
             if path.is_symlink() or not path.is_file():
                 raise UserError(f"cannot register {root}: {rel} is a link or special file",

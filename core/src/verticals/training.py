@@ -8,8 +8,10 @@ What it guarantees:
   weights are fixed (the engine does). On CUDA, results can differ in the last bits between runs.
 * **Early stopping** on the validation split's ``pipeline.primary_metric``, computed the way users see
   it: outputs → ``pipeline.postprocess`` → ``pipeline.metrics``. The best epoch's weights are restored.
-* **Class weighting** (``class_weighting=True``): classes weighted by ``n / (K · n_class)`` on the
-  training split; for a binary task this becomes BCE's ``pos_weight = n_negative / n_positive``.
+* **Class weighting** (``class_weighting=True``, off by default): classes weighted by
+  ``n / (K · n_class)`` on the training split; for a binary task this becomes BCE's
+  ``pos_weight = n_negative / n_positive``. It biases predicted probabilities towards the minority
+  class, so it is off unless a pipeline asks for it (and then calibrates, or treats scores as ranks).
 * **Mixed precision** only on CUDA (bf16 where supported, else fp16 with a gradient scaler); the loss is
   always computed in float32. Evaluation runs in float32, the precision the ONNX export is checked at.
 
@@ -418,7 +420,7 @@ def _loss_value(pipeline: Pipeline, outputs: Sequence[torch.Tensor], target: np.
 def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn.Module | None,
               train: Any, valid: Any, *, epochs: int, batch_size: int, lr: float,
               weight_decay: float, patience: int, seed: int, device: str | None = "auto",
-              class_weighting: bool = True, progress: bool = True,
+              class_weighting: bool = False, progress: bool = True,
               output_names: Sequence[str] | None = None, model_spec: Any = None) -> FitOutput:
     """Train ``graph_module → model`` on ``train`` with early stopping on ``valid``.
 

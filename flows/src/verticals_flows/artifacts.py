@@ -39,39 +39,68 @@ def _uri(path: Path | str) -> str:
     return Path(path).absolute().as_uri()
 
 
+def _short_source(part: Any, input: Path | None) -> str:
+    """What a partition reads, relative to the run's input: ``batch.parquet rg 3``, ``2026-11/a.csv``."""
+    source = Path(getattr(part, "source", str(part)))
+    shown = source.name
+    if input is not None:
+        try:
+            rel = source.relative_to(input)
+            shown = str(rel) if str(rel) != "." else source.name
+        except ValueError:
+            pass
+    if getattr(part, "kind", None) == "parquet" and getattr(part, "row_group", None) is not None:
+        return f"{shown} rg {part.row_group}"
+    files = getattr(part, "files", ())
+    if files:
+        return f"{shown} files {part.row_offset}-{part.row_offset + len(files) - 1}"
+    return shown
+
+
+SUMMARY_FIELDS = ("rows_in", "rows_scored", "rows_rejected", "device", "provider", "seconds", "rows_per_second")
+
+
 def score_report(pipeline: str, output: Path, manifest: Mapping[str, Any], partitions: Sequence[Any],
                  results: Sequence[Any]) -> None:
-    """Row accounting per partition and in total, and where the output is."""
+    """Row accounting per partition and in total, and where the output is.
+
+    The per-part table keeps to narrow cells (the part, what it read relative to the input, the row
+    counts) so it fits the UI without scrolling; the summary is one value per line.
+    """
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+    source_root = Path(str(manifest["input"])) if manifest.get("input") else None
+    if source_root is not None and source_root.is_file():
+        source_root = source_root.parent
     rows = []
     for part, result in zip(partitions, results, strict=True):
         r = _plain(result)
         rows.append({
             "part": getattr(part, "name", str(part)),
-            "source": part.describe() if hasattr(part, "describe") else str(part),
+            "reads": _short_source(part, source_root),
             "rows_in": _cell(r.get("rows_in")),
             "rows_scored": _cell(r.get("rows_scored")),
             "rows_rejected": _cell(r.get("rows_rejected")),
-            "resumed": bool(r.get("reused", r.get("resumed", False))),
+            "resumed": "yes" if r.get("reused", r.get("resumed", False)) else "no",
         })
-    rows.append({"part": "total", "source": str(manifest.get("input", "")),
-                 "rows_in": manifest.get("rows_in"), "rows_scored": manifest.get("rows_scored"),
-                 "rows_rejected": manifest.get("rows_rejected"),
-                 "resumed": sum(1 for r in rows if r["resumed"])})
+    resumed = sum(1 for r in rows if r["resumed"] == "yes")
+    rows.append({"part": "total", "reads": f"{len(partitions)} part(s)", "rows_in": manifest.get("rows_in"),
+                 "rows_scored": manifest.get("rows_scored"), "rows_rejected": manifest.get("rows_rejected"),
+                 "resumed": str(resumed)})
     create_table_artifact(rows, key=key("score", pipeline, "rows"),
-                          description=f"Row accounting of {pipeline} scoring into {output}: rows_in = "
-                                      "rows_scored + rows_rejected for every part; 'resumed' parts were "
-                                      "committed by an earlier, interrupted run.")
+                          description=f"Row accounting of {pipeline} scoring into {output} (input "
+                                      f"{manifest.get('input', '')}): rows_in = rows_scored + rows_rejected "
+                                      "on every line; 'resumed' parts were committed by an earlier, "
+                                      "interrupted run.")
     summary = [f"# Scored {pipeline} v{manifest.get('model_version')}", "",
                "| | |", "|---|---|"]
-    for field in ("rows_in", "rows_scored", "rows_rejected", "parts", "device", "provider", "seconds",
-                  "rows_per_second"):
+    for field in SUMMARY_FIELDS:
         if field in manifest:
             summary.append(f"| {field} | {_cell(manifest[field])} |")
-    summary += ["", f"Output: `{output}`", "",
+    summary.append(f"| parts | {len(partitions)} ({resumed} resumed from an earlier run) |")
+    summary += ["", f"Input: `{manifest.get('input', '')}`", "", f"Output: `{output}`", "",
                 f"Rejected rows with reasons: `{output / '_rejects.parquet'}`", "",
-                f"Manifest: `{output / '_manifest.json'}`"]
+                f"Manifest (per-part details): `{output / '_manifest.json'}`"]
     create_markdown_artifact("\n".join(summary), key=key("score", pipeline, "summary"),
                              description=f"{pipeline} scoring summary")
     create_link_artifact(_uri(output), link_text=str(output), key=key("score", pipeline, "output"),

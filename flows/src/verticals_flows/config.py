@@ -54,3 +54,6 @@ def prefect_defaults() -> None:
     "Timed out while attempting to connect to ephemeral Prefect API server".
     """
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # Prefect's server sends usage telemetry unless told not to; offline it prints "Failed to send
+    # telemetry" errors into every command. Off unless the user turns it on.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

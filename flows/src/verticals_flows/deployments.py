@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,57 @@ def server_configured() -> bool:
     from prefect.settings import get_current_settings
 
     return bool(get_current_settings().api.url)
+
+
+@contextlib.contextmanager
+def background_server_if_running() -> Iterator[str | None]:
+    """Use the background server for flow runs when ``PREFECT_API_URL`` is unset and it answers.
+
+    Otherwise a run would start Prefect's temporary API on the same SQLite database the server uses
+    (slow, and two servers writing one SQLite file lock each other out). Yields the API URL used.
+    """
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from verticals_flows import server
+
+    api = get_current_settings().api.url
+    state = None if api else server.read_state()
+    if state and server.healthy(state["api"], timeout=2.0):
+        with temporary_settings({PREFECT_API_URL: state["api"]}):
+            yield state["api"]
+        return
+    yield api or None
+
+
+@contextlib.contextmanager
+def server_api(action: str) -> Iterator[str]:
+    """Talk to a running Prefect server for ``action`` (e.g. "list schedules"); yields its API URL.
+
+    Schedules live on a server, whose scheduler creates their runs: ``PREFECT_API_URL`` when set,
+    else the background server ``verticals server start --background`` recorded for this
+    ``PREFECT_HOME``. Without either, or when it does not answer, this is a one-line error at once,
+    instead of Prefect starting a temporary server for every command (10-20 s, and concurrent
+    commands lock its SQLite database).
+    """
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from verticals_flows import server
+
+    api = get_current_settings().api.url
+    if api:
+        if not server.healthy(api, timeout=5.0):
+            raise UserError(f"cannot {action}: the Prefect server at {api} (PREFECT_API_URL) does not answer",
+                            hint="start it with `verticals server start --background`, or fix PREFECT_API_URL")
+        yield api
+        return
+    state = server.read_state()
+    if state and server.healthy(state["api"], timeout=5.0):
+        with temporary_settings({PREFECT_API_URL: state["api"]}):
+            yield state["api"]
+        return
+    raise UserError(f"cannot {action}: schedules live on a Prefect server, and none runs "
+                    "(PREFECT_API_URL is not set, no background server was started)",
+                    hint="run `verticals server start --background`, then this command again")
 
 
 def check_cron(cron: str, tz: str | None) -> None:
@@ -113,8 +164,6 @@ def ensure_work_pool(name: str) -> None:
 def schedule(pipeline: str, flow: str, cron: str, *, tz: str | None = None, name: str | None = None,
              parameters: Mapping[str, Any] | None = None, pool: str | None = None) -> dict[str, Any]:
     """Create or update the deployment ``verticals-<flow>/<name or pipeline>`` with this schedule."""
-    from prefect.schedules import Cron
-    from prefect.types.entrypoint import EntrypointType
     from verticals.registry import get_registry
 
     short = flow_of(flow)
@@ -125,6 +174,15 @@ def schedule(pipeline: str, flow: str, cron: str, *, tz: str | None = None, name
     if "/" in deployment_name:
         raise UserError(f"invalid schedule name {deployment_name!r}", hint="leave '/' out of --name")
     pool = pool or work_pool()
+    with server_api("schedule a flow"):
+        return _apply(short, qualified, cron, tz, deployment_name, params, pool)
+
+
+def _apply(short: str, qualified: str, cron: str, tz: str | None, deployment_name: str,
+           params: dict[str, Any], pool: str) -> dict[str, Any]:
+    from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
+
     ensure_work_pool(pool)
     deployment = flow_object(short).to_deployment(
         name=deployment_name,
@@ -154,6 +212,11 @@ def _next_from_cron(cron: str, tz: str) -> datetime | None:
 
 def list_schedules() -> list[dict[str, Any]]:
     """Every verticals deployment with its schedules and next scheduled run."""
+    with server_api("list schedules"):
+        return _list_schedules()
+
+
+def _list_schedules() -> list[dict[str, Any]]:
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterTags,
@@ -222,13 +285,18 @@ def deployment_name(pipeline_or_name: str, flow: str | None, name: str | None) -
 
 def unschedule(full_name: str) -> str:
     """Delete the deployment ``full_name`` and its scheduled runs; returns the name."""
+    with server_api("remove a schedule"):
+        return _unschedule(full_name)
+
+
+def _unschedule(full_name: str) -> str:
     from prefect.exceptions import ObjectNotFound
 
     with _sync_client() as client:
         try:
             dep = client.read_deployment_by_name(full_name)
         except ObjectNotFound:
-            known = ", ".join(r["name"] for r in list_schedules()) or "none"
+            known = ", ".join(r["name"] for r in _list_schedules()) or "none"
             raise NotFoundError(f"no schedule named {full_name!r}; schedules: {known}",
                                 hint="see `verticals schedules`") from None
         if TAG not in (dep.tags or []):

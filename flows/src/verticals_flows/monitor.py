@@ -28,7 +28,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from verticals_flows import artifacts
+from verticals_flows import artifacts, crashed
 from verticals_flows.config import FLOW_NAMES
 from verticals_flows.paths import dated
 
@@ -37,8 +37,10 @@ DRIFT_TAG = "drift"
 
 def default_report(pipeline: str, home: Path | str | None = None) -> Path:
     """``<store home>/monitoring/<pipeline>/drift-<UTC time>.json``: where a run's drift table goes."""
+    from verticals.names import QUALIFIED, check_name
     from verticals.store import ModelStore
 
+    check_name(pipeline, what="pipeline name", pattern=QUALIFIED, max_len=200)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return ModelStore(home).home / "monitoring" / pipeline / f"drift-{stamp}.json"
 
@@ -125,44 +127,45 @@ def monitor_flow(pipeline: str, scores: str, input: str | None = None, model: st
     from verticals_flows.errors import DriftDetected
 
     logger = get_run_logger()
-    name = get_registry().pipeline(pipeline).qualified_name
-    out = dated(scores)
-    scored = read_scores(out)
-    if scored.get("pipeline") != name:
-        raise UserError(f"{out} was scored by pipeline {scored.get('pipeline')!r}, not {name!r}",
-                        hint="pass the pipeline that produced the scores")
-    source = Path(input).expanduser().absolute() if input else Path(str(scored.get("input")))
-    version = ModelStore(home).resolve(name, model if model is not None else scored.get("model_version"))
-    reference = version.manifest.get("reference")
-    if not reference:
-        raise NotFoundError(f"{version.label} has no training reference profile in its manifest",
-                            hint=f"retrain it with `verticals run train {name}`")
-    column = version.manifest.get("score_column") or get_registry().pipeline(name).score_column
-    rows, valid = measure_drift(name, version.version, str(source), str(out), column, home)
-    # Valid rows are those scoring scored, plus any the preprocessor rejected after validation.
-    low = int(scored.get("rows_scored") or 0)
-    if not low <= valid <= low + int(scored.get("rows_rejected") or 0):
-        raise UserError(f"{source} has {valid} valid rows but {out} scored {scored.get('rows_scored')}",
-                        hint="pass the input that was scored into this output folder")
-    drifted = [r["feature"] for r in rows if r["status"] == "significant"]
-    thresholds = {"moderate": drift.PSI_MODERATE, "significant": drift.PSI_SIGNIFICANT}
-    target = Path(report).expanduser().absolute() if report else default_report(name, home)
-    result = {"pipeline": name, "model": version.label, "model_version": version.version,
-              "input": str(source), "scores": str(out), "rows_compared": valid,
-              "rows": [{**r, "psi": None if r["psi"] != r["psi"] else round(float(r["psi"]), 6)} for r in rows],
-              "drifted": drifted, "thresholds": thresholds, "report": str(target)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(result, indent=2) + "\n")
-    artifacts.drift_report(name, version.label, result["rows"], drifted, thresholds, out, target)
-    if not drifted:
-        logger.info("%s: no drift over %d rows (max PSI %.4f); table in %s", name, valid,
-                    max((r["psi"] or 0.0) for r in result["rows"]) if rows else 0.0, target)
-        return result
-    message = (f"drift in {', '.join(drifted)} of {name}: PSI ≥ {drift.PSI_SIGNIFICANT} against the training "
-               f"reference of {version.label}")
-    logger.warning("%s; table in %s", message, target)
-    _tag_run(DRIFT_TAG)
-    if fail_on_drift:
-        return Failed(name="Drifted", message=message,
-                      data=DriftDetected(message, hint=f"see {target}; retrain if the shift is real"))
-    return Completed(name="Drifted", message=message, data=result)
+    with crashed.guarded("monitor", logger):  # a run of this flow that died shows as Crashed
+        name = get_registry().pipeline(pipeline).qualified_name
+        out = dated(scores)
+        scored = read_scores(out)
+        if scored.get("pipeline") != name:
+            raise UserError(f"{out} was scored by pipeline {scored.get('pipeline')!r}, not {name!r}",
+                            hint="pass the pipeline that produced the scores")
+        source = Path(input).expanduser().absolute() if input else Path(str(scored.get("input")))
+        version = ModelStore(home).resolve(name, model if model is not None else scored.get("model_version"))
+        reference = version.manifest.get("reference")
+        if not reference:
+            raise NotFoundError(f"{version.label} has no training reference profile in its manifest",
+                                hint=f"retrain it with `verticals run train {name}`")
+        column = version.manifest.get("score_column") or get_registry().pipeline(name).score_column
+        rows, valid = measure_drift(name, version.version, str(source), str(out), column, home)
+        # Valid rows are those scoring scored, plus any the preprocessor rejected after validation.
+        low = int(scored.get("rows_scored") or 0)
+        if not low <= valid <= low + int(scored.get("rows_rejected") or 0):
+            raise UserError(f"{source} has {valid} valid rows but {out} scored {scored.get('rows_scored')}",
+                            hint="pass the input that was scored into this output folder")
+        drifted = [r["feature"] for r in rows if r["status"] == "significant"]
+        thresholds = {"moderate": drift.PSI_MODERATE, "significant": drift.PSI_SIGNIFICANT}
+        target = Path(report).expanduser().absolute() if report else default_report(name, home)
+        result = {"pipeline": name, "model": version.label, "model_version": version.version,
+                  "input": str(source), "scores": str(out), "rows_compared": valid,
+                  "rows": [{**r, "psi": None if r["psi"] != r["psi"] else round(float(r["psi"]), 6)} for r in rows],
+                  "drifted": drifted, "thresholds": thresholds, "report": str(target)}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2) + "\n")
+        artifacts.drift_report(name, version.label, result["rows"], drifted, thresholds, out, target)
+        if not drifted:
+            logger.info("%s: no drift over %d rows (max PSI %.4f); table in %s", name, valid,
+                        max((r["psi"] or 0.0) for r in result["rows"]) if rows else 0.0, target)
+            return result
+        message = (f"drift in {', '.join(drifted)} of {name}: PSI ≥ {drift.PSI_SIGNIFICANT} against the training "
+                   f"reference of {version.label}")
+        logger.warning("%s; table in %s", message, target)
+        _tag_run(DRIFT_TAG)
+        if fail_on_drift:
+            return Failed(name="Drifted", message=message,
+                          data=DriftDetected(message, hint=f"see {target}; retrain if the shift is real"))
+        return Completed(name="Drifted", message=message, data=result)

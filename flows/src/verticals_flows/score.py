@@ -144,8 +144,9 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     Returns:
         The run's ``_manifest.json`` content.
     """
+    from verticals.locking import OutputLock
     from verticals.scoring import ScoringSession, check_sources, finalize, grouped_partitions, prepare_staging
-    from verticals.scoring.output import abandon, check_output, committed_parts, locked
+    from verticals.scoring.output import abandon, check_output, committed_parts
 
     logger = get_run_logger()
     started = time.time()
@@ -158,10 +159,12 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
     # Every partition uses the version resolved now, even if an alias moves during the run.
     open_args = dict(session.open_args, model=session.model_version)
     staging = None
+    lock = OutputLock(out, what="scoring run")
     try:
         notes = check_sources(session, partitions)
         for note in notes:
             logger.warning("%s", note)
+        lock.acquire()  # before anything at the output location is created, cleared or deleted
         staging = prepare_staging(session, partitions, out, overwrite=overwrite)
         committed = committed_parts(staging)
         logger.info("%s: %d partition(s) of %s -> %s (%d already committed in %s), on %s",
@@ -169,23 +172,36 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
                     f"Dask {address}" if address else f"{max(1, workers)} local thread(s)")
         if not address and workers <= 1:
             _remember(open_args, session)
-        with locked(staging):
-            partitions = grouped_partitions(session, partitions, staging)
-            results = _score_all(partitions, open_args, staging, address, workers)
-            if sum(r.rows_in for r in results) == 0:
-                notes.append(f"{source}: no rows to score")
-            manifest = finalize(session, staging, out, results, overwrite=overwrite, started=started,
-                                input=source, warnings=notes)
+        _mark_abandoned_runs(out, logger)
+        partitions = grouped_partitions(session, partitions, staging)
+        results = _score_all(partitions, open_args, staging, address, workers)
+        if sum(r.rows_in for r in results) == 0:
+            notes.append(f"{source}: no rows to score")
+        manifest = finalize(session, staging, out, results, overwrite=overwrite, started=started,
+                            input=source, warnings=notes)
     except BaseException as exc:
-        abandon(session, staging, exc)
+        abandon(session, staging, exc)  # still under the lock: only this run's staging folder
         raise
     finally:
+        lock.release()
         _forget(open_args, keep=session)
         session.close()
     artifacts.score_report(session.name, out, manifest, partitions, results)
     logger.info("scored %s rows (%s rejected, %d part(s) resumed) into %s", manifest.get("rows_scored"),
                 manifest.get("rows_rejected"), sum(1 for r in results if r.reused), out)
     return manifest
+
+
+def _mark_abandoned_runs(out: Path, logger: Any) -> None:
+    """Runs into ``out`` still shown 'Running' are dead (this run holds the lock): mark them crashed."""
+    from prefect.runtime import flow_run
+
+    from verticals_flows.crashed import mark_abandoned
+
+    try:
+        mark_abandoned(out, current=flow_run.id, log=logger.warning)
+    except Exception as exc:  # bookkeeping only: never fail a scoring run over it
+        logger.warning("could not check for abandoned runs into %s: %s", out, exc)
 
 
 def _score_all(partitions: list[Any], open_args: dict[str, Any], staging: Path, address: str | None,

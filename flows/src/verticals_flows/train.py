@@ -28,7 +28,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from verticals_flows import artifacts
+from verticals_flows import artifacts, crashed
 from verticals_flows.caching import source_key, then
 from verticals_flows.config import FLOW_NAMES
 from verticals_flows.retries import transient
@@ -143,38 +143,39 @@ def train_flow(pipeline: str, data: str | None = None, epochs: int | None = None
     from verticals.store import ModelStore
 
     logger = get_run_logger()
-    name = get_registry().pipeline(pipeline).qualified_name
-    store = ModelStore(home)
-    options = {"refresh_cache": True} if fresh else {}
+    with crashed.guarded("train", logger):  # a run of this flow that died shows as Crashed
+        name = get_registry().pipeline(pipeline).qualified_name
+        store = ModelStore(home)
+        options = {"refresh_cache": True} if fresh else {}
 
-    key = source_key(name, data)
-    loaded = load.with_options(**options)(name, data, key)
-    key = then(key, loaded.fingerprint)
-    validated = validate.with_options(**options)(name, key, loaded)
-    del loaded
-    logger.info("%s: %d rows, %d valid, %d rejected", validated.source, validated.rows_in,
-                validated.frame.height, validated.rows_rejected)
-    key = then(key, "seed", seed)
-    splits = split.with_options(**options)(name, key, validated, seed)
-    key = then(key, "fit", epochs, seed, device)
-    fitted = fit.with_options(**options)(name, key, splits, epochs, seed, device, data)
-    # Report files of a cached evaluation must outlive the run that made them: a folder per lineage.
-    evaluated_in = store.home / ".flows" / "train" / key
-    evaluation = evaluate.with_options(**options)(name, key, splits, fitted, str(evaluated_in))
-    staging = store.staging(name)
-    try:
-        exported = export(name, fitted, evaluation, str(staging), variants)
-        parity = verify(name, exported)
-        version = register(name, validated, splits, fitted, evaluation, exported, home)
-    except ParityError:
-        raise  # the staging folder keeps the failing model.onnx for inspection, as `verticals train` does
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    report = version.path / version.manifest.get("report", "report.html")
-    artifacts.train_report(name, version, evaluation.metrics, report if report.is_file() else None, parity)
-    logger.info("registered %s at %s", version.label, version.path)
-    return {"pipeline": name, "version": version.version, "path": str(version.path),
-            "report": str(report) if report.is_file() else None, "metrics": evaluation.metrics,
-            "parity": parity, "rows": {"in": validated.rows_in, "rejected": validated.rows_rejected,
-                                       **splits.sizes()}}
+        key = source_key(name, data)
+        loaded = load.with_options(**options)(name, data, key)
+        key = then(key, loaded.fingerprint)
+        validated = validate.with_options(**options)(name, key, loaded)
+        del loaded
+        logger.info("%s: %d rows, %d valid, %d rejected", validated.source, validated.rows_in,
+                    validated.frame.height, validated.rows_rejected)
+        key = then(key, "seed", seed)
+        splits = split.with_options(**options)(name, key, validated, seed)
+        key = then(key, "fit", epochs, seed, device)
+        fitted = fit.with_options(**options)(name, key, splits, epochs, seed, device, data)
+        # Report files of a cached evaluation must outlive the run that made them: a folder per lineage.
+        evaluated_in = store.home / ".flows" / "train" / key
+        evaluation = evaluate.with_options(**options)(name, key, splits, fitted, str(evaluated_in))
+        staging = store.staging(name)
+        try:
+            exported = export(name, fitted, evaluation, str(staging), variants)
+            parity = verify(name, exported)
+            version = register(name, validated, splits, fitted, evaluation, exported, home)
+        except ParityError:
+            raise  # the staging folder keeps the failing model.onnx for inspection, as `verticals train` does
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        report = version.path / version.manifest.get("report", "report.html")
+        artifacts.train_report(name, version, evaluation.metrics, report if report.is_file() else None, parity)
+        logger.info("registered %s at %s", version.label, version.path)
+        return {"pipeline": name, "version": version.version, "path": str(version.path),
+                "report": str(report) if report.is_file() else None, "metrics": evaluation.metrics,
+                "parity": parity, "rows": {"in": validated.rows_in, "rejected": validated.rows_rejected,
+                                           **splits.sizes()}}

@@ -104,7 +104,7 @@ def _is_click_error(exc: BaseException) -> bool:
     return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
 
 
-def _usage_error(exc: Any) -> int:
+def _usage_error(exc: Any, as_json: bool = False) -> int:
     """Print a click usage error as one line (help for a bare group) and return its exit code."""
     if type(exc).__name__ == "NoArgsIsHelpError":  # `verticals` or `verticals models` alone
         exc.show()
@@ -112,8 +112,18 @@ def _usage_error(exc: Any) -> int:
     ctx = getattr(exc, "ctx", None)
     message = " ".join(str(exc.format_message()).split())
     where = ctx.command_path if ctx is not None else "verticals"
-    typer.echo(f"error: {message} (fix: see '{where} --help')", err=True)
+    _fail(message, f"see '{where} --help'", int(exc.exit_code), as_json)
     return int(exc.exit_code)
+
+
+def _fail(message: str, fix: str | None, code: int, as_json: bool) -> None:
+    """Report an error: one line on stderr, or the JSON object on stdout under ``--json``."""
+    if as_json:
+        from verticals.cli.output import error_payload, print_json
+
+        print_json(error_payload(message, fix, code))
+        return
+    typer.echo(f"error: {message}" + (f" (fix: {fix})" if fix else ""), err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,32 +138,78 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(args: list[str]) -> None:
     global app
+    from verticals.cli.output import FILESYSTEM_EXIT, json_requested, os_error
+
     debug = "--debug" in args or os.environ.get("VERTICALS_DEBUG") == "1"
+    as_json = json_requested(args)
     try:
         app = build_app()
         # standalone_mode=False: errors come back here to be printed as one line. In that mode
         # click returns (not raises) the code of a typer.Exit, so it is passed on below.
-        result = app(args=args, prog_name="verticals", standalone_mode=False)
+        result = app(args=args, prog_name="verticals", standalone_mode=False, max_content_width=_help_width())
     except VerticalsError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        _fail(exc.message, exc.hint, exc.exit_code, as_json)
         raise SystemExit(exc.exit_code) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
-        typer.echo("aborted", err=True)
+        _fail("aborted", None, 130, as_json)
         raise SystemExit(130) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        _fail("interrupted", "rerun the command; scoring resumes from the parts already written", 130, as_json)
         raise SystemExit(130) from None
-    except Exception as exc:
-        if _is_click_error(exc):
-            raise SystemExit(_usage_error(exc)) from None
+    except OSError as exc:  # a path the user chose cannot be read or written: not a bug
         if debug:
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc} (run 'verticals --debug ...' for the traceback)",
-                   err=True)
+        full = _disk_full(exc)
+        message, fix = (full, DISK_FULL_FIX) if full is not None else os_error(exc)
+        _fail(message, fix, FILESYSTEM_EXIT, as_json)
+        raise SystemExit(FILESYSTEM_EXIT) from None
+    except Exception as exc:
+        if _is_click_error(exc):
+            raise SystemExit(_usage_error(exc, as_json)) from None
+        if debug:
+            raise
+        full = _disk_full(exc)  # pyarrow reports a full disk as its own error type
+        if full is not None:
+            _fail(full, DISK_FULL_FIX, FILESYSTEM_EXIT, as_json)
+            raise SystemExit(FILESYSTEM_EXIT) from None
+        if as_json:
+            _fail(f"{type(exc).__name__}: {exc}", "run 'verticals --debug ...' for the traceback", 1, True)
+        else:  # a bug: its class name helps the report
+            typer.echo(f"error: {type(exc).__name__}: {exc} (run 'verticals --debug ...' for the traceback)",
+                       err=True)
         raise SystemExit(1) from None
     if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+        if result == 130:  # Typer turns Ctrl-C into Exit(130) without a word
+            _fail("interrupted", "rerun the command; scoring resumes from the parts already written", 130, as_json)
         raise SystemExit(result)
+
+
+def _help_width() -> int:
+    """Help text as wide as the terminal (click stops at 80 columns by default)."""
+    import shutil
+
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
+DISK_FULL_FIX = "free space or write elsewhere, then run the same command again"
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """A one-line message for a full disk or an exceeded quota anywhere in ``exc``'s chain, else None."""
+    import errno
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {cause.filename}" if cause.filename else ""
+            return f"no space left on the device{where}; nothing was published"
+        if isinstance(cause, OSError) and "No space left on device" in str(cause):  # pyarrow's IOError text
+            return "no space left on the device; nothing was published"
+        cause = cause.__cause__ or cause.__context__
+    return None

@@ -1,4 +1,4 @@
-"""``verticals models``: list, show, verify and promote versions in the model store.
+"""``verticals models``: list, show, verify, promote, unalias and delete versions in the model store.
 
 The store's root is ``$VERTICALS_HOME`` (else the per-user data folder); ``--home`` overrides it for
 one command. Errors are :class:`~verticals.errors.VerticalsError` subclasses, printed as one line.
@@ -6,17 +6,19 @@ one command. Errors are :class:`~verticals.errors.VerticalsError` subclasses, pr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+from verticals.cli.output import JsonOpt, print_json
+from verticals.cli.tables import Col, console, render
+
 HomeOpt = Annotated[Path | None, typer.Option(
     "--home", help="Model store root (default: $VERTICALS_HOME, else the per-user data folder).",
     show_default=False)]
-PipelineArg = Annotated[str, typer.Argument(help="Qualified pipeline name, e.g. finance.credit_risk.")]
+PipelineArg = Annotated[str, typer.Argument(help="Pipeline: qualified name, short name or alias, e.g. "
+                                                 "finance.credit_risk or credit_risk.")]
 RefArg = Annotated[str | None, typer.Argument(
     help="Version: 3, v3, latest or an alias (default: the production alias, else the latest).",
     show_default=False)]
@@ -25,7 +27,7 @@ _MAX_METRICS = 4
 
 models_app = typer.Typer(
     name="models",
-    help="Registered model versions: list, show, verify, promote.",
+    help="Registered model versions: list, show, verify, promote, unalias, delete.",
     no_args_is_help=True,
 )
 
@@ -36,8 +38,26 @@ def _store(home: Path | None) -> Any:
     return ModelStore(home)
 
 
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+def _pipeline(name: str, store: Any) -> str:
+    """The qualified name; an installed pipeline without any model is told to train one."""
+    from verticals.cli.names import stored_pipeline
+    from verticals.errors import NotFoundError
+
+    qualified = stored_pipeline(name, store)
+    if qualified not in store.pipelines():
+        raise NotFoundError(f"pipeline {qualified} has no model in {store.models_dir} yet",
+                            hint=f"train one with `verticals train {qualified}`, or point --home / "
+                                 "VERTICALS_HOME at the store that holds its models")
+    return qualified
+
+
+def _value(value: Any) -> str:
+    """A manifest value as JSON spells it (true, false, null), numbers to 4 significant digits."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _num(value)
 
 
 def _test_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +101,10 @@ def _parity_max(parity: Any) -> float | None:
 
 
 def _num(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -106,33 +130,37 @@ def list_models(
     as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
-    """List registered versions with aliases, creation time, test metrics and ONNX parity."""
+    """List registered versions with aliases, creation time, test metrics and ONNX parity.
+
+    A version whose manifest cannot be read is listed as broken; the others are listed as usual.
+    """
     store = _store(home)
-    if pipeline:
-        versions = store.versions(pipeline)
-        if not versions:
-            store.resolve(pipeline)  # raises NotFoundError listing the pipelines that have models
-    else:
-        versions = [mv for name in store.pipelines() for mv in store.versions(name)]
+    name = _pipeline(pipeline, store) if pipeline else None
+    versions, problems = store.survey(name)
     rows = [_row(mv) for mv in versions]
     if as_json:
-        _print_json(rows)
+        print_json(rows + [{**p, "broken": True} for p in problems] if problems else rows)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not rows:
-        console.print(f"No models in {store.models_dir}. Train one with `verticals train PIPELINE`.")
+    if not rows and not problems:
+        console().print(f"No models in {store.models_dir}. Train one with `verticals train PIPELINE`.")
         return
-    table = Table(title=f"models in {store.home}")
-    for col in ("pipeline", "version", "aliases", "created (UTC)", "test metrics", "parity max diff"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("pipeline", "version", "created (UTC)"))  # identifiers stay whole
+    table = []
     for mv, row in zip(versions, rows, strict=True):
         parity = row["parity_max_diff"]
-        table.add_row(mv.pipeline, f"v{mv.version}", ", ".join(mv.aliases), _created(mv.created_at),
-                      _primary_metrics(mv.manifest), "" if parity is None else f"{parity:.2e}")
-    console.print(table)
+        table.append({"pipeline": mv.pipeline, "version": f"v{mv.version}", "aliases": ", ".join(mv.aliases),
+                      "created": _created(mv.created_at), "metrics": _primary_metrics(mv.manifest),
+                      "parity": "" if parity is None else f"{parity:.2e}"})
+    render(f"models in {store.home}", [
+        Col("pipeline", "pipeline"), Col("version", "version"), Col("aliases", "aliases", "words", priority=1),
+        Col("metrics", "test metrics", "words", priority=2), Col("created", "created (UTC)", priority=3),
+        Col("parity", "parity max diff", priority=4, justify="right"),
+    ], table, empty="")
+    for p in problems:  # full messages, not squeezed into a column
+        version = f" v{p['version']}" if p["version"] is not None else ""
+        typer.echo(f"BROKEN {p['pipeline']}{version}: {p['error']}")
+    if problems:
+        typer.echo(f"warning: {len(problems)} version(s) cannot be read; `verticals models show PIPELINE N` "
+                   "names the file, `verticals models delete PIPELINE N --force` removes one", err=True)
 
 
 def show(
@@ -142,76 +170,98 @@ def show(
     home: HomeOpt = None,
 ) -> None:
     """Summarize one version's manifest: origin, data, signature, metrics, parity, variants, files."""
-    mv = _store(home).resolve(pipeline, version)
+    store = _store(home)
+    mv = store.resolve(_pipeline(pipeline, store), version)
     if as_json:
-        _print_json(mv.manifest)
+        print_json(mv.manifest)
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
 
     m = mv.manifest
-    console = Console()
-    console.print(f"[bold]{mv.label}[/bold]  aliases: {', '.join(mv.aliases) or '-'}")
-    lines = [("path", str(mv.path)), ("created", str(m.get("created_at", "")))]
+    out = console()
+    out.print(Text(f"{mv.label}  aliases: {', '.join(mv.aliases) or '-'}", style="bold"))
+    lines = [("path", str(mv.path)), ("created", _value(m.get("created_at")))]
     plugin = m.get("plugin")
     if isinstance(plugin, dict):
-        lines.append(("plugin", " ".join(str(plugin.get(k, "")) for k in ("name", "distribution", "version"))))
+        lines.append(("plugin", " ".join(_value(plugin.get(k)) for k in ("name", "distribution", "version")
+                                         if plugin.get(k) is not None) + _installed(plugin)))
     code = m.get("code_version")
     if isinstance(code, dict):
-        lines.append(("code", ", ".join(f"{k} {v}" for k, v in code.items() if v)))
+        lines.append(("code", ", ".join(f"{k} {_value(v)}" for k, v in code.items() if v)))
     if m.get("task"):
-        lines.append(("task", str(m["task"])))
+        lines.append(("task", _value(m["task"])))
     data = m.get("training_data")
     if isinstance(data, dict):
-        lines.append(("training data", f"{data.get('source', '?')} ({data.get('rows', '?')} rows, "
-                                       f"fingerprint {str(data.get('fingerprint', '?'))[:16]})"))
+        lines.append(("training data", f"{_value(data.get('source'))} ({_value(data.get('rows'))} rows, "
+                                       f"fingerprint {_value(data.get('fingerprint'))[:16]})"))
     signature = m.get("signature")
     if isinstance(signature, dict):
         inputs = signature.get("inputs") or {}
         lines.append(("inputs", ", ".join(
-            f"{name} {spec.get('dtype')}{spec.get('shape')}" if isinstance(spec, dict) else str(name)
+            f"{name} {_value(spec.get('dtype'))}{_shape(spec.get('shape'))}" if isinstance(spec, dict) else str(name)
             for name, spec in inputs.items())))
         lines.append(("outputs", ", ".join(map(str, signature.get("outputs") or []))))
     parity = _parity_max(m.get("parity"))
     if parity is not None:
         lines.append(("parity max diff", f"{parity:.2e}"))
-    for key, value in lines:
-        console.print(f"  {key:<16} {value}")
+    out.print(Text("\n".join(f"  {key:<16} {value}" for key, value in lines)), soft_wrap=True)
 
     metrics = m.get("metrics")
     if isinstance(metrics, dict) and metrics:
         splits = {k: v for k, v in metrics.items() if isinstance(v, dict)} or {"test": _test_metrics(m)}
         names = list(dict.fromkeys(n for split in splits.values() for n in split))
-        table = Table(title="metrics")
-        table.add_column("metric")
-        for split in splits:
-            table.add_column(split, justify="right")
-        for n in names:
-            table.add_row(n, *(_num(splits[s].get(n, "")) for s in splits))
-        console.print(table)
+        rows = [{"metric": n, **{s: _num(splits[s].get(n)) for s in splits}} for n in names]
+        render("metrics", [Col("metric", "metric"), *(Col(s, s, justify="right", priority=i)
+                                                      for i, s in enumerate(splits))], rows)
     variants = m.get("variants")
     if isinstance(variants, dict) and variants:
-        table = Table(title="variants")
-        for col in ("variant", "file", "metric", "delta", "accepted"):
-            table.add_column(col)
+        rows = []
         for name, v in variants.items():
             v = v if isinstance(v, dict) else {}
-            table.add_row(name, str(v.get("file", "")), _num(v.get("metric", "")), _num(v.get("delta", "")),
-                          str(v.get("accepted", "")))
-        console.print(table)
-    table = Table(title="files")
-    for col in ("file", "bytes", "sha256"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("pipeline", "version", "created (UTC)"))  # identifiers stay whole
+            rows.append({"variant": name, "file": v.get("file") or "-", "metric": _value(v.get("metric")),
+                         "delta": _value(v.get("delta")), "accepted": _value(v.get("accepted")),
+                         "reason": v.get("reason") or ""})
+        render("variants", [Col("variant", "variant"), Col("accepted", "accepted"), Col("file", "file", priority=1),
+                            Col("metric", "metric", priority=2, justify="right"),
+                            Col("delta", "delta", priority=2, justify="right"),
+                            Col("reason", "reason", "text", priority=3)], rows)
+    rows = []
     for name, digest in sorted(mv.artifacts.items()):
         path = mv.path / name
-        size = str(path.stat().st_size) if path.is_file() else "missing"
-        table.add_row(name, size, digest[:16])
-    console.print(table)
+        rows.append({"file": name, "bytes": f"{path.stat().st_size:,}" if path.is_file() else "missing",
+                     "sha256": digest[:16]})
+    render("files", [Col("file", "file"), Col("bytes", "bytes", justify="right"),
+                     Col("sha256", "sha256 (first 16)", priority=1)], rows)
 
 
-def verify(pipeline: PipelineArg, version: RefArg = None, home: HomeOpt = None) -> None:
+def _shape(shape: Any) -> str:
+    if isinstance(shape, (list, tuple)):
+        return "[" + ", ".join("batch" if d is None or isinstance(d, str) or (isinstance(d, int) and d < 0) else str(d) for d in shape) + "]"
+    return "" if shape is None else f"[{shape}]"
+
+
+def _installed(plugin: dict[str, Any]) -> str:
+    """`` (not installed)`` when the distribution that trained the model is missing here."""
+    from importlib import metadata
+
+    dist = plugin.get("distribution")
+    if not dist:
+        return ""
+    try:
+        metadata.version(str(dist))
+    except metadata.PackageNotFoundError:
+        return " (not installed: scoring needs it)"
+    return ""
+
+
+def verify(pipeline: PipelineArg, version: RefArg = None, as_json: JsonOpt = False, home: HomeOpt = None) -> None:
     """Check a version's files against the sha256 in its manifest (exit code 4 if one changed)."""
-    mv = _store(home).load(pipeline, version)
+    store = _store(home)
+    mv = store.load(_pipeline(pipeline, store), version)
+    if as_json:
+        print_json({"pipeline": mv.pipeline, "version": mv.version, "ok": True, "files": len(mv.artifacts),
+                    "path": str(mv.path)})
+        return
     typer.echo(f"ok: {mv.label} — {len(mv.artifacts)} files match their sha256")
 
 
@@ -219,20 +269,64 @@ def promote(
     pipeline: PipelineArg,
     version: Annotated[str, typer.Argument(help="Version to promote: 3, v3, latest or another alias.")],
     alias: Annotated[str, typer.Option("--alias", help="Alias to point at the version.")] = "production",
+    as_json: JsonOpt = False,
     home: HomeOpt = None,
 ) -> None:
     """Point an alias (default: production) at a version; scoring without --model uses production."""
     store = _store(home)
-    before = store.aliases(pipeline).get(alias)
-    mv = store.promote(pipeline, version, alias)
+    name = _pipeline(pipeline, store)
+    before = store.aliases(name).get(alias)
+    mv = store.promote(name, version, alias)
+    if as_json:
+        print_json({"pipeline": name, "alias": alias, "version": mv.version, "previous": before})
+        return
     was = f" (was v{before})" if before is not None and before != mv.version else ""
-    typer.echo(f"{pipeline}: {alias} → v{mv.version}{was}")
+    typer.echo(f"{name}: {alias} → v{mv.version}{was}")
+
+
+def unalias(
+    pipeline: PipelineArg,
+    alias: Annotated[str, typer.Argument(help="Alias to remove, e.g. production.")],
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Remove an alias (the version stays); scoring without --model then takes the latest version."""
+    store = _store(home)
+    name = _pipeline(pipeline, store)
+    before = store.aliases(name).get(alias)
+    store.unalias(name, alias)
+    if as_json:
+        print_json({"pipeline": name, "alias": alias, "removed": True, "version": before})
+        return
+    typer.echo(f"{name}: alias {alias} removed (it pointed at v{before})")
+
+
+def delete(
+    pipeline: PipelineArg,
+    version: Annotated[str, typer.Argument(help="Version to delete: 3, v3, latest or an alias.")],
+    force: Annotated[bool, typer.Option("--force", help="Delete it even if an alias points at it (the "
+                                                        "alias is removed too).")] = False,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+) -> None:
+    """Delete one version's folder; refuses a version an alias points at unless --force."""
+    store = _store(home)
+    name = _pipeline(pipeline, store)
+    mv, removed = store.delete(name, version, force=force)
+    if as_json:
+        print_json({"pipeline": name, "version": mv.version, "deleted": True, "aliases_removed": removed,
+                    "path": str(mv.path)})
+        return
+    also = f"; alias {', '.join(removed)} removed" if removed else ""
+    typer.echo(f"deleted {mv.label} ({mv.path}){also}")
 
 
 models_app.command("list")(list_models)
 models_app.command("show")(show)
 models_app.command("verify")(verify)
 models_app.command("promote")(promote)
+models_app.command("unalias")(unalias)
+models_app.command("delete")(delete)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,21 +1,27 @@
 """``verticals score``: batch-score a Parquet/CSV file or folder with a registered model.
 
-The command is a thin shell over :func:`verticals.scoring.score`; errors are one line (exit code by
-kind), the provider that actually ran and the throughput are printed at the end.
+The command is a thin shell over :func:`verticals.scoring.score`. It prints one summary (stdout), each
+warning once (stderr: ignored columns, empty input, repeated ids), and after a resumed run how many
+parts were reused; throughput counts only the rows scored in this run. Errors are one line (exit code
+by kind), or JSON under ``--json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import warnings as pywarnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from verticals.cli.output import print_json
+from verticals.cli.train import EncodingOpt, SeparatorOpt
+
 
 def score_command(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline, e.g. finance.credit_risk.")],
+    pipeline: Annotated[str, typer.Argument(help="Pipeline: qualified name, short name or alias, e.g. "
+                                                 "finance.credit_risk or credit_risk.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Parquet or CSV file, or a folder of them.",
                                         show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created atomically).",
@@ -34,10 +40,12 @@ def score_command(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads "
                                                                           "(default: all usable cores).",
                                                 show_default=False)] = None,
+    encoding: EncodingOpt = "utf-8",
+    separator: SeparatorOpt = None,
     home: Annotated[Path | None, typer.Option("--home", help="Model store root (default: $VERTICALS_HOME).",
                                               show_default=False)] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON; errors too.")] = False,
 ) -> None:
     """Score INPUT with PIPELINE's model into the folder OUTPUT.
 
@@ -45,23 +53,58 @@ def score_command(
     failed validation, with _row, _source and _reason) and _manifest.json (row counts, model version,
     device and provider, timing). An interrupted run leaves no OUTPUT; rerunning resumes it.
     """
+    from verticals.cli.names import installed_pipeline
+    from verticals.data.files import CsvOptions
     from verticals.scoring import score
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("verticals.scoring").setLevel(logging.INFO if not as_json else logging.WARNING)
-    manifest = score(pipeline, input, output, model=model, device=device, batch_size=batch_size,
-                     overwrite=overwrite, home=home, progress=progress and not as_json, variant=variant,
-                     threads=threads)
+    csv = CsvOptions(encoding, separator)
+    name = installed_pipeline(pipeline, home)
+    scoring_log = logging.getLogger("verticals.scoring")
+    level = scoring_log.level
+    scoring_log.setLevel(logging.ERROR)  # its info duplicates the summary, its warnings are shown below
+    manifest: dict[str, Any] | None = None
+    try:
+        with pywarnings.catch_warnings(record=True) as caught:
+            pywarnings.simplefilter("always", UserWarning)
+            manifest = score(name, input, output, model=model, device=device, batch_size=batch_size,
+                             overwrite=overwrite, home=home, progress=progress and not as_json and _terminal(),
+                             variant=variant,
+                             threads=threads, csv=csv)
+    finally:
+        scoring_log.setLevel(level)
+        notes = [str(w.message) for w in caught] + list((manifest or {}).get("warnings") or [])
+        if not as_json:  # under --json they are in the manifest's "warnings"
+            for note in dict.fromkeys(notes):
+                typer.echo(f"warning: {note}", err=True)
     if as_json:
-        typer.echo(json.dumps(manifest, indent=2, default=str))
+        print_json(manifest)
         return
-    typer.echo(
+    for line in summary(manifest):
+        typer.echo(line)
+
+
+def _terminal() -> bool:
+    """A progress bar only where a person watches (stderr is a terminal), never into a log file."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
+def summary(manifest: dict[str, Any]) -> list[str]:
+    """The run in two or three lines: counts, model and provider, throughput; resumed parts; the output."""
+    resumed = int(manifest.get("parts_resumed") or 0)
+    rows_now = manifest["rows_in"] - int(manifest.get("rows_resumed") or 0)
+    lines = [
         f"scored {manifest['rows_in']:,} rows with {manifest['pipeline']} v{manifest['model_version']} "
         f"({manifest['variant']}) on {manifest['provider']}: {manifest['rows_scored']:,} scored, "
-        f"{manifest['rows_rejected']:,} rejected, {manifest['rows_per_second']:,.0f} rows/s "
-        f"in {manifest['seconds']:.1f} s")
-    typer.echo(f"output: {manifest['output']} ({len(manifest['parts'])} part files"
-               f"{', rejects in _rejects.parquet' if manifest['rows_rejected'] else ''})")
+        f"{manifest['rows_rejected']:,} rejected; {manifest['rows_per_second']:,.0f} rows/s "
+        f"in {manifest['seconds']:.1f} s"]
+    if resumed:
+        lines.append(f"resumed {resumed} of {len(manifest['parts'])} part files ({manifest['rows_resumed']:,} rows) "
+                     f"from an interrupted run; {rows_now:,} rows scored in this run")
+    lines.append(f"output: {manifest['output']} ({len(manifest['parts'])} part files"
+                 f"{', rejects in _rejects.parquet' if manifest['rows_rejected'] else ''})")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

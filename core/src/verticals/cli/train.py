@@ -12,6 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
+from verticals.cli.output import JsonOpt, print_json
+
+EncodingOpt = Annotated[str, typer.Option(
+    "--encoding", help="Text encoding of a CSV file, e.g. latin-1 or cp1252.")]
+SeparatorOpt = Annotated[str | None, typer.Option(
+    "--separator", help="Field separator of a CSV file, e.g. ';' or '\\t' (default: ',' or tab for .tsv).",
+    show_default=False)]
+
 
 def _num(value: Any) -> str:
     if isinstance(value, float):
@@ -27,7 +35,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Maximum epochs (default: the pipeline's).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(
-        "--seed", help="Seed for the split, initialisation and batching (default: the pipeline's).",
+        "--seed", min=0, max=2**32 - 1,
+        help="Seed for the split, initialisation and batching, 0 to 4294967295 (default: the pipeline's).",
         show_default=False)] = None,
     device: Annotated[str, typer.Option(
         "--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -36,14 +45,27 @@ def train(
     home: Annotated[Path | None, typer.Option(
         "--home", help="Model store root (default: $VERTICALS_HOME, else the per-user data folder).",
         show_default=False)] = None,
+    encoding: EncodingOpt = "utf-8",
+    separator: SeparatorOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train PIPELINE, check its ONNX export against PyTorch and register it as a new version."""
+    from verticals.cli.names import installed_pipeline
+    from verticals.data.files import CsvOptions
     from verticals.engine import train as run_training
 
+    csv = CsvOptions(encoding, separator)
+    pipeline = installed_pipeline(pipeline, home)  # names the missing plugin of a known model
     result = run_training(pipeline, data=data, epochs=epochs, seed=seed, device=device, home=home,
-                          progress=progress)
+                          progress=progress and not as_json, csv=csv)
     manifest = result.manifest
     name = manifest.get("pipeline", pipeline)
+    if as_json:
+        print_json({"pipeline": name, "version": result.version, "path": str(result.path),
+                    "report": str(result.report_path), "metrics": result.metrics,
+                    "primary_metric": manifest.get("primary_metric"), "parity": manifest.get("parity"),
+                    "variants": manifest.get("variants") or {}, "training_data": manifest.get("training_data")})
+        return
     typer.echo(f"registered {name} v{result.version} at {Path(result.report_path).parent}")
     test = {k: v for k, v in (result.metrics.get("test") or {}).items() if isinstance(v, (int, float))}
     primary = manifest.get("primary_metric")

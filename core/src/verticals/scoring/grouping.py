@@ -83,10 +83,14 @@ def _scan(partitions: Sequence[Partition], schema: Schema) -> pl.LazyFrame:
         elif p.kind == "csv":
             from verticals.scoring.partitions import _csv_header, _csv_parse
 
-            names = _csv_header(p.source)
+            names = _csv_header(p.source, p.csv)
             if names is None:
                 continue
-            separator = _csv_parse(p.source).delimiter
+            if p.csv is not None and not p.csv.utf8:
+                raise DataValidationError(f"{p.source}: a grouping pipeline reads CSV as UTF-8 only "
+                                          f"(--encoding {p.csv.encoding})",
+                                          hint="re-encode the file as UTF-8 (iconv -f ENCODING -t UTF-8)")
+            separator = _csv_parse(p.source, p.csv).delimiter
             lf = pl.scan_csv(p.source, infer_schema=False, separator=separator)
         else:
             raise DataValidationError(f"{p.describe()}: a grouping pipeline scores Parquet or CSV input",

@@ -17,18 +17,17 @@ an interrupted run never leaves output that looks complete; rerunning reuses the
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verticals.errors import UserError, VerticalsError
+from verticals.errors import FileSystemError, UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
 from verticals.fsutil import write_json_atomic
 from verticals.jsonutil import plain_json
@@ -128,41 +127,58 @@ def prepare_staging(session: ScoringSession, partitions: Sequence[Partition], ou
     staging = staging_dir(output)
     key = {**session.run_key, "partitions": [[p.key, p.fingerprint] for p in partitions]}
     run_file = staging / STATE / "run.json"
-    if staging.exists():
-        try:
-            previous = json.loads(run_file.read_text())
-        except (OSError, ValueError):
-            previous = None
-        if previous != plain_json(key):
-            shutil.rmtree(staging)
-    (staging / STATE).mkdir(parents=True, exist_ok=True)
-    if not run_file.exists():
-        write_json_atomic(run_file, key)
+    try:
+        if staging.exists():
+            try:
+                previous = json.loads(run_file.read_text())
+            except (OSError, ValueError):
+                previous = None
+            if previous != plain_json(key):
+                shutil.rmtree(staging)
+        (staging / STATE).mkdir(parents=True, exist_ok=True)
+        if not run_file.exists():
+            write_json_atomic(run_file, key)
+    except OSError as exc:
+        raise cannot_write(output, exc) from None
     return staging
 
 
 def check_output(output: Path, *, overwrite: bool) -> None:
-    """Refuse an existing output unless ``overwrite``; refuse a file where the folder should go."""
+    """Refuse an existing output unless ``overwrite``; refuse a file where the folder should go.
+
+    Also checks, by creating and removing a folder next to it, that the output can be written there
+    (a read-only or immutable folder, /proc, a full disk fail here, naming the output folder).
+    """
     if output.exists() or output.is_symlink():
         if not overwrite:
             raise UserError(f"output {output} already exists", hint="choose a new folder or pass --overwrite")
         if not output.is_dir():
             raise UserError(f"output {output} exists and is not a folder", hint="remove it or choose another path")
-
-
-@contextlib.contextmanager
-def locked(staging: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the staging folder: two runs must not write one output at once."""
-    fd = os.open(staging, os.O_RDONLY)
+    # Probe the nearest existing folder on the way to the output: creates nothing that stays behind.
+    base = output.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    probe = base / f".{output.name}.probe-{uuid.uuid4().hex[:8]}"
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another scoring run is writing {staging}",
-                            hint="wait for it to finish, or score into another output folder") from None
-        yield
-    finally:
-        os.close(fd)
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ENOENT and base.is_dir():  # /proc, /sys: the folder exists, takes no new ones
+            raise FileSystemError(f"cannot write the output folder {output}: {base} does not accept new folders "
+                                  "(a virtual file system)", hint="choose a folder on a disk (--output)") from None
+        raise cannot_write(output, exc) from None
+
+
+def cannot_write(output: Path, exc: OSError) -> FileSystemError:
+    """The one-line error for an output folder that cannot be written (never naming the staging folder)."""
+    from verticals.errors import os_error
+
+    _, fix = os_error(exc)
+    reason = (exc.strerror or str(exc)).rstrip(".")
+    reason = reason[:1].lower() + reason[1:]
+    return FileSystemError(f"cannot write the output folder {output}: {reason}", hint=f"{fix} (--output)")
 
 
 # -- part files ---------------------------------------------------------------------------------------
@@ -346,7 +362,14 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
                              hint="this is a bug in verticals scoring; please report it with the input")
     finished = time.time()
     seconds = max(finished - (started if started is not None else finished), 1e-9)
-    warn = sorted(set(warnings).union(*[set(r.warnings) for r in results])) if results else sorted(set(warnings))
+    warn = list(dict.fromkeys([*warnings, *(w for r in results for w in r.warnings)]))
+    resumed = [r for r in results if r.reused]
+    rows_now = totals["rows_in"] - sum(r.rows_in for r in resumed)  # throughput: this run's rows only
+    duplicates = _duplicates(session, staging, results)
+    if duplicates is not None and duplicates.get("ids"):
+        from verticals.scoring.checks import describe
+
+        warn.append(f"{output}: {describe(duplicates, session.schema.ids)}")
     manifest = {
         "pipeline": session.name,
         "model_version": session.model_version,
@@ -356,7 +379,10 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "provider": session.provider,
         "variant": session.variant,
         "seconds": round(seconds, 4),
-        "rows_per_second": round(totals["rows_in"] / seconds, 1),
+        "rows_per_second": round(rows_now / seconds, 1),
+        "parts_resumed": len(resumed),
+        "rows_resumed": totals["rows_in"] - rows_now,
+        "duplicate_ids": duplicates,
         "started_at": _iso(started) if started is not None else None,
         "finished_at": _iso(finished),
         "input": str(Path(input).expanduser().absolute()) if input is not None else None,
@@ -377,6 +403,18 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
     _fsync_dir(staging)
     _move_into_place(staging, output, overwrite=overwrite)
     return manifest
+
+
+def _duplicates(session: ScoringSession, staging: Path, results: Sequence[PartResult]) -> dict[str, Any] | None:
+    """Repeated ids in the output parts; None for schemas without id columns in the output."""
+    import pyarrow.parquet as pq
+
+    from verticals.scoring.checks import duplicate_ids
+
+    ids = list(session.schema.ids)
+    if not ids or not results or any(c not in pq.read_schema(staging / results[0].file).names for c in ids):
+        return None
+    return duplicate_ids([staging / r.file for r in results if r.rows_out], ids, rows=sum(r.rows_out for r in results))
 
 
 def _stages(results: Sequence[PartResult]) -> dict[str, float]:

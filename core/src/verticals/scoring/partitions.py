@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verticals.data.files import CsvOptions, check_header, csv_error, parquet_error
 from verticals.errors import DataValidationError, NotFoundError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +52,7 @@ class Partition:
         rows: row count when known before reading (Parquet metadata, file listings).
         fingerprint: size and mtime of ``source``; a recorded result is reused only if it matches.
         files: for ``files`` partitions, the file paths (relative to ``source``).
+        csv: how a ``csv`` partition is read (encoding, separator); default UTF-8, ``,`` (tab for .tsv).
     """
 
     index: int
@@ -61,6 +63,7 @@ class Partition:
     rows: int | None = None
     fingerprint: str = ""
     files: tuple[str, ...] = field(default=(), repr=False)
+    csv: CsvOptions | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -104,12 +107,14 @@ def _is_csv(path: Path) -> bool:
     return path.name.lower().endswith(CSV_SUFFIXES)
 
 
-def plan_partitions(input: Path | str, *, files_per_partition: int = FILES_PER_PARTITION) -> list[Partition]:
+def plan_partitions(input: Path | str, *, files_per_partition: int = FILES_PER_PARTITION,
+                    csv: CsvOptions | None = None) -> list[Partition]:
     """The partitions of ``input``: each Parquet row group, each CSV file, or chunks of other files.
 
     ``input`` is a Parquet or CSV file, or a folder of them (searched recursively; names starting with
     ``.`` or ``_`` are skipped, as Spark and this tool write them). A folder holding no Parquet or CSV
-    file is a file dataset (images): its files are cut into chunks of ``files_per_partition``.
+    file is a file dataset (images): its files are cut into chunks of ``files_per_partition``. ``csv``
+    says how CSV files are read (encoding, separator).
 
     Raises:
         NotFoundError: ``input`` does not exist, or a folder holds no files.
@@ -122,7 +127,7 @@ def plan_partitions(input: Path | str, *, files_per_partition: int = FILES_PER_P
         if _is_parquet(root):
             return _plan_parquet([root], start=0)
         if _is_csv(root):
-            return _plan_csv([root], start=0)
+            return _plan_csv([root], start=0, csv=csv)
         raise UserError(f"input {root} is neither Parquet nor CSV (by its name)",
                         hint=f"use a file ending in {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES)}, or a folder")
     files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p, root))
@@ -135,7 +140,7 @@ def plan_partitions(input: Path | str, *, files_per_partition: int = FILES_PER_P
     parts: list[Partition] = []
     for path in tabular:
         planned = _plan_parquet([path], start=len(parts)) if _is_parquet(path) else \
-            _plan_csv([path], start=len(parts))
+            _plan_csv([path], start=len(parts), csv=csv)
         parts.extend(planned)
     return parts
 
@@ -147,8 +152,9 @@ def _open_parquet(path: Path) -> Any:
     try:
         return pq.ParquetFile(path, memory_map=False)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DataValidationError(f"{path}: cannot read as Parquet ({_one_line(exc)})",
-                                  hint="check that the file is complete and really Parquet; rewrite it") from exc
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # permissions and the like: reported as a file system error
+        raise parquet_error(path, exc) from exc
 
 
 def _plan_parquet(paths: list[Path], *, start: int) -> list[Partition]:
@@ -167,8 +173,8 @@ def _plan_parquet(paths: list[Path], *, start: int) -> list[Partition]:
     return out
 
 
-def _plan_csv(paths: list[Path], *, start: int) -> list[Partition]:
-    return [Partition(start + i, "csv", p, None, 0, None, _fingerprint(p)) for i, p in enumerate(paths)]
+def _plan_csv(paths: list[Path], *, start: int, csv: CsvOptions | None = None) -> list[Partition]:
+    return [Partition(start + i, "csv", p, None, 0, None, _fingerprint(p), csv=csv) for i, p in enumerate(paths)]
 
 
 def _plan_files(root: Path, files: list[Path], per: int) -> list[Partition]:
@@ -190,32 +196,44 @@ def source_columns(partition: Partition) -> list[str] | None:
     if partition.kind == "parquet":
         return list(_open_parquet(partition.source).schema_arrow.names)
     if partition.kind == "csv":
-        return _csv_header(partition.source)
+        return _csv_header(partition.source, partition.csv)
     return None
 
 
-def _csv_header(path: Path) -> list[str] | None:
+def _csv_header(path: Path, csv: CsvOptions | None = None) -> list[str] | None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    csv = csv or CsvOptions()
     try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16),
-                                parse_options=_csv_parse(path),
+        reader = pacsv.open_csv(path, read_options=_csv_read(csv, 1 << 16), parse_options=_csv_parse(path, csv),
                                 convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=True))
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if "empty" in str(exc).lower():
             return None
-        raise DataValidationError(f"{path}: cannot read as CSV ({_one_line(exc)})",
-                                  hint="check the file's delimiter and quoting") from exc
+        raise csv_error(path, exc, csv) from exc
     names = list(reader.schema.names)
     reader.close()
+    check_header(path, names, csv)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataValidationError(f"{path}: column(s) {', '.join(repr(d) for d in dupes)} appear more than once "
+                                  "in the header", hint="rename or remove the duplicate columns")
     return names
 
 
-def _csv_parse(path: Path) -> Any:
+def _csv_read(csv: CsvOptions, block_size: int, use_threads: bool = False) -> Any:
     import pyarrow.csv as pacsv
 
-    return pacsv.ParseOptions(delimiter="\t" if path.name.lower().endswith(".tsv") else ",")
+    # pyarrow transcodes any other encoding to UTF-8 while reading
+    return pacsv.ReadOptions(block_size=block_size, use_threads=use_threads,
+                             encoding="utf8" if csv.utf8 else csv.encoding)
+
+
+def _csv_parse(path: Path, csv: CsvOptions | None = None) -> Any:
+    import pyarrow.csv as pacsv
+
+    return pacsv.ParseOptions(delimiter=(csv or CsvOptions()).separator_for(path))
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -277,15 +295,16 @@ def _read_csv(partition: Partition, schema: Schema, batch_size: int) -> Iterator
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    names = _csv_header(partition.source)
+    csv = partition.csv or CsvOptions()
+    names = _csv_header(partition.source, csv)
     if names is None:  # an empty file: no header, no rows
         return
     columns = _wanted(names, schema)
     try:
         reader = pacsv.open_csv(
             partition.source,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True),
-            parse_options=_csv_parse(partition.source),
+            read_options=_csv_read(csv, CSV_BLOCK_BYTES, use_threads=True),
+            parse_options=_csv_parse(partition.source, csv),
             convert_options=pacsv.ConvertOptions(
                 include_columns=columns, column_types={c: pa.string() for c in columns},
                 strings_can_be_null=True),
@@ -302,9 +321,10 @@ def _read_csv(partition: Partition, schema: Schema, batch_size: int) -> Iterator
                 pending, held = rest.to_batches(), rest.num_rows
         if held:
             yield pl.from_arrow(pa.Table.from_batches(pending))  # type: ignore[misc]
-    except (pa.ArrowException, OSError) as exc:
-        raise DataValidationError(f"{partition.source}: cannot read CSV ({_one_line(exc)})",
-                                  hint="check the delimiter, quoting and that every row has all columns") from exc
+    except (pa.ArrowException, OSError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # permissions and the like: reported as a file system error
+        raise csv_error(partition.source, exc, csv) from exc
 
 
 def _read_files(partition: Partition, schema: Schema, batch_size: int) -> Iterator[pl.DataFrame]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from verticals.data.dtypes import id_dtype, output_dtype
 from verticals.errors import DataValidationError, PluginError, VerticalsError
+from verticals.locking import OutputLock
 from verticals.scoring.grouping import SOURCE, SOURCE_ROW, grouped_partitions
 from verticals.scoring.output import (
     STATE,
@@ -33,7 +34,6 @@ from verticals.scoring.output import (
     abandon,
     check_output,
     finalize,
-    locked,
     prepare_staging,
     record_result,
     recorded_result,
@@ -589,8 +589,11 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
             speed = task.finished_speed or task.speed
             return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
 
+    from rich.console import Console
+
+    # On stderr, and gone when done: stdout keeps one summary (the command prints it), pipes stay clean.
     bar = Progress(TextColumn("scoring"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.fields[total_text]} rows"),
-                   RowsPerSecond(), TimeElapsedColumn(), transient=False)
+                   RowsPerSecond(), TimeElapsedColumn(), transient=True, console=Console(stderr=True))
     task = bar.add_task("score", total=total, total_text=f"{total:,}" if total is not None else "?")
 
     def advance(rows_in: int, rows_scored: int) -> None:
@@ -602,8 +605,10 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
 def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | int | None = None,
           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, overwrite: bool = False,
           home: Path | str | None = None, progress: bool = True, variant: str = "fp32",
-          threads: int | None = None) -> dict[str, Any]:
+          threads: int | None = None, csv: Any = None) -> dict[str, Any]:
     """Score ``input`` (Parquet/CSV file or folder) with ``pipeline``'s model into the folder ``output``.
+
+    ``csv`` (:class:`~verticals.data.files.CsvOptions`) sets the encoding and separator of CSV input.
 
     The output folder appears only when complete (parts, ``_rejects.parquet``, ``_manifest.json``); a
     rerun after an interruption resumes from the partitions already scored. Returns the manifest.
@@ -617,31 +622,33 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
     started = time.time()
     output = Path(output).expanduser().absolute()
     check_output(output, overwrite=overwrite)
-    partitions = plan_partitions(input)
+    partitions = plan_partitions(input, csv=csv)
     session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads)
     staging: Path | None = None
+    lock = OutputLock(output, what="scoring run")
     try:
         notes = check_sources(session, partitions)
         for note in notes:
             log.warning("%s", note)
             pywarnings.warn(note, UserWarning, stacklevel=2)
+        lock.acquire()  # before anything at the output location is created, cleared or deleted
         staging = prepare_staging(session, partitions, output, overwrite=overwrite)
-        with locked(staging):
-            rows = [p.rows for p in partitions]
-            partitions = grouped_partitions(session, partitions, staging)
-            total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
-            bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
-            with bar:
-                results = score_partitions(session, partitions, staging, progress=advance)
-            if not partitions or sum(r.rows_in for r in results) == 0:
-                notes.append(f"{input}: no rows to score")
-            manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
-                                input=input, warnings=notes)
+        rows = [p.rows for p in partitions]
+        partitions = grouped_partitions(session, partitions, staging)
+        total = sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None
+        bar, advance = _progress_bar(total) if progress else (contextlib.nullcontext(), None)
+        with bar:
+            results = score_partitions(session, partitions, staging, progress=advance)
+        if not partitions or sum(r.rows_in for r in results) == 0:
+            notes.append(f"{input}: no rows to score (the input is empty or has only a header)")
+        manifest = finalize(session, staging, output, results, overwrite=overwrite, started=started,
+                            input=input, warnings=notes)
         log.info("scored %s rows (%s rejected) in %.1f s: %s rows/s on %s", manifest["rows_in"],
                  manifest["rows_rejected"], manifest["seconds"], manifest["rows_per_second"], manifest["provider"])
         return manifest
     except BaseException as exc:
-        abandon(session, staging, exc)
+        abandon(session, staging, exc)  # still under the lock: only this run's staging folder
         raise
     finally:
+        lock.release()
         session.close()

@@ -128,6 +128,14 @@ def open_runtime(model_path: Path, device: str, batch_size: int, *, threads: int
     threads = threads or int(os.environ.get("VERTICALS_SCORE_THREADS", "0") or 0) or cores
     notes: list[str] = []
     want_cuda = device == "cuda"
+    if want_cuda:  # ask before ORT tries: its failed provider load prints a C++ log line to stderr
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise UserError("--device cuda: this onnxruntime build has no CUDA execution provider",
+                            hint="install onnxruntime-gpu (pip install -e 'core[cuda]') on a machine with an NVIDIA "
+                                 "GPU, or use --device cpu")
+        if cuda_device_count() == 0:
+            raise UserError("--device cuda: no CUDA GPU is visible on this machine",
+                            hint="use --device cpu (or auto), or check the NVIDIA driver and CUDA_VISIBLE_DEVICES")
     if device == "auto":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             notes.append("auto: this onnxruntime build has no CUDA execution provider")

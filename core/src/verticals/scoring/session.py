@@ -255,8 +255,10 @@ def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str]:
         return "fp32", _default_file(manifest)
     info = variants.get(variant)
     if not info or not info.get("file"):
-        raise NotFoundError(f"{version.label} has no {variant} variant; variants: {', '.join(sorted(variants)) or 'none'}",
-                            hint="score with --variant fp32")
+        usable = sorted(k for k, v in variants.items() if isinstance(v, dict) and v.get("file") and v.get("accepted"))
+        why = f" ({info['reason']})" if isinstance(info, dict) and info.get("reason") else ""
+        raise NotFoundError(f"{version.label} has no {variant} model file{why}; usable variants: "
+                            f"{', '.join(['fp32', *usable])}", hint="score with one of the usable variants")
     if not info.get("accepted"):
         raise UserError(f"{version.label}: the {variant} variant was not accepted at registration "
                         f"({info.get('reason') or 'delta ' + str(info.get('delta'))})",

@@ -26,12 +26,23 @@ def _echo_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def _quiet(ctx: typer.Context) -> None:
+    """Prefect's console shows a user-facing error as one line, not a traceback (unless --debug)."""
+    import os
+
+    from verticals_flows.console import quiet_user_errors
+
+    debug = bool(ctx.find_root().params.get("debug")) or os.environ.get("VERTICALS_DEBUG") == "1"
+    quiet_user_errors(debug)
+
+
 def _home(home: Path | None) -> str | None:
     return str(home.expanduser().absolute()) if home else None
 
 
 @run_app.command("train")
 def train(
+    ctx: typer.Context,
     pipeline: Pipeline,
     data: Annotated[Path | None, typer.Option("--data", help="Training data file (default: the pipeline's dataset).")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the pipeline's).")] = None,
@@ -47,10 +58,14 @@ def train(
     Stages that finished in an earlier run with the same data, options and code are reused, so
     running the same command again after a failure resumes where it stopped.
     """
+    from verticals_flows.deployments import background_server_if_running
     from verticals_flows.train import train_flow
 
-    result = train_flow(pipeline=pipeline, data=str(data.expanduser().absolute()) if data else None,
-                        epochs=epochs, seed=seed, device=device, fresh=fresh, home=_home(home))
+    _quiet(ctx)
+
+    with background_server_if_running():
+        result = train_flow(pipeline=pipeline, data=str(data.expanduser().absolute()) if data else None,
+                            epochs=epochs, seed=seed, device=device, fresh=fresh, home=_home(home))
     if as_json:
         _echo_json(result)
         return
@@ -65,6 +80,7 @@ def train(
 
 @run_app.command("score")
 def score(
+    ctx: typer.Context,
     pipeline: Pipeline,
     input: Annotated[Path, typer.Option("--input", "-i", help="Parquet or CSV file, or a folder of them.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (part files, _rejects, _manifest.json).")],
@@ -86,12 +102,16 @@ def score(
     Re-running the same command after a crash or a kill skips the partitions already committed and
     produces exactly the output of an uninterrupted run.
     """
+    from verticals_flows.deployments import background_server_if_running
     from verticals_flows.score import score_flow
 
-    manifest = score_flow(pipeline=pipeline, input=str(input.expanduser().absolute()),
-                          output=str(output.expanduser().absolute()), model=model, device=device,
-                          batch_size=batch_size, overwrite=overwrite, dask_address=dask, workers=workers,
-                          threads=threads, variant=variant, home=_home(home))
+    _quiet(ctx)
+
+    with background_server_if_running():
+        manifest = score_flow(pipeline=pipeline, input=str(input.expanduser().absolute()),
+                              output=str(output.expanduser().absolute()), model=model, device=device,
+                              batch_size=batch_size, overwrite=overwrite, dask_address=dask, workers=workers,
+                              threads=threads, variant=variant, home=_home(home))
     if as_json:
         _echo_json(manifest)
         return
@@ -102,6 +122,7 @@ def score(
 
 @run_app.command("monitor")
 def monitor(
+    ctx: typer.Context,
     pipeline: Pipeline,
     scores: Annotated[Path, typer.Option("--scores", "-s", help="The scoring output folder of the batch.")],
     input: Annotated[Path | None, typer.Option("--input", "-i", help="The batch that was scored (default: the "
@@ -121,12 +142,17 @@ def monitor(
     significant drift the flow run ends in the state 'Drifted' and the command exits with code 6
     (unless --no-fail-on-drift).
     """
+    from verticals_flows.deployments import background_server_if_running
     from verticals_flows.monitor import default_report, monitor_flow
 
+    _quiet(ctx)
+
     target = (report or default_report(pipeline, home)).expanduser().absolute()
-    state = monitor_flow(pipeline=pipeline, scores=str(scores.expanduser().absolute()),
-                         input=str(input.expanduser().absolute()) if input else None, model=model,
-                         report=str(target), fail_on_drift=fail_on_drift, home=_home(home), return_state=True)
+    with background_server_if_running():
+        state = monitor_flow(pipeline=pipeline, scores=str(scores.expanduser().absolute()),
+                             input=str(input.expanduser().absolute()) if input else None, model=model,
+                             report=str(target), fail_on_drift=fail_on_drift, home=_home(home),
+                             return_state=True)
     if state.name != "Drifted" or not target.is_file():
         state.result()  # raises the flow's error, if it failed
     result = json.loads(target.read_text())

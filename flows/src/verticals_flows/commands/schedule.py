@@ -70,8 +70,8 @@ def schedule(
     typer.echo(f"scheduled {made['name']}: '{made['cron']}' ({made['timezone']}) on work pool "
                f"{made['work_pool']}; next run {made.get('next_run') or 'not yet planned'}")
     if not deployments.server_configured():
-        typer.echo("note: no PREFECT_API_URL is set, so the schedule went to the local database only; runs "
-                   "happen while `verticals server start` and `verticals worker` run", err=True)
+        typer.echo("note: PREFECT_API_URL is not set, so this went to the background server; runs happen "
+                   "while `verticals worker` runs", err=True)
 
 
 def schedules(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
@@ -97,11 +97,15 @@ def unschedule(
     pipeline: Annotated[str, typer.Argument(help="Pipeline, or the full schedule name shown by `verticals schedules`.")],
     flow: Flow = None,
     name: Annotated[str | None, typer.Option("--name", help="Schedule name, when it is not the pipeline's.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the removed schedule's name as JSON.")] = False,
 ) -> None:
     """Remove a schedule (its Prefect deployment and the runs it had scheduled)."""
     from verticals_flows import deployments
 
     full = deployments.unschedule(deployments.deployment_name(pipeline, flow, name))
+    if as_json:
+        typer.echo(json.dumps({"removed": full}))
+        return
     typer.echo(f"removed schedule {full}")
 
 

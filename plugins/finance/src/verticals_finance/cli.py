@@ -41,6 +41,7 @@ def finance_app() -> Any:
     @app.command("unregister-config")
     def unregister_config_cmd(
         name: Annotated[str, typer.Argument(help="Config name or path.")],
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Forget a registered credit config (the file itself is left alone)."""
         from verticals.errors import NotFoundError
@@ -51,6 +52,9 @@ def finance_app() -> Any:
         if gone is None:
             raise NotFoundError(f"no registered credit config named or at '{name}'",
                                 hint="run `verticals finance configs` to list them")
+        if as_json:
+            typer.echo(json.dumps({"forgotten": str(gone)}, indent=2))
+            return
         typer.echo(f"forgot {gone}")
 
     @app.command("configs")

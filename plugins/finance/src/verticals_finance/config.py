@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from verticals.errors import NotFoundError, UserError
+from verticals.names import NAME_MAX, name_problem
 from verticals.spec import Column, DatasetSpec, Schema, SplitSpec
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
 CONFIG_ENV = "VERTICALS_FINANCE_CONFIG"
 RESERVED = {"credit_risk", "credit_data", "islr_default", "lending_club", "credit_risk_islr",
             "credit_risk_lending_club"}
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOP_KEYS = {"name", "description", "data", "id", "target", "features", "monotonic", "rules", "split",
              "scorecard"}
 _RULE_KEYS = {"min", "max", "on_missing", "on_out_of_range", "on_unknown", "categories", "required",
@@ -134,9 +133,10 @@ def load_config(path: str | Path) -> CreditConfig:
     if unknown:
         raise _fail(path, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(sorted(_TOP_KEYS))}")
     name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise _fail(path, f"'name' must be lowercase letters, digits and underscores, got {name!r}",
-                    'write e.g. name = "my_loans"')
+    problem = name_problem(name)
+    if problem:
+        raise _fail(path, f"'name' {name!r:.80} is unusable: it {problem}",
+                    f'write e.g. name = "my_loans" (lowercase letters, digits and underscores, at most {NAME_MAX})')
     if name in RESERVED:
         raise _fail(path, f"name '{name}' is taken by a built-in finance dataset or pipeline",
                     "choose another name")
