@@ -796,7 +796,7 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
     for name, frame in evaluation.predictions.items():
         info: dict[str, Any] = {"rows": frame.height}
         if pipe.task == "binary" and "_target" in frame.columns and frame.height:
-            info["positive_rate"] = float(frame.get_column("_target").mean())
+            info["positive_rate"] = float((frame.get_column("_target") > 0.5).mean())  # binary: above 0.5 is positive
         split_info[name] = info
     test = evaluation.predictions.get("test")
     scores = None
