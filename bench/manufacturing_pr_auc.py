@@ -18,10 +18,9 @@ import time
 
 
 def run(pipeline: str, seed: int, epochs: int | None) -> dict[str, float]:
+    import verticals_manufacturing.plugin as plugin
     from verticals.engine import train
     from verticals.testing import use_plugins
-
-    import verticals_manufacturing.plugin as plugin
     from verticals_manufacturing import datasets
 
     class Seeded:

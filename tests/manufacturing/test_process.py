@@ -8,10 +8,9 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from manufacturing_support import SmallPlugin
 from verticals.testing import use_plugins
 from verticals_manufacturing.ai4i import AIR, MODES, PROCESS, SPEED, generate_ai4i
-
-from manufacturing_support import SmallPlugin
 
 pytestmark = pytest.mark.slow
 NAME = "manufacturing.process_failure"
@@ -75,7 +74,7 @@ def test_scoring_applies_the_stored_threshold_and_ignores_labels(trained, tmp_pa
     result, home = trained
     frame = generate_ai4i(400, seed=9)
     with_labels, m1 = _score(home, frame, tmp_path, "labelled")
-    without, m2 = _score(home, frame.drop("Machine failure", *MODES), tmp_path, "unlabelled")
+    without, _ = _score(home, frame.drop("Machine failure", *MODES), tmp_path, "unlabelled")
     assert with_labels.drop("model_version").equals(without.drop("model_version"))
     assert m1["rows_in"] == m1["rows_scored"] == 400 and m1["rows_rejected"] == 0
     threshold = result.manifest["extras"]["threshold"]

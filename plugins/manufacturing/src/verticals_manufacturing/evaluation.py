@@ -24,8 +24,17 @@ if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
     import torch
 
-__all__ = ["DEFAULT_FALSE_ALARM_COST", "DEFAULT_MISS_COST", "cost_curve", "choose_threshold", "decode_target",
-           "encode_target", "failure_loss", "failure_metrics", "recall_at_fpr"]
+__all__ = [
+    "DEFAULT_FALSE_ALARM_COST",
+    "DEFAULT_MISS_COST",
+    "choose_threshold",
+    "cost_curve",
+    "decode_target",
+    "encode_target",
+    "failure_loss",
+    "failure_metrics",
+    "recall_at_fpr",
+]
 
 DEFAULT_MISS_COST = 10_000.0
 DEFAULT_FALSE_ALARM_COST = 500.0
@@ -137,7 +146,6 @@ def failure_metrics(y_true: np.ndarray, y_score: np.ndarray, alert: np.ndarray, 
       one of the true ones.
     """
     import numpy as np
-
     from verticals.metrics import auc, brier, pr_auc
 
     y = np.asarray(y_true).reshape(-1) > 0.5
