@@ -178,3 +178,26 @@ def test_windows_are_the_last_w_readings_and_short_machines_are_counted():
     # Context rows are read, never turned into examples.
     ctx = frame.filter(pl.col("machine_id") == "A").with_columns(pl.Series(CONTEXT, [True] * 6 + [False] * 6))
     assert pre.transform(ctx, with_target=True).ids["cycle"].to_list() == [6, 7, 8, 9]
+
+
+def test_contradictory_labels_are_learned_as_the_failure_column_says():
+    from verticals_manufacturing.process import ProcessPreprocessor, label_issues
+
+    frame = generate_ai4i(40, seed=4).with_columns(pl.lit(0).alias(m) for m in MODES).with_columns(
+        pl.lit(0).alias("Machine failure"))
+    rows = frame.to_dicts()
+    rows[0]["HDF"] = 1                                    # a mode flag without a failure
+    rows[1]["Machine failure"] = 1                        # a failure without a mode
+    rows[2]["Machine failure"], rows[2]["OSF"] = 1, 1     # a failure with its mode
+    rows[3][AIR] = 26.85                                  # °C
+    frame = pl.DataFrame(rows)
+    assert label_issues(frame) == {"mode_without_failure": 1, "failure_without_mode": 1}
+    pre = ProcessPreprocessor()
+    pre.fit(frame)
+    batch = pre.transform(frame, with_target=True)
+    assert batch.rejects["_row"].to_list() == [3] and "Celsius" in batch.rejects["_reason"][0]
+    failure, bits = decode_target(batch.target)
+    assert failure[:3].tolist() == [False, True, True] and not failure[3:].any()
+    assert bits[:3].tolist() == [0, 0, 1 << MODES.index("OSF")]
+    assert batch.aux["HDF"][0] == 1  # still visible to reports, never a positive
+    assert batch.ids["UDI"].to_list() == [r["UDI"] for i, r in enumerate(rows) if i != 3]
