@@ -25,3 +25,7 @@ class SmallPlugin:
     @hookimpl
     def register_pipelines(self, register):
         plugin.register_pipelines(register)
+
+    @hookimpl
+    def register_commands(self, app):
+        plugin.register_commands(app)

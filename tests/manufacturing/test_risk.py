@@ -140,6 +140,22 @@ def test_bad_telemetry(trained, tmp_path):
     assert dropout.height == 1 and np.isfinite(dropout["probability"][0])
     assert table.filter((pl.col("machine_id") == a) & (pl.col("cycle") == 30)).height == 0
 
+    # A planner's view: one line per machine, its latest reading; the short machine is listed, not dropped.
+    from typer.testing import CliRunner
+    from verticals.cli import build_app
+    from verticals_manufacturing.latest import latest_by_machine
+
+    latest, unscored = latest_by_machine(manifest["_out"])
+    expected = table.group_by("machine_id").agg(pl.col("cycle").max())
+    assert latest.select("machine_id", "cycle").sort("machine_id").equals(expected.sort("machine_id"))
+    assert latest["probability"].is_sorted(descending=True)
+    assert [u["machine_id"] for u in unscored] == ["SHORT"] and unscored[0]["readings"] == 5
+    with use_plugins({"manufacturing": SmallPlugin()}):
+        run = CliRunner().invoke(build_app(), ["manufacturing", "latest", str(manifest["_out"]), "--json"])
+    assert run.exit_code == 0, run.output
+    shown = json.loads(run.output)
+    assert len(shown["machines"]) == latest.height and shown["unscored"][0]["machine_id"] == "SHORT"
+
 
 def test_conformance(tmp_path):
     from verticals.testing.conformance import check_pipeline

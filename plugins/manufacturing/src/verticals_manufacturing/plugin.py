@@ -7,7 +7,8 @@ Registered (all qualified ``manufacturing.<name>``):
   :mod:`verticals_manufacturing.fleet`);
 * models ``process_net`` (MLP, failure and mode heads) and ``window_cnn`` (1-D CNN over a window);
 * pipelines ``process_failure`` (per process: probability, most likely mode, alert) and
-  ``failure_risk`` (per machine reading: probability of a failure within the next H cycles, mode, alert).
+  ``failure_risk`` (per machine reading: probability of a failure within the next H cycles, mode, alert);
+* command ``verticals manufacturing latest SCORES``: per machine, the latest risk, mode and alert.
 
 Alert costs: ``VERTICALS_MANUFACTURING_MISS_COST`` and ``VERTICALS_MANUFACTURING_FALSE_ALARM_COST``
 override the defaults (10,000 and 500) for both pipelines.
@@ -23,7 +24,7 @@ from typing import Any
 
 from verticals import ModelSpec, hookimpl
 
-__all__ = ["VERTICALS_REQUIRES", "register_datasets", "register_models", "register_pipelines"]
+__all__ = ["VERTICALS_REQUIRES", "register_commands", "register_datasets", "register_models", "register_pipelines"]
 
 #: The core versions this plugin supports (kept in step with the ``verticals`` dependency in
 #: pyproject.toml); verticals refuses the plugin at discovery under any other core.
@@ -90,3 +91,10 @@ def register_pipelines(register: Callable[..., None]) -> None:
     costs = _costs()
     register(ProcessFailurePipeline(**costs))
     register(FailureRiskPipeline(**costs))
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from verticals_manufacturing.cli import manufacturing_app
+
+    app.add_typer(manufacturing_app(), name="manufacturing", help="Failure prediction: latest risk per machine.")
