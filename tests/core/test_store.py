@@ -426,3 +426,20 @@ def test_cli_home_option_overrides_the_env_var(store: ModelStore, tmp_path: Path
     code, out, _ = _cli(capsys, "models", "list", "--json", "--home", str(other.home))
     assert code == 0 and [r["pipeline"] for r in json.loads(out)] == ["finance.fraud"]
     assert json.loads(_cli(capsys, "models", "list", "--json")[1]) == []
+
+
+def test_the_typed_manifest_reads_and_writes_the_json_it_came_from():
+    from verticals.manifest import ModelManifest
+
+    data = {"pipeline": "p.q", "version": 3, "task": "binary", "model_file": "model.onnx",
+            "input_schema": [{"name": "a", "dtype": "float", "role": "feature"},
+                             {"name": "y", "dtype": "int", "role": "target"}],
+            "signature": {"inputs": {"x_num": {"dtype": "float32", "shape": [-1, 1]}}, "outputs": ["logits"]},
+            "named_artifacts": {"catalog": {"file": "artifacts/catalog.parquet", "kind": "parquet"}},
+            "future_key": {"kept": True}}
+    m = ModelManifest.from_dict(data)
+    assert m.version == 3 and m.input_dtypes == {"x_num": "float32"} and m.output_names == ["logits"]
+    assert m.schema.names == ["a"]  # scoring input: no target
+    assert m.to_dict()["future_key"] == {"kept": True}
+    again = ModelManifest.from_dict(m.to_dict())
+    assert again == m

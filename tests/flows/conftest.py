@@ -3,9 +3,10 @@ subprocesses (workers, killed runs) can load, and a trained model.
 
 Everything lives in one temporary folder: ``PREFECT_HOME`` (database, result storage), the model store
 (``VERTICALS_HOME``) and a fabricated plugin distribution on ``PYTHONPATH``: a ``*.dist-info`` folder
-whose ``entry_points.txt`` names :class:`verticals.testing.reference.ReferencePlugin`, so every process
-started by the tests (the Prefect worker's flow runs, a score run killed with SIGKILL) discovers the
-pipeline ``testref.mlp`` through the ordinary entry-point path. The server runs in its own process
+whose ``entry_points.txt`` names :class:`verticals.testing.reference.ReferencePlugin` (and the windows
+reference, :class:`verticals.testing.windows.WindowsPlugin`), so every process started by the tests (the
+Prefect worker's flow runs, a score run killed with SIGKILL, Dask workers) discovers the pipelines
+``testref.mlp`` and ``testwin.failure_windows`` through the ordinary entry-point path. The server runs in its own process
 group, which the session kills at the end whatever happened.
 """
 

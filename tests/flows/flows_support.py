@@ -13,11 +13,20 @@ import time
 from pathlib import Path
 
 PIPELINE = "testref.mlp"
+WINDOWS = "testwin.failure_windows"
+RANKING = "testrank.next_item"
+FILES = "testfiles.shapes"
 VERTICALS = str(Path(sys.executable).with_name("verticals"))
 PLUGIN_MODULE = '''
 from verticals.testing.reference import ReferencePlugin
+from verticals.testing.windows import WindowsPlugin
+from verticals.testing.ranking import RankingPlugin
+from verticals.testing.files import FilesPlugin
 
 plugin = ReferencePlugin(rows=2000, n_numeric=6, n_categorical=2, hidden=(16,))
+windows = WindowsPlugin(machines=9, readings=120)
+ranking = RankingPlugin(users=120)
+files = FilesPlugin(images=60, corrupt=2)
 '''
 
 
@@ -33,7 +42,10 @@ def write_plugin(site: Path) -> None:
     info = site / "verticals_flows_testref-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: verticals-flows-testref\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[verticals]\ntestref = verticals_flows_testref:plugin\n")
+    (info / "entry_points.txt").write_text("[verticals]\ntestref = verticals_flows_testref:plugin\n"
+                                           "testwin = verticals_flows_testref:windows\n"
+                                           "testrank = verticals_flows_testref:ranking\n"
+                                           "testfiles = verticals_flows_testref:files\n")
 
 
 class Env:

@@ -68,3 +68,37 @@ def test_conformance_catches_what_the_engine_lets_through(verticals_home, vertic
     from verticals.store import ModelStore
 
     assert [v.version for v in ModelStore().versions("noisy.mlp")] == [1]  # the engine registered it
+
+
+def test_files_pipeline_conforms_with_rejects_and_side_outputs(verticals_home, verticals_plugins, tmp_path):
+    """The files shape: undecodable images in the sample are rejected, not scored; heat maps are side
+    outputs checked file by file; the same files scored as a folder give the same rows."""
+    from verticals.testing.files import FilesPlugin
+
+    verticals_plugins({"files": FilesPlugin(root=tmp_path / "images", images=90, corrupt=3)})
+    report = check_pipeline("files.shapes", epochs=1, sample_rows=90)  # every file, the corrupt ones too
+    assert report.rows_in == 90 and report.rows_scored == 87 and report.rows_rejected == 3
+    assert {"side outputs", "deterministic scoring", "layout-independent scoring", "folder input",
+            "one output per row"} <= set(report.checks)
+
+
+def test_side_outputs_no_row_refers_to_are_caught(verticals_home, verticals_plugins, tmp_path):
+    """A pipeline that writes a side output for a row and then leaves it out of the table fails the
+    'side outputs' check (the file would sit in the output unreferenced)."""
+    from verticals.testing.files import FilesPlugin, ShapesPipeline
+
+    class Forgetful(ShapesPipeline):
+        def postprocess(self, outputs, batch, extras):
+            frame = super().postprocess(outputs, batch, extras)
+            if getattr(extras, "writes_side_outputs", False) and frame.height:
+                frame = frame.with_columns(frame["heatmap"].scatter(0, None))
+            return frame
+
+    class ForgetfulPlugin(FilesPlugin):
+        @hookimpl
+        def register_pipelines(self, register):
+            register(Forgetful(size=self.size))
+
+    verticals_plugins({"files": ForgetfulPlugin(root=tmp_path / "images", images=60)})
+    with pytest.raises(ConformanceError, match=r"'side outputs' failed: 1 side-output file\(s\) no output row"):
+        check_pipeline("files.shapes", epochs=1, sample_rows=60)

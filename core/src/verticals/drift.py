@@ -8,6 +8,12 @@
   bucket of its own. Buckets are ``(-inf, e0], (e0, e1], …, (e_last, inf)``.
 * categorical features: the shares of the 20 most frequent values, of all other values together
   (``other``, which also receives values never seen in training) and of missing values.
+* list-valued outputs (top-k recommendations, ``outputs=``): scalar PSI does not apply to a list, so
+  what is profiled is what a recommender's users notice: the shares of recommendation *slots* taken by
+  the 20 most recommended values (and ``other``): the popularity of recommended items, compared by PSI
+  like a category; ``distinct`` values recommended, ``coverage`` (distinct / ``catalogue`` size, when
+  given), ``top_share`` (slots held by the 10 most recommended values: concentration) and the mean
+  list length. Scalar outputs other than the score are not profiled.
 
 :func:`compare` puts new rows into the same buckets and computes, per feature,
 ``PSI = Σ (actual − expected) · ln(actual / expected)`` over the buckets. A bucket with no rows on
@@ -30,13 +36,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import polars as pl
 
-__all__ = ["PSI_EPSILON", "PSI_MODERATE", "PSI_SIGNIFICANT", "TOP_CATEGORIES", "compare", "profile", "psi",
-           "status"]
+__all__ = ["PSI_EPSILON", "PSI_MODERATE", "PSI_SIGNIFICANT", "TOP_CATEGORIES", "compare", "list_profile",
+           "profile", "psi", "status"]
 
 PSI_MODERATE = 0.1
 PSI_SIGNIFICANT = 0.25
 PSI_EPSILON = 1e-4
 TOP_CATEGORIES = 20
+TOP_SHARE_VALUES = 10
 _FORMAT = 1
 _NUMERIC = ("float", "int", "bool")
 _CATEGORICAL = ("category", "string")
@@ -125,14 +132,19 @@ def _categorical_profile(values: pl.Series) -> dict[str, Any]:
     return {"kind": "categorical", "categories": top, "proportions": shares, "other": other, "missing": missing}
 
 
-def profile(frame: pl.DataFrame, schema: Schema, scores: np.ndarray | None = None, bins: int = 10) -> dict[str, Any]:
+def profile(frame: pl.DataFrame, schema: Schema, scores: np.ndarray | None = None, bins: int = 10, *,
+            outputs: pl.DataFrame | None = None, catalogue: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The reference profile of ``frame`` (the training split's valid rows) as JSON.
 
     Args:
         frame: validated rows.
         schema: its ``feature`` columns are profiled (numeric and categorical; others are skipped).
-        scores: the model's score on the same rows, profiled as ``score``.
+        scores: the model's score on the same rows, profiled as ``score`` (scalar scores only).
         bins: quantile buckets per numeric feature (before duplicate edges are removed).
+        outputs: the pipeline's output columns on the training split; each list-valued column is
+            profiled under ``outputs`` (:func:`list_profile`), other columns are ignored.
+        catalogue: per list column, how many distinct values it could hold (catalogue size), for
+            ``coverage``.
     """
     features: dict[str, Any] = {}
     for column in schema.features:
@@ -146,7 +158,67 @@ def profile(frame: pl.DataFrame, schema: Schema, scores: np.ndarray | None = Non
         "bins": bins,
         "features": features,
         "score": _numeric_profile(scores, bins) if scores is not None else None,
+        "outputs": {name: list_profile(outputs.get_column(name), (catalogue or {}).get(name))
+                    for name in _list_columns(outputs)},
     }
+
+
+def _list_columns(frame: pl.DataFrame | None) -> list[str]:
+    import polars as pl
+
+    if frame is None:
+        return []
+    return [name for name, dtype in frame.schema.items()
+            if isinstance(dtype, (pl.List, pl.Array)) and not name.startswith("_")]
+
+
+def _slots(values: pl.Series) -> pl.Series:
+    """Every element of every list of ``values``, as strings (nulls dropped)."""
+    import polars as pl
+
+    if isinstance(values.dtype, pl.Array):
+        values = values.cast(pl.List(values.dtype.inner))
+    return values.explode().drop_nulls().cast(pl.String).rename("value")
+
+
+def _list_counts(values: pl.Series) -> dict[str, int]:
+    """How many recommendation slots each value takes in ``values`` (a list column)."""
+    return {str(v): int(n) for v, n in _slots(values).value_counts(name="n").iter_rows()}
+
+
+def _list_figures(counts: Mapping[str, int], rows: int, catalogue: int | None) -> dict[str, Any]:
+    """``rows``, ``mean_length``, ``distinct``, ``coverage`` and ``top_share`` of slot ``counts``."""
+    total = sum(counts.values())
+    top = sorted(counts.values(), reverse=True)[:TOP_SHARE_VALUES]
+    return {"rows": rows, "mean_length": total / rows if rows else 0.0, "distinct": len(counts),
+            "coverage": len(counts) / catalogue if catalogue else None,
+            "top_share": sum(top) / total if total else 0.0}
+
+
+def list_profile(values: pl.Series, catalogue: int | None = None) -> dict[str, Any]:
+    """Profile of a list-valued output (recommended items): slot shares of the most recommended values,
+    ``other``, and the summary figures of the module docstring."""
+    counts = _list_counts(values)
+    total = max(sum(counts.values()), 1)
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
+    shares = [n / total for _, n in top]
+    return {"kind": "list", **_list_figures(counts, values.len(), catalogue), "catalogue": catalogue,
+            "categories": [v for v, _ in top], "proportions": shares,
+            "other": max(0.0, 1.0 - sum(shares)) if counts else 0.0}
+
+
+def _list_row(name: str, ref: Mapping[str, Any], counts: Mapping[str, int], rows: int) -> dict[str, Any]:
+    """The drift-table row of one list output: PSI of the slot shares, new figures next to the reference's."""
+    total = sum(counts.values())
+    if total:
+        shares = [counts.get(c, 0) / total for c in ref["categories"]]
+        value = psi([*ref["proportions"], ref["other"]], [*shares, max(0.0, 1.0 - sum(shares))])
+    else:
+        value = float("nan")
+    figures = _list_figures(counts, rows, ref.get("catalogue"))
+    return {"feature": name, "kind": "list", "psi": value, "status": status(value),
+            **{k: figures[k] for k in ("coverage", "distinct", "top_share")},
+            **{f"reference_{k}": ref.get(k) for k in ("coverage", "distinct", "top_share")}}
 
 
 def _numeric_psi(ref: Mapping[str, Any], values: np.ndarray) -> float:
@@ -172,6 +244,9 @@ class DriftCounter:
             self.counts[name] = np.zeros(size, dtype=np.int64)
         score = reference.get("score")
         self.score = np.zeros(len(score["edges"]) + 2, dtype=np.int64) if score is not None else None
+        # List outputs (top-k items): slots per value, bounded by the catalogue, and rows seen.
+        self.lists: dict[str, dict[str, int]] = {name: {} for name in reference.get("outputs") or {}}
+        self.list_rows: dict[str, int] = dict.fromkeys(self.lists, 0)
 
     @staticmethod
     def _numeric_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
@@ -183,9 +258,19 @@ class DriftCounter:
                              minlength=len(edges) + 1)
         return np.append(counts, missing.sum())
 
-    def add(self, frame: pl.DataFrame | None = None, scores: np.ndarray | None = None) -> None:
-        """Count ``frame``'s rows (validated input) and ``scores`` (the score column of the output)."""
+    def add(self, frame: pl.DataFrame | None = None, scores: np.ndarray | None = None, *,
+            outputs: pl.DataFrame | None = None) -> None:
+        """Count ``frame``'s rows (validated input), ``scores`` (the score column of the output) and
+        ``outputs`` (output columns; the list columns the reference profiled are counted)."""
         import numpy as np
+
+        if outputs is not None:
+            for name, counts in self.lists.items():
+                if name in outputs.columns:
+                    values = outputs.get_column(name)
+                    self.list_rows[name] += values.len()
+                    for value, n in _list_counts(values).items():
+                        counts[value] = counts.get(value, 0) + n
 
         if frame is not None and frame.height:
             self.rows += frame.height
@@ -203,7 +288,7 @@ class DriftCounter:
             self.score += self._numeric_counts(scores, self.reference["score"]["edges"])
 
     def result(self) -> list[dict[str, Any]]:
-        """One row per feature then ``score``, as :func:`compare` returns them."""
+        """One row per feature, then ``score``, then list outputs, as :func:`compare` returns them."""
         rows: list[dict[str, Any]] = []
         for name, ref in (self.reference.get("features") or {}).items():
             counts = self.counts[name]
@@ -218,17 +303,25 @@ class DriftCounter:
             ref = self.reference["score"]
             value = psi([*ref["proportions"], ref["missing"]], (self.score / self.scored).tolist())
             rows.append({"feature": "score", "kind": "score", "psi": value, "status": status(value)})
+        for name, counts in self.lists.items():
+            if self.list_rows[name]:
+                rows.append(_list_row(name, self.reference["outputs"][name], counts, self.list_rows[name]))
         return rows
 
 
 def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
-            scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+            scores: np.ndarray | None = None, *, outputs: pl.DataFrame | None = None) -> list[dict[str, Any]]:
     """PSI of each profiled feature (and of the score when both sides have one) on new rows.
 
+    Args:
+        outputs: the scoring output's columns; each list column profiled in the reference gets a row
+            of kind ``list`` (PSI of the recommended values' slot shares, plus the new ``coverage``,
+            ``distinct`` and ``top_share`` next to the reference's as ``reference_<name>``).
+
     Returns:
-        One row per feature in the reference's order, then ``score``:
-        ``{"feature", "kind", "psi", "status"}`` with ``kind`` numeric/categorical/score; ``psi`` is
-        NaN (status ``unknown``) when ``frame`` has no rows.
+        One row per feature in the reference's order, then ``score``, then list outputs:
+        ``{"feature", "kind", "psi", "status"}`` with ``kind`` numeric/categorical/score/list; ``psi``
+        is NaN (status ``unknown``) when ``frame`` has no rows.
     """
     rows: list[dict[str, Any]] = []
     for name, ref in reference.get("features", {}).items():
@@ -247,4 +340,10 @@ def compare(reference: Mapping[str, Any], frame: pl.DataFrame,
 
         value = _numeric_psi(reference["score"], np.asarray(scores, dtype=np.float64).reshape(-1))
         rows.append({"feature": "score", "kind": "score", "psi": value, "status": status(value)})
+    if outputs is not None:
+        for name, ref in (reference.get("outputs") or {}).items():
+            if name not in outputs.columns:
+                continue
+            values = outputs.get_column(name)
+            rows.append(_list_row(name, ref, _list_counts(values), values.len()))
     return rows

@@ -183,8 +183,9 @@ class Evaluation:
         artifacts: the named artifacts ``Pipeline.artifacts`` returned, as written under ``workdir``
             (manifest entries, see :mod:`verticals.artifacts`).
         test_frame: the test split's rows, kept for streamed preprocessors.
-        preprocessor_rejects: split → rows the preprocessor rejected; skipped: split → reason → rows
-            that produced no example.
+        preprocessor_rejects: split → rows the preprocessor rejected; preprocessor_reasons: split → the
+            most common reasons, with counts (an undecodable file's reason names the file);
+            skipped: split → reason → rows that produced no example.
         sections: the pipeline's report sections (images inside ``workdir``).
         workdir: where the pipeline wrote its report files.
     """
@@ -202,6 +203,7 @@ class Evaluation:
     test_frame: pl.DataFrame | None = None
     preprocessor_rejects: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    preprocessor_reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -658,12 +660,14 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
             test_batch = _parity_sample(test, PARITY_ROWS, example_rows)
         example = _parity_sample(examples["train"], example_rows, -1).inputs
         rejected = {name: ex.rejects.height for name, ex in examples.items() if ex.rejects is not None}
+        reasons = {name: _summarise_reasons(ex.rejects) for name, ex in examples.items()
+                   if ex.rejects is not None and ex.rejects.height}
         skipped = {name: dict(ex.skipped) for name, ex in examples.items() if ex.skipped}
         return Evaluation(
             pipeline=pipe.qualified_name, metrics=metrics, extras=extras, baselines=baselines,
             predictions=frames, test_batch=test_batch, example=example, sections=sections, workdir=workdir,
             artifacts=artifacts, test_frame=None if test.materialized else splits.test,
-            preprocessor_rejects=rejected, skipped=skipped)
+            preprocessor_rejects=rejected, skipped=skipped, preprocessor_reasons=reasons)
 
 
 def _with_ids(ids: pl.DataFrame, predictions: pl.DataFrame, schema: Any) -> pl.DataFrame:
@@ -810,7 +814,9 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
         data={"source": validated.source, "fingerprint": validated.fingerprint, "rows_in": validated.rows_in,
               "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
               "rows_flagged": validated.rows_flagged, "reasons": [list(r) for r in validated.reasons],
-              "splits": split_info},
+              "splits": split_info,
+              "preprocessor_reasons": [[split, reason, count] for split, found in
+                                       evaluation.preprocessor_reasons.items() for reason, count in found]},
         run={"device": fitted.device, "epochs (max)": fitted.epochs, "epochs run": len(fitted.history),
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
@@ -830,6 +836,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
 
         from verticals import __version__
         from verticals.drift import profile
+        from verticals.manifest import ModelManifest
         from verticals.registry import get_registry
         from verticals.report import write_report
         from verticals.store import ModelStore
@@ -861,43 +868,48 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
         train_pred = evaluation.predictions["train"]
         train_scores = train_pred.get_column(pipe.score_column).to_numpy() \
             if pipe.score_column in train_pred.columns and train_pred.schema[pipe.score_column].is_numeric() else None
-        reference = profile(splits.train, dataset.schema, train_scores)
+        # Scalar scores get a PSI profile; list outputs (top-k items) their slot shares and coverage.
+        declared = [c.name for c in pipe.output_columns if c.name in train_pred.columns]
+        reference = profile(splits.train, dataset.schema, train_scores, outputs=train_pred.select(declared))
         info = get_registry().plugin_info(pipe.plugin)
-        manifest = _json_ready({
-            "created_at": created_at,
-            "plugin": {"name": pipe.plugin, "distribution": info.distribution if info else None,
-                       "version": info.version if info else None},
-            "code_version": {"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
-            "task": pipe.task,
-            "dataset": dataset.qualified_name,
-            "model": spec.qualified_name,
-            "score_column": pipe.score_column,
-            "primary_metric": pipe.primary_metric,
-            "greater_is_better": pipe.greater_is_better,
-            "output_columns": [{"name": c.name, "dtype": c.dtype, "description": c.description}
-                               for c in pipe.output_columns],
-            "input_schema": dataset.schema.without_target().to_dict(),
-            "preprocessor": fitted.preprocessor_state,
-            "model_file": exported.model_file,
-            "signature": exported.signature,
-            "metrics": evaluation.metrics,
-            "parity": exported.parity,
-            "variants": exported.variants,
-            "training_data": {"source": validated.source, "rows": validated.rows_in,
-                              "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
-                              "fingerprint": validated.fingerprint, "splits": splits.sizes(),
-                              "preprocessor_rejects": evaluation.preprocessor_rejects,
-                              "no_example": evaluation.skipped,
-                              "split_strategy": splits.strategy, "seed": splits.seed},
-            "training": {"epochs": fitted.epochs, "epochs_run": len(fitted.history),
-                         "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
-                         "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
-                         "history": fitted.history, "model_options": fitted.model_options},
-            "reference": reference,
-            "extras": evaluation.extras,
-            "named_artifacts": evaluation.artifacts,
-            "report": report_path.name,
-        }, "manifest", name)
+        manifest = ModelManifest(
+            created_at=created_at,
+            plugin={"name": pipe.plugin, "distribution": info.distribution if info else None,
+                    "version": info.version if info else None},
+            code_version={"verticals": __version__, "git": _git_commit(Path(__file__).resolve().parent)},
+            task=pipe.task,
+            dataset=dataset.qualified_name,
+            model=spec.qualified_name,
+            score_column=pipe.score_column,
+            primary_metric=pipe.primary_metric,
+            greater_is_better=pipe.greater_is_better,
+            output_columns=[{"name": c.name, "dtype": c.dtype, "description": c.description}
+                            for c in pipe.output_columns],
+            input_schema=dataset.schema.without_target().to_dict(),
+            preprocessor=fitted.preprocessor_state,
+            model_file=exported.model_file,
+            signature=exported.signature,
+            metrics=evaluation.metrics,
+            parity=exported.parity,
+            variants=exported.variants,
+            training_data={"source": validated.source, "rows": validated.rows_in,
+                           "rows_valid": validated.frame.height, "rows_rejected": validated.rows_rejected,
+                           "fingerprint": validated.fingerprint, "splits": splits.sizes(),
+                           "preprocessor_rejects": evaluation.preprocessor_rejects,
+                           "preprocessor_reasons": {k: [list(r) for r in v]
+                                                    for k, v in evaluation.preprocessor_reasons.items()},
+                           "no_example": evaluation.skipped,
+                           "split_strategy": splits.strategy, "seed": splits.seed},
+            training={"epochs": fitted.epochs, "epochs_run": len(fitted.history),
+                      "best_epoch": fitted.best_epoch, "stopped_early": fitted.stopped_early,
+                      "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
+                      "history": fitted.history, "model_options": fitted.model_options},
+            reference=reference,
+            extras=evaluation.extras,
+            named_artifacts=evaluation.artifacts,
+            report=report_path.name,
+        )
+        manifest = _json_ready(manifest.to_dict(), "manifest", name)
         version = ModelStore(home).register(name, workdir, manifest)
         _notify("after_register", pipeline=name, version=version.version, path=version.path,
                 manifest=version.manifest)

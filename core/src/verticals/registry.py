@@ -196,6 +196,8 @@ def _check(kind: str, obj: Any) -> tuple[str, str] | None:
         if obj.split.strategy in ("leave_last", "group_time") and not (obj.schema.group and obj.schema.time):
             return (f"uses the '{obj.split.strategy}' split but lacks a group or a time column",
                     "give one column role='group' and one role='time'")
+        if obj.split.gap < 0:
+            return (f"has a negative split gap ({obj.split.gap})", "use a gap of 0 or more (at least the horizon)")
         if not 0 < obj.split.test_fraction < 1 or not 0 <= obj.split.valid_fraction < 1 or (
                 obj.split.test_fraction + obj.split.valid_fraction >= 1):
             return ("has split fractions outside (0, 1)", "use e.g. test_fraction=0.2, valid_fraction=0.1")

@@ -50,7 +50,9 @@ class ReportContext:
         parity: :func:`verticals.export.check_parity`'s result.
         variants: the manifest's ``variants``.
         data: data summary: ``source``, ``fingerprint``, ``rows_in``, ``rows_valid``, ``rows_rejected``,
-            ``rows_flagged``, ``reasons`` (list of ``[reason, count]``), ``splits`` (rows per split).
+            ``rows_flagged``, ``reasons`` (list of ``[reason, count]``), ``splits`` (rows per split),
+            ``preprocessor_reasons`` (list of ``[split, reason, count]`` for valid rows the
+            preprocessor could not turn into examples, such as undecodable files).
         run: facts about the run shown as a table (device, epochs, seed, seconds, versions).
         test_scores: optional ``(y_true, y_score)`` on the test split, for the score distribution plot.
     """
@@ -217,6 +219,10 @@ def _data_section(context: ReportContext) -> ReportSection | None:
         parts.append(_table(("reason", "rows"), [tuple(r) for r in reasons]))
     elif data.get("rows_rejected") == 0:
         parts.append("<p>No training row was rejected.</p>")
+    unusable = data.get("preprocessor_reasons") or []
+    if unusable:
+        parts.append("<h3>Valid rows the preprocessor rejected (no example made)</h3>")
+        parts.append(_table(("split", "reason", "rows"), [tuple(r) for r in unusable]))
     return ReportSection("Data", "\n".join(parts))
 
 

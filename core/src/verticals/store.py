@@ -41,13 +41,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verticals.errors import ModelIntegrityError, NotFoundError, UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
 from verticals.fsutil import sha256_file, write_json_atomic, write_text_atomic
 from verticals.jsonutil import plain_json
 from verticals.names import check_name, name_problem, safe_join
+
+if TYPE_CHECKING:  # pragma: no cover
+    from verticals.manifest import ModelManifest
 
 __all__ = ["DEFAULT_ALIAS", "ModelStore", "ModelVersion", "home"]
 
@@ -104,6 +107,13 @@ class ModelVersion:
     @property
     def created_at(self) -> str | None:
         return self.manifest.get("created_at")
+
+    @property
+    def info(self) -> ModelManifest:
+        """The manifest, typed (:class:`verticals.manifest.ModelManifest`)."""
+        from verticals.manifest import ModelManifest
+
+        return ModelManifest.from_dict(self.manifest)
 
     @property
     def artifacts(self) -> dict[str, str]:

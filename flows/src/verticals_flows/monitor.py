@@ -64,7 +64,8 @@ def measure_drift(pipeline: str, version: int, input: str, scores: str, column: 
     memory does not grow with the batch. Returns the drift table and the number of valid rows.
 
     The score is compared only when the score column holds one number per row (a top-k list is not
-    profiled at training either)."""
+    profiled at training either); list outputs the reference profiled (recommended items) are compared
+    by the shares of the values they hold, with coverage and concentration next to the training figures."""
     import pyarrow.parquet as pq
     from verticals.data.validation import validate
     from verticals.drift import DriftCounter
@@ -87,6 +88,13 @@ def measure_drift(pipeline: str, version: int, input: str, scores: str, column: 
             if not (values.type.num_fields == 0 and str(values.type) in {"double", "float", "int64", "int32"}):
                 break
             counter.add(scores=values.to_numpy(zero_copy_only=False).astype("float64"))
+    # List outputs (top-k items) are compared by the shares of the values they recommend.
+    listed = sorted(counter.lists)
+    for part in sorted(Path(scores).glob("part-*.parquet")) if listed else []:
+        import polars as pl
+
+        present = [c for c in listed if c in pl.read_parquet_schema(part)]
+        counter.add(outputs=pl.read_parquet(part, columns=present))
     return counter.result(), counter.rows
 
 

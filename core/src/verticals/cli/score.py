@@ -99,6 +99,12 @@ def summary(manifest: dict[str, Any]) -> list[str]:
         f"({manifest['variant']}) on {manifest['provider']}: {manifest['rows_scored']:,} scored, "
         f"{manifest['rows_rejected']:,} rejected; {manifest['rows_per_second']:,.0f} rows/s "
         f"in {manifest['seconds']:.1f} s"]
+    rows_out = manifest.get("rows_out", manifest["rows_scored"])
+    if rows_out != manifest["rows_scored"] or manifest.get("rows_no_output"):
+        # A grouping pipeline: many rows make one example (a user's history), some make none.
+        why = "; ".join(f"{reason}: {count:,}" for reason, count in (manifest.get("no_output_reasons") or {}).items())
+        lines.append(f"{rows_out:,} output rows (examples) from the {manifest['rows_scored']:,} scored rows"
+                     + (f"; rows without output: {why}" if why else ""))
     if resumed:
         lines.append(f"resumed {resumed} of {len(manifest['parts'])} part files ({manifest['rows_resumed']:,} rows) "
                      f"from an interrupted run; {rows_now:,} rows scored in this run")

@@ -27,6 +27,24 @@ def _num(value: Any) -> str:
     return str(value)
 
 
+def _rejected_line(data: dict[str, Any]) -> str:
+    """One line on the training rows that made no example: rejected by validation (a value against the
+    schema) or by the preprocessor (an undecodable file), with the most common reason."""
+    validation = int(data.get("rows_rejected") or 0)
+    by_split = {k: int(v) for k, v in (data.get("preprocessor_rejects") or {}).items() if v}
+    if not validation and not by_split:
+        return ""
+    parts = []
+    if validation:
+        parts.append(f"{validation} by validation")
+    if by_split:
+        splits = ", ".join(f"{n} {k}" for k, n in by_split.items())
+        parts.append(f"{sum(by_split.values())} by the preprocessor ({splits})")
+    reasons = [r for found in (data.get("preprocessor_reasons") or {}).values() for r in found]
+    first = f"; e.g. {reasons[0][0]}" if reasons else ""
+    return f"rejected training rows: {', '.join(parts)}{first} (every reason: see the report)"
+
+
 def train(
     pipeline: Annotated[str, typer.Argument(help="Pipeline to train, e.g. finance.credit_risk.")],
     data: Annotated[Path | None, typer.Option(
@@ -71,6 +89,9 @@ def train(
     primary = manifest.get("primary_metric")
     order = ([primary] if primary in test else []) + [k for k in test if k != primary]
     typer.echo("test metrics: " + (" ".join(f"{k}={_num(test[k])}" for k in order) or "none"))
+    rejected = _rejected_line(manifest.get("training_data") or {})
+    if rejected:
+        typer.echo(rejected)
     parity = manifest.get("parity") or {}
     typer.echo(f"onnx parity: {'passed' if parity.get('passed') else 'FAILED'} — max |onnx − torch| "
                f"{parity.get('max_abs_diff', float('nan')):.2e} on {parity.get('rows', '?')} test rows "

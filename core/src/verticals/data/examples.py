@@ -11,7 +11,8 @@ Two ways, chosen by the preprocessor (:attr:`~verticals.spec.Preprocessor.materi
 Chunks respect the preprocessor's grouping (:attr:`~verticals.spec.Preprocessor.group_by`): a group is
 never cut unless it alone is larger than a chunk, and then each piece carries the group's preceding
 ``context_rows`` rows as :data:`~verticals.spec.CONTEXT` rows. Shuffling is seeded by ``(seed, epoch)``
-and permutes rows (row-wise preprocessors) or whole groups; augmentation is applied to training batches
+and permutes rows (row-wise preprocessors) or whole groups, then the examples within each transformed
+chunk; augmentation is applied to training batches
 only, with a generator seeded by ``(seed, epoch, chunk)``.
 """
 
@@ -242,6 +243,12 @@ class Examples:
         def work(item: tuple[int, pl.DataFrame]) -> Batch:
             index, chunk = item
             batch = transform_checked(self.pre, chunk, with_target=self.with_target, what=what)
+            if shuffle and len(batch) > 1:
+                # A chunk's examples come in group order (consecutive windows of one machine, one user's
+                # sessions): shuffle them too, or each mini-batch would be one group's story.
+                mixed = batch.take(np.random.default_rng([seed, epoch, index, 1]).permutation(len(batch)))
+                mixed.rejects, mixed.skipped = batch.rejects, batch.skipped
+                batch = mixed
             if augment:
                 batch = self.pre.augment(batch, np.random.default_rng([seed, epoch, index]))
             return batch

@@ -107,7 +107,7 @@ def _is_csv(path: Path) -> bool:
     return path.name.lower().endswith(CSV_SUFFIXES)
 
 
-def plan_partitions(input: Path | str, *, files_per_partition: int = FILES_PER_PARTITION,
+def plan_partitions(input: Path | str, *, files_per_partition: int | None = None,
                     csv: CsvOptions | None = None) -> list[Partition]:
     """The partitions of ``input``: each Parquet row group, each CSV file, or chunks of other files.
 
@@ -136,7 +136,7 @@ def plan_partitions(input: Path | str, *, files_per_partition: int = FILES_PER_P
                             hint="point --input at the folder that holds the data files")
     tabular = [p for p in files if _is_parquet(p) or _is_csv(p)]
     if not tabular:
-        return _plan_files(root, files, files_per_partition)
+        return _plan_files(root, files, files_per_partition or FILES_PER_PARTITION)
     parts: list[Partition] = []
     for path in tabular:
         planned = _plan_parquet([path], start=len(parts)) if _is_parquet(path) else \

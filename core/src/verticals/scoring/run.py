@@ -349,7 +349,10 @@ def empty_output_schema(session: ScoringSession) -> Any:
     """Arrow schema of a part file, for partitions with no valid rows (every part has the same columns)."""
     import polars as pl
 
-    cols: dict[str, Any] = {n: _id_dtype(session, n) or pl.String for n in session.schema.ids}
+    ids = session.schema.ids
+    if not ids and not session.preprocessor.rowwise:  # examples of groups are named by group (and time)
+        ids = [c for c in (session.schema.group, session.schema.time) if c]
+    cols: dict[str, Any] = {n: _id_dtype(session, n) or pl.String for n in ids}
     if not cols and session.preprocessor.rowwise:
         cols = {"_row": pl.Int64, "_source": pl.String}
     for oc in session.pipeline.output_columns:

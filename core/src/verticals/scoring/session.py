@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from verticals.errors import NotFoundError, PluginError, UserError
+from verticals.manifest import ModelManifest
 from verticals.spec import Pipeline, Preprocessor, Schema, ScoringContext
 
 log = logging.getLogger("verticals.scoring")
@@ -105,12 +106,12 @@ class ScoringSession:
         args = {"pipeline": pipeline, "model": model, "device": device, "batch_size": batch_size,
                 "home": str(home) if home is not None else None, "variant": variant, "threads": threads}
         version = ModelStore(home).load(name, model)
-        manifest = version.manifest
+        manifest = version.info
         schema = _input_schema(manifest, registry, pipe)
         preprocessor = _preprocessor(pipe, registry, manifest, schema)
         target = resolve_device(device)
         chosen, model_file = _pick_variant(version, variant, target)
-        signature = manifest.get("signature") or {}
+        signature = manifest.signature
         requested = batch_size
         batch_size = batch_rows(batch_size, signature)
         if batch_size < requested:
@@ -134,9 +135,8 @@ class ScoringSession:
         log.info("%s (%s, %s) on %s", version.label, chosen, model_file, runtime.provider)
         dataset_target = registry.dataset_of(pipe).schema.target
         return cls(pipeline=pipe, version=version, schema=schema, preprocessor=preprocessor,
-                   vocabularies=dict(preprocessor.vocabularies() or {}), extras=dict(manifest.get("extras") or {}),
-                   context=ScoringContext(manifest.get("extras") or {},
-                                          named.load(version.path, manifest.get(named.MANIFEST_KEY) or {})),
+                   vocabularies=dict(preprocessor.vocabularies() or {}), extras=dict(manifest.extras),
+                   context=ScoringContext(manifest.extras, named.load(version.path, manifest.named_artifacts)),
                    variant=chosen, model_file=model_file, runtime=runtime, batch_size=batch_size,
                    output_names=outputs or [o.name for o in runtime.session.get_outputs()], open_args=args,
                    target=dataset_target.name if dataset_target is not None else None)
@@ -206,24 +206,21 @@ def _reopen(args: dict[str, Any]) -> ScoringSession:
                                args.pop("batch_size"), args.pop("home"), **args)
 
 
-def _input_schema(manifest: dict[str, Any], registry: Any, pipe: Pipeline) -> Schema:
+def _input_schema(manifest: ModelManifest, registry: Any, pipe: Pipeline) -> Schema:
     """The schema the model was trained with; the plugin's current one only for manifests without it."""
-    data = manifest.get("input_schema")
-    if data:
-        return Schema.from_dict(data).without_target()
-    return registry.dataset_of(pipe).schema.without_target()
+    return manifest.schema or registry.dataset_of(pipe).schema.without_target()
 
 
-def _preprocessor(pipe: Pipeline, registry: Any, manifest: dict[str, Any], schema: Schema) -> Preprocessor:
+def _preprocessor(pipe: Pipeline, registry: Any, manifest: ModelManifest, schema: Schema) -> Preprocessor:
     """The pipeline's preprocessor for the model's schema, with the fitted state from the manifest."""
     dataset = registry.dataset_of(pipe)
     # Built as the engine builds it (the dataset's schema, target included) but from the model's columns.
     target = dataset.schema.target
     full = Schema((*schema.columns, target)) if target is not None and target.name not in schema else schema
     pre = pipe.preprocessor(dataclasses.replace(dataset, schema=full))
-    state = manifest.get("preprocessor")
+    state = manifest.preprocessor
     if state is None:
-        raise NotFoundError(f"{pipe.qualified_name} v{manifest.get('version')}: manifest has no preprocessor state",
+        raise NotFoundError(f"{pipe.qualified_name} v{manifest.version}: manifest has no preprocessor state",
                             hint=f"retrain with `verticals train {pipe.qualified_name}`")
     pre.load_state(state)
     if getattr(pre, "order", None) == "F":
@@ -233,8 +230,8 @@ def _preprocessor(pipe: Pipeline, registry: Any, manifest: dict[str, Any], schem
     return pre
 
 
-def _default_file(manifest: dict[str, Any]) -> str:
-    return str(manifest.get("model_file") or "model.onnx")
+def _default_file(manifest: ModelManifest) -> str:
+    return str(manifest.model_file or "model.onnx")
 
 
 def _preferred(device: str) -> str:
@@ -243,8 +240,8 @@ def _preferred(device: str) -> str:
 
 def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str]:
     """(variant name, file) for ``variant``; ``auto`` takes int8 on the CPU / fp16 on CUDA if accepted."""
-    manifest = version.manifest
-    variants = manifest.get("variants") or {}
+    manifest = version.info
+    variants = manifest.variants
     if variant == "fp32":
         return "fp32", _default_file(manifest)
     if variant == "auto":
