@@ -80,14 +80,23 @@ def ai4i_split() -> SplitSpec:
 
 
 def celsius_reasons(frame: pl.DataFrame, names: Sequence[str] = (AIR, PROCESS)) -> list[str | None]:
-    """Per row, why its temperatures (columns ``names``, in kelvin) are impossible (``None`` when fine)."""
+    """Per row, why its temperatures (columns ``names``, in kelvin) are impossible (``None`` when fine).
+
+    Vectorised: text is built only for the rows found wrong.
+    """
+    import numpy as np
+
     reasons: list[str | None] = [None] * frame.height
     for name in names:
         if name not in frame.columns:
             continue
-        for i, value in enumerate(frame.get_column(name).to_list()):
-            if value is None or value != value or value >= KELVIN_FLOOR or reasons[i] is not None:
+        values = frame.get_column(name).cast(float).to_numpy()
+        with np.errstate(invalid="ignore"):
+            wrong = np.flatnonzero(values < KELVIN_FLOOR)
+        for i in wrong.tolist():
+            if reasons[i] is not None:
                 continue
+            value = float(values[i])
             if -50.0 <= value <= 150.0:
                 reasons[i] = (f"column '{name}' = {value:g} looks like degrees Celsius, but the column is in "
                               f"kelvin (about 300 K): convert with K = °C + 273.15")
