@@ -56,6 +56,10 @@ def test_generator_is_deterministic_reuses_its_folder_and_refuses_a_foreign_one(
     assert [Path(p).stat().st_mtime_ns for p in frame["path"]] == stamp
     with pytest.raises(UserError, match="not empty"):
         make_images(root, 61, seed=3)
+    with pytest.raises(UserError, match="cannot generate 0 images"):
+        make_images(tmp_path / "none", 0)
+    with pytest.raises(UserError, match="cannot generate 5 images with 6 corrupt"):
+        make_images(tmp_path / "none", 5, corrupt=6)
 
 
 def test_the_planted_shapes_differ_where_a_model_can_see_them(folder) -> None:

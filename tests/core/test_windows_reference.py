@@ -145,6 +145,8 @@ def test_registry_accepts_grouped_splits_only_with_group_and_time_columns():
         def register_datasets(self, register):
             readings = (Column("machine", "string", "group"), Column("x"), Column("y", "int", "target"))
             register(DatasetSpec("no_time", lambda: None, Schema(readings), split=SplitSpec("group_time", gap=60)))
+            register(DatasetSpec("backwards", lambda: None, Schema((*readings, Column("t", "datetime", "time"))),
+                                 split=SplitSpec("group_time", gap=-60)))
             register(DatasetSpec("ok", lambda: None, Schema((*readings, Column("t", "datetime", "time"))),
                                  split=SplitSpec("group_time", gap=60)))
 
@@ -152,6 +154,9 @@ def test_registry_accepts_grouped_splits_only_with_group_and_time_columns():
         assert set(registry.datasets) == {"p.ok"}  # no id column needed: examples are named by group and time
     messages = " | ".join(str(w.message) for w in record)
     assert "uses the 'group_time' split but lacks a group or a time column" in messages
+    assert "'backwards' has a negative split gap (-60)" in messages
+    with pytest.raises(ValueError, match="window must be at least 2 readings, got 1"):
+        WindowPreprocessor(1)
 
 
 def _splits(plugin: WindowsPlugin):

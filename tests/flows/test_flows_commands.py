@@ -67,8 +67,9 @@ def test_server_start_json_needs_background(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["server", "start", "--json"])
     assert exc.value.code == 2
-    assert capsys.readouterr().err.strip() == ("error: --json needs --background (a foreground server prints "
-                                               "its log) (fix: add --background, or drop --json)")
+    out = json.loads(capsys.readouterr().out)  # under --json the error is JSON too
+    assert out["error"] == "--json needs --background (a foreground server prints its log)"
+    assert out["fix"] == "add --background, or drop --json" and out["code"] == 2
 
 
 def test_server_environment_follows_port_and_database(monkeypatch):

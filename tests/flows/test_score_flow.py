@@ -169,3 +169,17 @@ def test_a_dead_run_of_any_flow_is_marked_crashed_by_the_next_run(prefect_api, f
         client.set_flow_run_state(alive.id, Cancelled(), force=True)
     assert marked == [str(dead.id)]
     assert not (locks / f"{dead.id}.lock").exists() and not (locks / f"{alive.id}.lock").exists()
+
+
+def test_run_into_an_existing_output_is_one_line_without_traceback(prefect_api, flows_env, trained, batch,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    proc = flows_env.cli("run", "score", PIPELINE, "--input", str(batch), "--output", str(out), check=False)
+    assert proc.returncode == 2, proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text and "Still processing" not in text, text
+    assert proc.stderr.strip().splitlines()[-1] == (f"error: output {out} already exists (fix: choose a new "
+                                                    "folder or pass --overwrite)")
+    assert (out / "keep.txt").read_text() == "x"

@@ -38,7 +38,7 @@ def _problem(name: object, pattern: re.Pattern[str], max_len: int) -> str | None
         return "contains '..'"
     if name.startswith("."):
         return "starts with '.'"
-    if len(name.encode("utf-8")) > max_len:
+    if len(name.encode("utf-8", "surrogatepass")) > max_len:
         return f"is longer than {max_len} bytes"
     if not pattern.fullmatch(name):
         return "has characters outside " + ("a-z, 0-9 and '_' (starting with a letter)" if pattern is SIMPLE
@@ -80,6 +80,6 @@ def safe_join(root: Path, relative: object, *, what: str) -> Path:
     if not isinstance(relative, str) or not relative or "\x00" in relative or "\\" in relative:
         raise UserError(f"unsafe {what} path {relative!r}", hint="use a path relative to its folder")
     rel = PurePosixPath(relative)
-    if rel.is_absolute() or ".." in rel.parts or any(len(p.encode("utf-8")) > 255 for p in rel.parts):
+    if rel.is_absolute() or ".." in rel.parts or any(len(p.encode("utf-8", "surrogatepass")) > 255 for p in rel.parts):
         raise UserError(f"unsafe {what} path {relative!r}", hint="use a path relative to its folder")
     return Path(root) / rel

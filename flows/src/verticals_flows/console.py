@@ -9,7 +9,9 @@ but the console gets the one line only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from verticals.errors import VerticalsError
@@ -63,3 +65,28 @@ def quiet_user_errors(debug: bool = False) -> None:
     for handler in _console_handlers():
         if not isinstance(handler.formatter, _OneLine):
             handler.setFormatter(_OneLine(handler.formatter))
+
+
+@contextlib.contextmanager
+def flushed(timeout: float = 10.0) -> Iterator[None]:
+    """Send the logs and events Prefect still holds before the command prints its result or error.
+
+    Otherwise Prefect flushes them at interpreter exit and prints "EventsWorker - Still processing
+    items" after the command's own last line.
+    """
+    try:
+        yield
+    finally:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+
+        for service in (APILogWorker, EventsWorker):
+            # Its own progress note ("Still processing items") is what this drain is meant to spare.
+            progress = logging.getLogger(service.__name__)
+            level = progress.level
+            progress.setLevel(logging.ERROR)
+            try:
+                with contextlib.suppress(Exception):
+                    service.drain_all(timeout=timeout)
+            finally:
+                progress.setLevel(level)

@@ -218,9 +218,10 @@ def run_worker(command: list[str], *, stop_timeout: float = 10.0, api: str | Non
 
     ``prefect worker start`` takes 30 s or more to act on SIGTERM or a first Ctrl-C (it finishes
     its polling cycle and flushes to the server). Here the first signal is passed on to the worker's
-    process group; an idle worker is killed after a second, one executing flow runs after
-    ``stop_timeout`` seconds (its runs end as crashed; running the same command again resumes a score
-    run's committed partitions), and a second signal kills the group at once.
+    process group; an idle worker is killed after a second, one executing flow runs gets
+    ``stop_timeout`` seconds for Prefect's own shutdown first, and a second signal kills the group at
+    once. Flow-run processes run in sessions of their own (Prefect starts them so); a run whose
+    process dies is marked crashed by the next run of its flow (:mod:`verticals_flows.crashed`).
     Returns the exit code: 0 after a requested stop, else the worker's own.
     """
     env = {**os.environ, "PREFECT_API_URL": api} if api else None

@@ -42,7 +42,7 @@ def _rejected_line(data: dict[str, Any]) -> str:
         parts.append(f"{sum(by_split.values())} by the preprocessor ({splits})")
     reasons = [r for found in (data.get("preprocessor_reasons") or {}).values() for r in found]
     first = f"; e.g. {reasons[0][0]}" if reasons else ""
-    return f"rejected training rows: {', '.join(parts)}{first} (every reason: see the report)"
+    return f"rejected training rows: {', '.join(parts)}{first} (the report lists the most common reasons)"
 
 
 def train(

@@ -135,6 +135,9 @@ def make_images(root: Path | str, images: int, *, seed: int = 0, corrupt: int = 
 
     from verticals.errors import UserError
 
+    if images < 1 or not 0 <= corrupt <= images:
+        raise UserError(f"cannot generate {images} images with {corrupt} corrupt ones",
+                        hint="ask for at least one image and at most as many corrupt ones as images")
     root = Path(root).expanduser().resolve()
     params = {"generator": "verticals.testing.files.make_images", "images": int(images), "seed": int(seed),
               "corrupt": int(corrupt)}

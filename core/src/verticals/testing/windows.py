@@ -198,7 +198,8 @@ class WindowPreprocessor(Preprocessor):
 
     def __init__(self, window: int = 16, sensors: tuple[str, ...] = SENSORS) -> None:
         if window < 2:
-            raise ValueError(f"window must be at least 2 readings, got {window}")
+            raise ValueError(f"WindowPreprocessor: window must be at least 2 readings, got {window} "
+                             "(fix: pass window=16, or any W >= 2)")
         self.window = int(window)
         self.context_rows = self.window - 1
         self.sensors = tuple(sensors)

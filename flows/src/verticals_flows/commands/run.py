@@ -58,12 +58,13 @@ def train(
     Stages that finished in an earlier run with the same data, options and code are reused, so
     running the same command again after a failure resumes where it stopped.
     """
+    from verticals_flows.console import flushed
     from verticals_flows.deployments import background_server_if_running
     from verticals_flows.train import train_flow
 
     _quiet(ctx)
 
-    with background_server_if_running():
+    with background_server_if_running(), flushed():
         result = train_flow(pipeline=pipeline, data=str(data.expanduser().absolute()) if data else None,
                             epochs=epochs, seed=seed, device=device, fresh=fresh, home=_home(home))
     if as_json:
@@ -102,12 +103,13 @@ def score(
     Re-running the same command after a crash or a kill skips the partitions already committed and
     produces exactly the output of an uninterrupted run.
     """
+    from verticals_flows.console import flushed
     from verticals_flows.deployments import background_server_if_running
     from verticals_flows.score import score_flow
 
     _quiet(ctx)
 
-    with background_server_if_running():
+    with background_server_if_running(), flushed():
         manifest = score_flow(pipeline=pipeline, input=str(input.expanduser().absolute()),
                               output=str(output.expanduser().absolute()), model=model, device=device,
                               batch_size=batch_size, overwrite=overwrite, dask_address=dask, workers=workers,
@@ -142,13 +144,14 @@ def monitor(
     significant drift the flow run ends in the state 'Drifted' and the command exits with code 6
     (unless --no-fail-on-drift).
     """
+    from verticals_flows.console import flushed
     from verticals_flows.deployments import background_server_if_running
     from verticals_flows.monitor import default_report, monitor_flow
 
     _quiet(ctx)
 
     target = (report or default_report(pipeline, home)).expanduser().absolute()
-    with background_server_if_running():
+    with background_server_if_running(), flushed():
         state = monitor_flow(pipeline=pipeline, scores=str(scores.expanduser().absolute()),
                              input=str(input.expanduser().absolute()) if input else None, model=model,
                              report=str(target), fail_on_drift=fail_on_drift, home=_home(home),

@@ -122,8 +122,8 @@ def worker(
 ) -> None:
     """Execute scheduled and triggered runs of verticals deployments (a Prefect process worker).
 
-    SIGTERM or one Ctrl-C stops it within --stop-timeout seconds; a second one stops it at once.
-    Runs it was executing end as crashed; running the same deployment again resumes them.
+    SIGTERM or one Ctrl-C stops it promptly: an idle worker at once, one executing runs after at most
+    --stop-timeout seconds; a second signal stops it immediately.
     """
     from verticals_flows import deployments, server
     from verticals_flows.config import work_pool

@@ -135,8 +135,8 @@ def load_config(path: str | Path) -> CreditConfig:
     name = raw.get("name")
     problem = name_problem(name)
     if problem:
-        raise _fail(path, f"'name' {name!r:.80} is unusable: it {problem}",
-                    f'write e.g. name = "my_loans" (lowercase letters, digits and underscores, at most {NAME_MAX})')
+        raise _fail(path, f"'name' must be lowercase letters, digits and underscores, got {name!r:.80} "
+                    f"(it {problem})", f'write e.g. name = "my_loans" (at most {NAME_MAX} characters)')
     if name in RESERVED:
         raise _fail(path, f"name '{name}' is taken by a built-in finance dataset or pipeline",
                     "choose another name")
