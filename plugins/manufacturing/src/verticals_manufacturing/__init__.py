@@ -1,0 +1,1 @@
+"""verticals-manufacturing: machine failure prediction pipelines."""

@@ -1,0 +1,100 @@
+"""The torch half of the manufacturing pipelines: in-graph feature modules and the networks.
+
+Imports torch at module level: import it only inside functions (training, export). Classes are at
+module level so they pickle with the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from verticals_manufacturing.physics import OSF_LIMIT_BY_INDEX, RPM_TO_RAD_S
+
+__all__ = ["FleetGraph", "ProcessGraph", "ProcessNet", "WindowNet"]
+
+
+class ProcessGraph(nn.Module):
+    """Impute missing process values with the training medians, add the physics features
+    (:mod:`verticals_manufacturing.physics`) and standardise them: runs in the exported graph."""
+
+    def __init__(self, medians: Sequence[float], means: Sequence[float], stds: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("median", torch.tensor(list(medians), dtype=torch.float32))
+        self.register_buffer("mean", torch.tensor(list(means), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(list(stds), dtype=torch.float32))
+        self.register_buffer("limits", torch.tensor(OSF_LIMIT_BY_INDEX, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, product_type: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.where(torch.isnan(x), self.median, x)
+        air, process, speed, torque, wear = x[:, 0], x[:, 1], x[:, 2], x[:, 3], x[:, 4]
+        limit = self.limits[product_type.clamp(0, 2)]
+        features = torch.stack([air, process, speed, torque, wear, process - air,
+                                torque * speed * (RPM_TO_RAD_S / 1000.0), wear * torque / 1000.0,
+                                wear * torque / limit], dim=1)
+        return {"features": (features - self.mean) / self.std, "product_type": product_type}
+
+
+class ProcessNet(nn.Module):
+    """An MLP over the standardised physics features and a product-type embedding, with two heads:
+    the failure logit and one logit per failure mode (multi-label, trained on failures only)."""
+
+    def __init__(self, n_features: int, n_types: int, n_modes: int, hidden: Sequence[int] = (64, 64),
+                 embedding_dim: int = 3) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_types, embedding_dim)
+        layers: list[nn.Module] = []
+        width = n_features + embedding_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.SiLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.failure = nn.Linear(width, 1)
+        self.modes = nn.Linear(width, n_modes)
+
+    def forward(self, features: torch.Tensor, product_type: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(torch.cat([features, self.embedding(product_type)], dim=1))
+        return self.failure(h).squeeze(1), self.modes(h)
+
+
+class FleetGraph(nn.Module):
+    """Per window: impute missing readings with the training medians, add the power and wear × torque
+    channels, standardise every channel (the fleet's physics features, in the exported graph)."""
+
+    def __init__(self, medians: Sequence[float], means: Sequence[float], stds: Sequence[float],
+                 speed: int, torque: int, wear: int) -> None:
+        super().__init__()
+        self.register_buffer("median", torch.tensor(list(medians), dtype=torch.float32))
+        self.register_buffer("mean", torch.tensor(list(means), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(list(stds), dtype=torch.float32))
+        self.speed, self.torque, self.wear = int(speed), int(torque), int(wear)
+
+    def forward(self, window: torch.Tensor) -> dict[str, torch.Tensor]:
+        # window: [N, W, C] raw readings (NaN = dropout)
+        x = torch.where(torch.isnan(window), self.median, window)
+        power = x[:, :, self.torque] * x[:, :, self.speed] * (RPM_TO_RAD_S / 1000.0)
+        strain = x[:, :, self.wear] * x[:, :, self.torque] / 1000.0
+        full = torch.cat([x, power.unsqueeze(2), strain.unsqueeze(2)], dim=2)
+        return {"window": ((full - self.mean) / self.std).transpose(1, 2)}
+
+
+class WindowNet(nn.Module):
+    """A small 1-D CNN over a window of readings ``[N, C, W]``: two dilated convolutions, the last
+    step's features and a global average, then a failure-within-H logit and one logit per mode."""
+
+    def __init__(self, channels: int, n_modes: int, width: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv1d(channels, width, kernel_size=5, padding=2), nn.SiLU(),
+            nn.Conv1d(width, width, kernel_size=5, padding=4, dilation=2), nn.SiLU())
+        self.head = nn.Sequential(nn.Linear(2 * width + channels, width), nn.SiLU())
+        self.failure = nn.Linear(width, 1)
+        self.modes = nn.Linear(width, n_modes)
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.conv(window)
+        pooled = torch.cat([h[:, :, -1], h.mean(dim=2), window[:, :, -1]], dim=1)
+        z = self.head(pooled)
+        return self.failure(z).squeeze(1), self.modes(z)

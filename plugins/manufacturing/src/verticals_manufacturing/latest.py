@@ -1,0 +1,52 @@
+"""Per machine, the latest risk from a ``failure_risk`` scoring output, and the machines without one.
+
+A planner reads one line per machine: its last scored reading's risk, mode and alert, plus every machine
+that got no score at all (too few readings for a window) with the reason from the scoring manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
+
+__all__ = ["latest_by_machine"]
+
+_SHORT = re.compile(r"machine '(?P<machine>.*)' has (?P<n>\d+) valid reading\(s\), fewer than a window of (?P<w>\d+)")
+
+
+def latest_by_machine(folder: Path | str) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """``(latest, unscored)``: the last scored reading of every machine in the scoring output ``folder``
+    (sorted by risk, highest first), and the machines with too few readings, from ``_manifest.json``.
+
+    Raises:
+        NotFoundError: ``folder`` holds no scoring output.
+    """
+    import polars as pl
+    from verticals.errors import NotFoundError
+
+    folder = Path(folder)
+    parts = sorted(folder.glob("part-*.parquet"))
+    manifest_path = folder / "_manifest.json"
+    if not manifest_path.is_file():
+        raise NotFoundError(f"{folder} is not a scoring output folder (no _manifest.json)",
+                            hint="pass the folder given to `verticals score manufacturing.failure_risk`")
+    manifest = json.loads(manifest_path.read_text())
+    columns = ["machine_id", "cycle", "probability", "mode", "mode_probability", "alert"]
+    if parts:
+        latest = (pl.scan_parquet(parts).select(columns).sort("machine_id", "cycle")
+                  .group_by("machine_id").last().collect().sort(["probability", "machine_id"], descending=[True, False]))
+    else:
+        latest = pl.DataFrame(schema={"machine_id": pl.String, "cycle": pl.Int64, "probability": pl.Float64,
+                                      "mode": pl.String, "mode_probability": pl.Float64, "alert": pl.Boolean})
+    unscored = []
+    for reason, count in sorted((manifest.get("no_output_reasons") or {}).items()):
+        match = _SHORT.fullmatch(reason)
+        if match:
+            unscored.append({"machine_id": match["machine"], "readings": int(match["n"]), "reason": reason,
+                             "rows": int(count)})
+    return latest, unscored

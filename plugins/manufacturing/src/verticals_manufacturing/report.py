@@ -1,0 +1,212 @@
+"""The manufacturing pipelines' sections of the training report (HTML tables + matplotlib PNGs).
+
+* Model against baselines: test metrics side by side and the precision-recall curves;
+* Recall per failure mode at each model's alert threshold;
+* Alert threshold: the validation cost curve with the chosen threshold;
+* (fleet) Alert lead time: a histogram of how many cycles before each failure the first alert came;
+* (fleet) Sensor traces: a few test machines' readings before a failure with the risk over time.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from verticals.spec import ReportSection
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = ["failure_sections"]
+
+_COLUMNS = (("pr_auc", "PR-AUC"), ("auc", "ROC-AUC"), ("recall_at_1pct_fpr", "recall at 1 % false alarms"),
+            ("alert_recall", "alert recall"), ("alert_precision", "alert precision"),
+            ("cost_per_example", "cost per example"))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figures(context: Any) -> Path:
+    folder = Path(context.workdir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _test_scores(context: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    import numpy as np
+
+    y = np.asarray(context.batches["test"].target).reshape(-1) > 0.5
+    scores = {"model": context.predictions["test"].get_column("probability").to_numpy()}
+    baselines = getattr(context, "manufacturing_baselines", None) or {}
+    targets = baselines.get("targets", {})
+    for name, by_split in baselines.get("scores", {}).items():
+        if "test" in by_split and len(by_split["test"]) == len(y) and np.array_equal(
+                np.asarray(targets.get("test")).reshape(-1) > 0.5, y):
+            scores[name] = by_split["test"]
+    return y, scores
+
+
+def _comparison(pipe: Any, context: Any) -> ReportSection:
+    from sklearn.metrics import precision_recall_curve
+
+    test = context.metrics.get("test", {})
+    baselines = context.extras.get("baseline_metrics", {}) if isinstance(context.extras, dict) else {}
+    rows = [["model (" + pipe.model + ")", *[test.get(k, float("nan")) for k, _ in _COLUMNS]]]
+    rows += [[name, *[m.get(k, float("nan")) for k, _ in _COLUMNS]] for name, m in baselines.items()]
+    y, scores = _test_scores(context)
+    images = []
+    if y.any() and not y.all():
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for name, s in scores.items():
+            precision, recall, _ = precision_recall_curve(y, s)
+            ax.step(recall, precision, where="post", label=name, lw=1.4)
+        ax.axhline(float(y.mean()), color="grey", ls="--", lw=0.8, label="no skill")
+        ax.set(xlabel="recall (failures caught)", ylabel="precision (alerts that were failures)",
+               title="Precision-recall, test split", ylim=(0, 1.02))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(_figures(context) / "manufacturing_pr_curve.png", dpi=90)
+        plt.close(fig)
+        images.append("figures/manufacturing_pr_curve.png")
+    body = ("<p>Test split; each model alerts at its own cost-optimal threshold chosen on validation. "
+            "The baselines are trained on the same split and the same physics features.</p>"
+            + _table(["model", *[label for _, label in _COLUMNS]], rows))
+    return ReportSection("Failure prediction: model against baselines", body, images)
+
+
+def _modes(pipe: Any, context: Any) -> ReportSection:
+    test = context.metrics.get("test", {})
+    aux = context.batches["test"].aux
+    baselines = context.extras.get("baseline_metrics", {})
+    rows = []
+    for mode in pipe.mode_names:
+        count = int((aux.get_column(mode) > 0).sum()) if aux is not None and mode in aux.columns else 0
+        model = test.get("recall_by_mode", {}).get(mode, float("nan"))
+        rows.append([mode, count, model, *[b.get("recall_by_mode", {}).get(mode, float("nan"))
+                                           for b in baselines.values()]])
+    body = ("<p>Share of each mode's test failures (positive examples carrying the mode) that raised an "
+            f"alert. Mode accuracy (predicted most likely mode among the true ones): "
+            f"{_fmt(test.get('mode_accuracy', float('nan')))}.</p>"
+            + _table(["mode", "failures", "model", *baselines], rows))
+    return ReportSection("Failure prediction: recall per failure mode", body)
+
+
+def _costs(context: Any) -> ReportSection:
+    extras = context.extras
+    curve = extras.get("cost_curve") or {}
+    images = []
+    if curve.get("threshold"):
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        ax.plot(curve["threshold"], curve["cost"], lw=1.4)
+        ax.axvline(extras["threshold"], color="tab:red", ls="--", lw=1, label=f"chosen {extras['threshold']:.3g}")
+        ax.set(xlabel="alert threshold (probability)", ylabel="expected cost per example", xscale="symlog",
+               title="Cost curve, validation split")
+        ax.set_xscale("symlog", linthresh=1e-3)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(_figures(context) / "manufacturing_cost_curve.png", dpi=90)
+        plt.close(fig)
+        images.append("figures/manufacturing_cost_curve.png")
+    costs = extras.get("costs", {})
+    body = (f"<p>A missed failure costs {_fmt(costs.get('miss'))}, a false alarm {_fmt(costs.get('false_alarm'))}. "
+            f"The threshold {_fmt(extras.get('threshold'))} minimises the expected cost on validation "
+            f"({_fmt(extras.get('valid_expected_cost'))} per example); it is stored with the model and "
+            "sets the <code>alert</code> column at scoring.</p>")
+    issues = extras.get("label_issues")
+    if issues:
+        body += (f"<p>Training labels: {issues['mode_without_failure']} row(s) carry a mode flag without a "
+                 f"failure (learned as no failure); {issues['failure_without_mode']} failure(s) have no mode.</p>")
+    return ReportSection("Failure prediction: alert threshold from costs", body, images)
+
+
+def _lead_times(pipe: Any, context: Any) -> ReportSection:
+    from verticals_manufacturing.risk import CYCLE, MACHINE, lead_times
+
+    batch = context.batches["test"]
+    alert = context.predictions["test"].get_column("alert").to_numpy()
+    leads, failures = lead_times(batch.ids.get_column(MACHINE).to_list(), batch.ids.get_column(CYCLE).to_numpy(),
+                                 batch.aux.get_column("next_failure_cycle").to_list(), alert)
+    images = []
+    if leads:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.hist(leads, bins=range(0, pipe.horizon + 2), align="left", rwidth=0.85)
+        ax.set(xlabel="cycles between first alert and failure", ylabel="failures", title="Alert lead time, test")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(_figures(context) / "manufacturing_lead_time.png", dpi=90)
+        plt.close(fig)
+        images.append("figures/manufacturing_lead_time.png")
+    body = (f"<p>{len(leads)} of {failures} test failures were preceded by an alert within the horizon of "
+            f"{pipe.horizon} cycles.</p>")
+    return ReportSection("Failure risk: alert lead time", body, images)
+
+
+def _traces(pipe: Any, context: Any, machines: int = 3) -> ReportSection:
+    import polars as pl
+
+    from verticals_manufacturing.risk import CYCLE, MACHINE
+
+    test = context.splits.test
+    events = test.filter(pl.col("failure") > 0).select(MACHINE, CYCLE).head(machines)
+    preds = context.batches["test"].ids.select(MACHINE, CYCLE).hstack(
+        context.predictions["test"].select("probability"))
+    images = []
+    if events.height:
+        plt = _plt()
+        fig, axes = plt.subplots(events.height, 1, figsize=(8, 2.8 * events.height), squeeze=False)
+        for ax, (machine, cycle) in zip(axes[:, 0], events.iter_rows(), strict=True):
+            lo = cycle - 4 * pipe.horizon
+            rows = test.filter((pl.col(MACHINE) == machine) & pl.col(CYCLE).is_between(lo, cycle)).sort(CYCLE)
+            risk = preds.filter((pl.col(MACHINE) == machine) & pl.col(CYCLE).is_between(lo, cycle)).sort(CYCLE)
+            for name in ("torque", "vibration"):
+                values = rows.get_column(name).to_numpy()
+                span = (values.max() - values.min()) or 1.0
+                ax.plot(rows[CYCLE], (values - values.min()) / span, lw=1, label=f"{name} (scaled)")
+            diff = (rows["process_temperature"] - rows["air_temperature"]).to_numpy()
+            ax.plot(rows[CYCLE], (diff - diff.min()) / ((diff.max() - diff.min()) or 1.0), lw=1,
+                    label="process − air (scaled)")
+            ax.plot(risk[CYCLE], risk["probability"], color="black", lw=2, label="risk")
+            ax.axhline(context.extras.get("threshold", 0.5), color="tab:red", ls="--", lw=0.8)
+            ax.axvline(cycle, color="tab:red", lw=1)
+            ax.set_title(f"{machine}: failure at cycle {cycle}", fontsize=9)
+            ax.set_ylim(-0.05, 1.05)
+            ax.legend(fontsize=7, loc="upper left")
+        fig.tight_layout()
+        fig.savefig(_figures(context) / "manufacturing_traces.png", dpi=90)
+        plt.close(fig)
+        images.append("figures/manufacturing_traces.png")
+    return ReportSection("Failure risk: sensor traces before failures",
+                         "<p>Readings of test machines before a failure (red line), each scaled to [0, 1], "
+                         "with the model's risk (black) and the alert threshold (dashed).</p>", images)
+
+
+def failure_sections(pipe: Any, context: Any) -> list[ReportSection]:
+    sections = [_comparison(pipe, context), _modes(pipe, context), _costs(context)]
+    if getattr(pipe, "horizon", None) is not None and context.batches["test"].aux is not None:
+        sections += [_lead_times(pipe, context), _traces(pipe, context)]
+    return sections

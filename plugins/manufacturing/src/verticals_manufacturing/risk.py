@@ -1,0 +1,431 @@
+"""``manufacturing.failure_risk``: a fleet's telemetry → per reading, the probability that the machine
+fails within the next ``H`` cycles, the most likely mode, and a cost-based alert.
+
+* Data: one row per reading (``machine_id``, ``cycle``, six sensors, ``failure`` event 0/1, optional
+  ``failure_mode``); the generated ``fleet`` dataset (:mod:`verticals_manufacturing.fleet`).
+* Labels: :func:`horizon_labels`, computed on the whole data before it is split: a reading is positive
+  when its machine's next failure comes within ``H`` cycles after it. A reading whose machine's
+  readings end less than ``H`` cycles later, with no failure in between, has no label (censored) and is
+  no training example.
+* Split: ``group_time`` (grouped by machine, time-ordered) with a gap of ``H`` cycles before the
+  validation and the test period, so no training label looks into them; earlier readings of a machine
+  reach validation and test as context (the first windows there are complete).
+* :class:`WindowPreprocessor` (``rowwise=False``): one example per reading that has ``W - 1`` earlier
+  valid readings of its machine: the last ``W`` readings ``[W, 6]``. Imputation of dropouts, the power and
+  wear × torque channels and the scaling run in the exported graph
+  (:class:`verticals_manufacturing.graph.FleetGraph`).
+* Model ``window_cnn``: :class:`verticals_manufacturing.graph.WindowNet`.
+* Metrics: those of :func:`~verticals_manufacturing.evaluation.failure_metrics`, plus the alert lead
+  time (:func:`lead_times`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from verticals.spec import (
+    CONTEXT,
+    Batch,
+    Column,
+    OutputColumn,
+    Pipeline,
+    Preprocessor,
+    Schema,
+    SplitSpec,
+    TensorSpec,
+    TrainingConfig,
+)
+
+from verticals_manufacturing.evaluation import DEFAULT_FALSE_ALARM_COST, DEFAULT_MISS_COST
+from verticals_manufacturing.fleet import FLEET_MODES, FLEET_SENSORS
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import polars as pl
+    import torch
+    from verticals.spec import DatasetSpec, ReportSection
+
+__all__ = ["FailureRiskPipeline", "WindowPreprocessor", "fleet_schema", "fleet_split", "horizon_labels",
+           "lead_times"]
+
+log = logging.getLogger(__name__)
+
+MACHINE, CYCLE = "machine_id", "cycle"
+WINDOW = 24
+HORIZON = 10
+LABEL, BITS, NEXT = "_failure_within_h", "_mode_bits", "_next_failure"
+
+
+def fleet_schema() -> Schema:
+    """Columns of fleet telemetry, their roles and the physical limits that reject a reading."""
+    return Schema((
+        Column(MACHINE, "string", "group", on_missing="reject", description="machine identifier"),
+        Column(CYCLE, "int", "time", on_missing="reject", description="cycle number of the reading, increasing in time"),
+        Column("air_temperature", "float", on_missing="flag", max=500.0, description="air temperature in kelvin"),
+        Column("process_temperature", "float", on_missing="flag", max=500.0,
+               description="process temperature in kelvin"),
+        Column("rotational_speed", "float", on_missing="flag", min=0.0, max=20_000.0, description="rpm"),
+        Column("torque", "float", on_missing="flag", min=0.0, max=1_000.0, description="Nm"),
+        Column("tool_wear", "float", on_missing="flag", min=0.0, max=10_000.0, description="minutes"),
+        Column("vibration", "float", on_missing="flag", min=0.0, max=1_000.0, description="mm/s RMS"),
+        Column("failure", "int", "target", categories=("0", "1"),
+               description="1 on the reading where the machine failed (training only)"),
+        Column("failure_mode", "string", required=False,
+               description="mode(s) of that failure, e.g. HDF or HDF+PWF (training only, optional)"),
+    ))
+
+
+def fleet_split(horizon: int = HORIZON) -> SplitSpec:
+    return SplitSpec("group_time", test_fraction=0.2, valid_fraction=0.15, gap=float(horizon))
+
+
+def horizon_labels(frame: pl.DataFrame, horizon: int, modes: Sequence[str] = FLEET_MODES) -> pl.DataFrame:
+    """``frame`` with ``_failure_within_h`` (1 / 0 / null when censored), ``_mode_bits`` (the modes of
+    that next failure as bits of ``modes``) and ``_next_failure`` (its cycle, null when none within H)."""
+    import polars as pl
+
+    mode_col = (pl.col("failure_mode").fill_null("") if "failure_mode" in frame.columns
+                else pl.lit("", dtype=pl.String))
+    bits = pl.lit(0, dtype=pl.Int64)
+    for i, mode in enumerate(modes):
+        bits = bits + pl.when(mode_col.str.contains(mode, literal=True)).then(1 << i).otherwise(0)
+    work = frame.with_columns(
+        pl.when(pl.col("failure") > 0).then(pl.col(CYCLE)).alias("__fc"),
+        pl.when(pl.col("failure") > 0).then(bits).alias("__fb"))
+    work = work.sort(MACHINE, CYCLE, maintain_order=True).with_columns(
+        pl.col("__fc").shift(-1).backward_fill().over(MACHINE).alias("__next"),
+        pl.col("__fb").shift(-1).backward_fill().over(MACHINE).alias("__bits"),
+        pl.col(CYCLE).max().over(MACHINE).alias("__last"))
+    within = (pl.col("__next") - pl.col(CYCLE)) <= horizon
+    return work.with_columns(
+        pl.when(within).then(1).when(pl.col("__last") - pl.col(CYCLE) >= horizon).then(0)
+        .otherwise(None).cast(pl.Int8).alias(LABEL),
+        pl.when(within).then(pl.col("__bits")).otherwise(0).cast(pl.Int64).alias(BITS),
+        pl.when(within).then(pl.col("__next")).otherwise(None).cast(pl.Int64).alias(NEXT),
+    ).drop("__fc", "__fb", "__next", "__bits", "__last")
+
+
+def lead_times(machine: Sequence[str], cycle: np.ndarray, next_failure: Sequence[int | None],
+               alert: np.ndarray) -> tuple[list[float], int]:
+    """Per failure (a machine and the cycle of its failure) seen within ``H`` of some example: how many
+    cycles before the failure the first alert came. Returns the lead times of the alerted failures and
+    the number of failures in all."""
+    import numpy as np
+
+    first: dict[tuple[str, int], float] = {}
+    seen: set[tuple[str, int]] = set()
+    cycle = np.asarray(cycle)
+    alert = np.asarray(alert, dtype=bool)
+    for m, c, nf, a in zip(machine, cycle.tolist(), next_failure, alert.tolist(), strict=True):
+        if nf is None:
+            continue
+        key = (m, int(nf))
+        seen.add(key)
+        if a:
+            lead = float(nf - c)
+            first[key] = max(first.get(key, 0.0), lead)
+    return list(first.values()), len(seen)
+
+
+class WindowPreprocessor(Preprocessor):
+    """Readings → windows ``[N, W, 6]`` (see the module docstring); fitted state: per-channel medians
+    (dropouts) and the scaling of the eight channels (six sensors, power, wear × torque)."""
+
+    rowwise: ClassVar[bool] = False
+    materialize: ClassVar[bool] = False
+    group_by: ClassVar[str | None] = MACHINE
+    order_by: ClassVar[str | None] = CYCLE
+    context_rows: ClassVar[int | None] = WINDOW - 1
+    workers: ClassVar[int] = 1
+    chunk_rows: ClassVar[int | None] = 8192
+
+    def __init__(self, window: int = WINDOW, modes: Sequence[str] = FLEET_MODES) -> None:
+        self.window = int(window)
+        self.modes = tuple(modes)
+        self.medians: list[float] = []
+        self.means: list[float] = []
+        self.stds: list[float] = []
+
+    def fit(self, frame: pl.DataFrame) -> None:
+        import numpy as np
+
+        from verticals_manufacturing.process import check_temperatures
+
+        x = _channels(frame)[check_temperatures(frame, FLEET_TEMPERATURES)]
+        medians = np.nanmedian(x, axis=0) if len(x) else np.zeros(len(FLEET_SENSORS))
+        medians = np.where(np.isnan(medians), 0.0, medians)
+        full = _with_physics(np.where(np.isnan(x), medians, x))
+        self.medians = [float(v) for v in medians]
+        self.means = [float(v) for v in full.mean(axis=0)] if len(full) else [0.0] * full.shape[1]
+        self.stds = [float(v) if v > 1e-9 else 1.0 for v in full.std(axis=0)] if len(full) else [1.0] * full.shape[1]
+
+    def transform(self, frame: pl.DataFrame, *, with_target: bool) -> Batch:
+        import numpy as np
+        import polars as pl
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        from verticals_manufacturing.process import celsius_reasons
+
+        w = self.window
+        work = frame.with_row_index("__pos").sort(MACHINE, CYCLE, maintain_order=True)
+        pos = work.get_column("__pos").to_numpy().astype(np.int64)
+        context = (work.get_column(CONTEXT).fill_null(False).to_numpy() if CONTEXT in work.columns
+                   else np.zeros(work.height, dtype=bool))
+        machines = work.get_column(MACHINE).to_numpy()
+        cycles = work.get_column(CYCLE).to_numpy()
+        reasons: list[str | None] = celsius_reasons(work, FLEET_TEMPERATURES)
+        duplicated = work.select(pl.struct(MACHINE, CYCLE).is_duplicated()).to_series().to_numpy()
+        for i in np.flatnonzero(duplicated):
+            if reasons[i] is None:
+                reasons[i] = (f"machine '{machines[i]}' has more than one reading at cycle {cycles[i]}: "
+                              "ambiguous, every copy rejected (send one reading per machine and cycle)")
+        bad = np.asarray([r is not None for r in reasons], dtype=bool)
+        reject_rows = np.flatnonzero(bad & ~context)
+        rejects = pl.DataFrame({"_row": pos[reject_rows], "_reason": [reasons[i] for i in reject_rows]},
+                               schema={"_row": pl.Int64, "_reason": pl.String})
+        x = _channels(work)
+        labels = work.get_column(LABEL).to_numpy() if with_target and LABEL in work.columns else None
+        if with_target and labels is None:
+            raise ValueError(f"training frame lacks '{LABEL}': split it with FailureRiskPipeline.split")
+        picked: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        skipped: dict[str, int] = {}
+        codes = work.get_column(MACHINE).rle_id().to_numpy()
+        edges = np.flatnonzero(np.diff(codes)) + 1
+        for start, stop in zip(np.r_[0, edges], np.r_[edges, work.height], strict=True):
+            idx = np.arange(start, stop)
+            idx = idx[~bad[idx]]
+            own = idx[~context[idx]]
+            if len(idx) < w:
+                if len(own):
+                    reason = (f"machine '{machines[start]}' has {len(idx)} valid reading(s), fewer than a window "
+                              f"of {w}")
+                    skipped[reason] = skipped.get(reason, 0) + len(own)
+                continue
+            k = np.arange(w - 1, len(idx))
+            ends = idx[k]
+            early = int((~context[idx[: w - 1]]).sum())
+            if early:
+                key = f"first {w - 1} readings of a machine (no full window yet)"
+                skipped[key] = skipped.get(key, 0) + early
+            keep = ~context[ends]
+            picked.append(idx[sliding_window_view(np.arange(len(idx)), w)[keep]])
+            rows.append(ends[keep])
+        ends = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        windows = np.concatenate(picked) if picked else np.zeros((0, w), dtype=np.int64)
+        target = aux = None
+        if with_target:
+            label = labels[ends]
+            known = ~np.isnan(label.astype(np.float64)) if label.dtype.kind == "f" else np.ones(len(ends), bool)
+            if (~known).any():
+                skipped["no label: the machine's readings end within the horizon (censored)"] = int((~known).sum())
+            ends, windows = ends[known], windows[known]
+            from verticals_manufacturing.evaluation import encode_target
+
+            bits = work.get_column(BITS).to_numpy()[ends]
+            target = encode_target(labels[ends].astype(np.float64) > 0.5, bits)
+            nxt = work.get_column(NEXT).gather(ends)
+            aux = pl.DataFrame({m: ((bits >> i) & 1).astype(np.int8) for i, m in enumerate(self.modes)}).with_columns(
+                nxt.alias("next_failure_cycle"))
+        ids = work.select(MACHINE, CYCLE)[ends] if len(ends) else work.select(MACHINE, CYCLE).clear()
+        inputs = {"window": x[windows].astype(np.float32) if len(ends)
+                  else np.zeros((0, w, len(FLEET_SENSORS)), dtype=np.float32)}
+        return Batch(ids=ids, inputs=inputs, target=target, aux=aux, rejects=rejects, skipped=skipped)
+
+    def signature(self) -> dict[str, TensorSpec]:
+        return {"window": TensorSpec("float32", (-1, self.window, len(FLEET_SENSORS)))}
+
+    def info(self) -> dict[str, Any]:
+        return {"channels": [*FLEET_SENSORS, "power_kw", "wear_torque"], "window": self.window,
+                "modes": list(self.modes)}
+
+    def state(self) -> dict[str, Any]:
+        return {"window": self.window, "medians": self.medians, "means": self.means, "stds": self.stds}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.window = int(state["window"])
+        self.medians = [float(v) for v in state["medians"]]
+        self.means = [float(v) for v in state["means"]]
+        self.stds = [float(v) for v in state["stds"]]
+
+    def graph_module(self) -> torch.nn.Module:
+        from verticals_manufacturing.graph import FleetGraph
+
+        return FleetGraph(self.medians, self.means, self.stds, speed=FLEET_SENSORS.index("rotational_speed"),
+                          torque=FLEET_SENSORS.index("torque"), wear=FLEET_SENSORS.index("tool_wear"))
+
+
+FLEET_TEMPERATURES = ("air_temperature", "process_temperature")
+
+
+def _channels(frame: pl.DataFrame) -> np.ndarray:
+    import numpy as np
+
+    return np.column_stack([frame.get_column(c).cast(float).to_numpy() for c in FLEET_SENSORS]).astype(np.float64)
+
+
+def _with_physics(x: np.ndarray) -> np.ndarray:
+    """Six sensor channels → eight: power (kW) and wear × torque (kmin·Nm), as in the graph."""
+    import numpy as np
+
+    from verticals_manufacturing.physics import RPM_TO_RAD_S
+
+    speed, torque, wear = (x[..., FLEET_SENSORS.index(c)] for c in ("rotational_speed", "torque", "tool_wear"))
+    return np.concatenate([x, (torque * speed * RPM_TO_RAD_S / 1000.0)[..., None],
+                           (wear * torque / 1000.0)[..., None]], axis=-1)
+
+
+def window_design(windows: np.ndarray, medians: Sequence[float]) -> np.ndarray:
+    """Baseline features of windows ``[N, W, 6]``: per channel (with power and wear × torque) the last
+    value, the window mean, minimum, maximum and slope (last − first) / W."""
+    import numpy as np
+
+    x = np.where(np.isnan(windows), np.asarray(medians), windows.astype(np.float64))
+    full = _with_physics(x)
+    w = full.shape[1]
+    return np.concatenate([full[:, -1], full.mean(axis=1), full.min(axis=1), full.max(axis=1),
+                           (full[:, -1] - full[:, 0]) / max(w, 1)], axis=1)
+
+
+def window_model(info: Mapping[str, Any], width: int = 32) -> Any:
+    from verticals_manufacturing.graph import WindowNet
+
+    return WindowNet(len(info["channels"]), len(info["modes"]), width=int(width))
+
+
+class FailureRiskPipeline(Pipeline):
+    """Per reading: probability that the machine fails within the next ``horizon`` cycles, the most
+    likely mode, and a cost-based alert.
+
+    Args:
+        name, dataset, description: registry names (defaults ``failure_risk`` on ``fleet``).
+        miss_cost, false_alarm_cost: see :mod:`verticals_manufacturing.evaluation`.
+        window: readings per window (``W``, default 24); horizon: ``H`` (default 10 cycles; the split's
+            gap must be at least this).
+    """
+
+    name = "failure_risk"
+    description = "Probability of a machine failure within the next H cycles from a window of telemetry"
+    dataset = "fleet"
+    model = "window_cnn"
+    task = "binary"
+    score_column = "probability"
+    primary_metric = "pr_auc"
+    greater_is_better = True
+    output_columns = (
+        OutputColumn("probability", "float", "probability that the machine fails within the next H cycles"),
+        OutputColumn("mode", "string", "most likely failure mode if it fails: TWF, HDF, PWF, OSF or RNF"),
+        OutputColumn("mode_probability", "float", "probability of that mode given a failure"),
+        OutputColumn("alert", "bool", "probability at or above the cost-based threshold stored with the model"),
+    )
+    training = TrainingConfig(epochs=12, batch_size=256, learning_rate=2e-3, weight_decay=1e-4, patience=4,
+                              class_weighting=False, seed=42)
+    mode_names: tuple[str, ...] = FLEET_MODES
+
+    def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
+                 miss_cost: float = DEFAULT_MISS_COST, false_alarm_cost: float = DEFAULT_FALSE_ALARM_COST,
+                 window: int = WINDOW, horizon: int = HORIZON) -> None:
+        if name is not None:
+            self.name = name
+        if dataset is not None:
+            self.dataset = dataset
+        if description is not None:
+            self.description = description
+        if not (miss_cost > 0 and false_alarm_cost > 0):
+            raise ValueError(f"pipeline '{self.name}': costs must be positive, got miss_cost={miss_cost}, "
+                             f"false_alarm_cost={false_alarm_cost}")
+        if window < 2 or horizon < 1:
+            raise ValueError(f"pipeline '{self.name}': window must be at least 2 and horizon at least 1, "
+                             f"got window={window}, horizon={horizon}")
+        self.costs = {"miss": float(miss_cost), "false_alarm": float(false_alarm_cost)}
+        self.window, self.horizon = int(window), int(horizon)
+
+    def preprocessor(self, dataset: DatasetSpec) -> Preprocessor:
+        pre = WindowPreprocessor(self.window, self.mode_names)
+        pre.context_rows = self.window - 1  # type: ignore[misc]  # per instance when the window differs
+        return pre
+
+    def split(self, frame: pl.DataFrame, dataset: DatasetSpec, seed: int) -> Any:
+        """Horizon labels on the whole data, then the dataset's split (``group_time`` with a gap ≥ H)."""
+        from verticals.data.splits import split_frame
+        from verticals.errors import PluginError
+
+        spec = dataset.split
+        if spec.strategy == "group_time" and spec.gap < self.horizon:
+            raise PluginError(f"dataset '{dataset.qualified_name}': split gap {spec.gap:g} is shorter than the "
+                              f"horizon of {self.qualified_name} ({self.horizon} cycles): training labels would "
+                              "look into the validation and test periods",
+                              hint=f"set SplitSpec(gap={self.horizon}) or more")
+        return split_frame(horizon_labels(frame, self.horizon, self.mode_names), dataset, seed)
+
+    def loss(self, outputs: Sequence[torch.Tensor], target: torch.Tensor,
+             class_weights: torch.Tensor | None) -> torch.Tensor:
+        from verticals_manufacturing.evaluation import failure_loss
+
+        return failure_loss(outputs, target, len(self.mode_names))
+
+    def evaluate(self, predictions: pl.DataFrame, batch: Batch) -> dict[str, Any]:
+        import numpy as np
+
+        from verticals_manufacturing.evaluation import failure_metrics
+
+        alert = predictions.get_column("alert").to_numpy()
+        out = failure_metrics(batch.target, predictions.get_column("probability").to_numpy(), alert,
+                              modes=batch.aux, mode_names=self.mode_names,
+                              predicted_mode=predictions.get_column("mode").to_list(), costs=self.costs)
+        if batch.aux is not None and "next_failure_cycle" in batch.aux.columns:
+            leads, failures = lead_times(batch.ids.get_column(MACHINE).to_list(),
+                                         batch.ids.get_column(CYCLE).to_numpy(),
+                                         batch.aux.get_column("next_failure_cycle").to_list(), alert)
+            out["failures"] = float(failures)
+            out["failures_alerted"] = len(leads) / failures if failures else float("nan")
+            out["lead_time_mean"] = float(np.mean(leads)) if leads else float("nan")
+            out["lead_time_median"] = float(np.median(leads)) if leads else float("nan")
+        return out
+
+    def fit_extras(self, context: Any) -> dict[str, Any]:
+        """The cost-optimal threshold on validation and both baselines on window features."""
+        import numpy as np
+        from verticals.data.examples import Examples
+
+        from verticals_manufacturing.baselines import baseline_extras
+        from verticals_manufacturing.evaluation import choose_threshold
+
+        valid = context.batches["valid"]
+        probability = context.predictions["valid"].get_column("probability").to_numpy()
+        chosen = choose_threshold(valid.target, probability, self.costs["miss"], self.costs["false_alarm"])
+        extras: dict[str, Any] = {"threshold": chosen["threshold"], "costs": dict(self.costs),
+                                  "valid_expected_cost": chosen["expected_cost"], "cost_curve": chosen["curve"],
+                                  "modes": list(self.mode_names), "window": self.window, "horizon": self.horizon}
+        pre = context.preprocessor
+
+        def design(split: str):
+            feats, targets, auxes = [], [], []
+            for b in Examples(pre, getattr(context.splits, split), name=split).batches(8192):
+                if len(b):
+                    feats.append(window_design(b.inputs["window"], pre.medians))
+                    targets.append(b.target)
+                    auxes.append(b.aux)
+            if not feats:
+                import polars as pl
+
+                return np.zeros((0, 5 * (len(FLEET_SENSORS) + 2))), np.zeros(0), pl.DataFrame(), []
+            import polars as pl
+
+            return np.concatenate(feats), np.concatenate(targets), pl.concat(auxes), []
+
+        extras.update(baseline_extras(self, context, design=design))
+        return extras
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], batch: Batch,
+                    extras: Mapping[str, Any]) -> pl.DataFrame:
+        from verticals_manufacturing.outputs import failure_outputs
+
+        return failure_outputs(outputs, extras, self.mode_names)
+
+    def report_sections(self, context: Any) -> list[ReportSection]:
+        from verticals_manufacturing.report import failure_sections
+
+        return failure_sections(self, context)
