@@ -143,7 +143,7 @@ CASES: list[Case] = [
     Case("score", "parquet-huge-string", _parquet(_with(_clean, cat=pl.Series(_cat_huge))), "scored", flagged=1),
     Case("score", "parquet-int-overflow", _parquet(_with(_clean, x5=pl.when(pl.col("id") == 0)
                                                          .then(pl.lit(2**63 - 1)).otherwise(pl.col("x5")))),
-         "scored", flagged=0),
+         "scored", flagged=1),  # scored, clipped and flagged out_of_training_range
     Case("score", "parquet-all-null-column", _parquet(_with(_clean, x1=pl.lit(None, dtype=pl.Float64))), "scored",
          flagged=0),
     # -- CSV, scoring -----------------------------------------------------------------------------------

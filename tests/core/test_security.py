@@ -64,11 +64,12 @@ def test_unsafe_names_are_refused_everywhere(tmp_path: Path) -> None:
     dataset, model names and aliases), plugin (entry-point) names, the plugin scaffold, credit configs
     and the monitor's report path."""
     from verticals import hookimpl
+    from verticals.owndata import OwnDataError as ConfigError
     from verticals.plugins import load_plugins
     from verticals.registry import build_registry
     from verticals.scaffold import create_plugin
     from verticals.testing.reference import ReferencePipeline, ReferencePlugin
-    from verticals_finance.config import ConfigError, load_config
+    from verticals_finance.config import load_config
 
     store = ModelStore(tmp_path / "home")
     escaped = tmp_path / "escaped"
