@@ -168,7 +168,9 @@ def test_a_run_killed_mid_partition_leaves_no_side_outputs_behind(model, tmp_pat
     failing["on"] = False
     manifest = _score(model, model["inbox"], out)
     reused = [p["reused"] for p in manifest["parts"]]
-    assert reused[:2] == [True, True] and not any(reused[2:])
+    # Parts are decoded by several readers, so a later part may have committed before the third failed;
+    # the failed part itself is always redone.
+    assert reused[:2] == [True, True] and reused[2] is False
     assert manifest["rows_out"] == 37 and manifest["rows_rejected"] == 4
     table = _parts(out)
     assert {out / h for h in table["heatmap"]} == set(out.rglob("*.png"))
