@@ -511,11 +511,14 @@ class ScoringContext(Mapping[str, Any]):
     """
 
     def __init__(self, extras: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None,
-                 side_dir: Any = None, part: str = "") -> None:
+                 side_dir: Any = None, part: str = "", input_root: Any = None) -> None:
         self.extras: dict[str, Any] = dict(extras or {})
         self.artifacts: Mapping[str, Any] = artifacts if artifacts is not None else {}
         self._side_dir = side_dir
         self.part = part
+        #: While scoring a folder of files (images): that folder, so postprocess can name each file
+        #: relative to it (the frame's path column holds full paths). ``None`` otherwise.
+        self.input_root: str | None = str(input_root) if input_root is not None else None
 
     def __getitem__(self, key: str) -> Any:
         return self.extras[key]
@@ -549,8 +552,8 @@ class ScoringContext(Mapping[str, Any]):
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name, f"{self.part}/{name}"
 
-    def with_part(self, side_dir: Any, part: str) -> ScoringContext:
-        return ScoringContext(self.extras, self.artifacts, side_dir, part)
+    def with_part(self, side_dir: Any, part: str, input_root: Any = None) -> ScoringContext:
+        return ScoringContext(self.extras, self.artifacts, side_dir, part, input_root)
 
 
 @dataclass(frozen=True)
@@ -712,6 +715,16 @@ class Pipeline:
         from verticals.postprocess import default_postprocess
 
         return default_postprocess(self.task, outputs)
+
+    def summarize(self, parts: Sequence[Any], context: ScoringContext) -> Mapping[str, pl.DataFrame]:
+        """Tables over a whole scoring output (per study, per machine), written next to the parts.
+
+        Called once per scoring run, after every part is written and before the output moves into
+        place, with the part files (Parquet paths; empty parts left out) and the scoring context. Each
+        returned frame is written as ``_<name>.parquet`` (``name``: lowercase letters, digits and
+        underscores) and listed in ``_manifest.json`` under ``summaries``. Default: none.
+        """
+        return {}
 
     # -- reporting -----------------------------------------------------------------------------------
     def report_sections(self, context: Any) -> list[ReportSection]:

@@ -1,0 +1,214 @@
+"""Image files → model pixels, pseudonymised ids and rejects; the schema of every medical dataset.
+
+One row per file (``path``), an optional ``label``, an optional ``patient`` and ``study``. The
+preprocessor decodes each file (:mod:`verticals_medical.imaging`) in the core's decode threads, turns
+every undecodable file into a reject with its path and reason, and never lets a raw header value out:
+patient, study, series and instance identifiers become keyed pseudonyms (:mod:`verticals_medical.deid`).
+
+Where identifiers come from, per image: a DICOM file's own header (PatientID, StudyInstanceUID) wins;
+otherwise the frame's ``patient``/``study`` columns (pseudonymised unless they already are); otherwise
+the image is its own patient and study (the pseudonym of its path).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from verticals.spec import Batch, Column, Preprocessor, Schema, TensorSpec
+
+from verticals_medical.imaging import PRESETS, ImageRejected, decode
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import polars as pl
+    import torch
+
+__all__ = ["AUX_COLUMNS", "MedicalPreprocessor", "is_pseudonym", "medical_schema"]
+
+AUX_COLUMNS = ("path", "patient", "study", "series", "modality", "kind")
+_PSEUDONYM = re.compile(r"^[PSRI]-[0-9a-f]{16}$")
+
+
+def medical_schema(classes: Sequence[str]) -> Schema:
+    """One row per image file: its path, its label, and (optional) the patient and study it belongs to."""
+    return Schema((
+        Column("path", "path", "feature", on_missing="reject",
+               description="image file: DICOM, PNG, JPEG, TIFF or NumPy .npy"),
+        Column("label", "category", "target", categories=tuple(classes), description="the image's class"),
+        Column("patient", "string", "group", required=False,
+               description="patient pseudonym: images of one patient never span two splits"),
+        Column("study", "string", "attribute", required=False, description="study pseudonym (per-study scores)"),
+    ))
+
+
+def is_pseudonym(value: str, kind: str) -> bool:
+    return bool(_PSEUDONYM.match(value)) and value[0] == {"patient": "P", "study": "S", "series": "R"}.get(kind, "I")
+
+
+class MedicalPreprocessor(Preprocessor):
+    """Files → ``image`` uint8 ``[N, 1, size, size]``; streamed, decoded in threads, row-wise.
+
+    Fitted state: the mean and standard deviation of the pixels (in ``[0, 1]``) of up to ``fit_images``
+    decodable training images, applied inside the exported graph; the classes; the window preset.
+    """
+
+    rowwise = True
+    materialize = False
+    workers = 0
+    chunk_rows = 32
+
+    def __init__(self, schema: Schema, classes: Sequence[str], *, size: int = 64, window: str | None = None,
+                 fit_images: int = 128) -> None:
+        if window is not None and window not in PRESETS:
+            from verticals.errors import UserError
+
+            raise UserError(f"unknown window preset {window!r}", hint=f"use one of {', '.join(PRESETS)}, or none")
+        self.schema = schema
+        self.classes = [str(c) for c in classes]
+        self.size = int(size)
+        self.window = window
+        self.fit_images = int(fit_images)
+        self.mean, self.std = 0.5, 0.25
+        self._pseudonymize: Any = None
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def pseudonymize(self, kind: str, value: str) -> str:
+        if self._pseudonymize is None:
+            from verticals_medical.deid import Pseudonymizer
+
+            self._pseudonymize = Pseudonymizer()
+        return self._pseudonymize(kind, value)
+
+    def _ident(self, kind: str, header: str | None, given: Any, path: str) -> str:
+        if header:
+            return self.pseudonymize(kind, header)
+        if given is not None and str(given).strip():
+            text = str(given).strip()
+            return text if is_pseudonym(text, kind) else self.pseudonymize(kind, text)
+        return self.pseudonymize(kind, f"file:{path}")
+
+    def targets(self, frame: pl.DataFrame) -> np.ndarray | None:
+        import numpy as np
+        import polars as pl
+
+        if "label" not in frame.columns:
+            return None
+        codes = {c: i for i, c in enumerate(self.classes)}
+        return np.asarray([codes.get(v, -1) for v in frame.get_column("label").cast(pl.String).to_list()],
+                          dtype=np.int64)
+
+    # -- contract ------------------------------------------------------------------------------------
+    def fit(self, frame: pl.DataFrame) -> None:
+        import numpy as np
+
+        total = squares = 0.0
+        count = 0
+        seen = 0
+        for path in frame.get_column("path").to_list():
+            if seen >= self.fit_images:
+                break
+            try:
+                pixels = decode(str(path), self.size, window=self.window).pixels
+            except ImageRejected:
+                continue  # transform rejects it with its reason; statistics come from the others
+            x = pixels.astype(np.float64) / 255.0
+            total += float(x.sum())
+            squares += float((x * x).sum())
+            count += x.size
+            seen += 1
+        if count:
+            mean = total / count
+            self.mean = float(mean)
+            self.std = float(max(np.sqrt(max(squares / count - mean * mean, 0.0)), 1e-3))
+
+    def transform(self, frame: pl.DataFrame, *, with_target: bool) -> Batch:
+        import numpy as np
+        import polars as pl
+
+        paths = [str(p) for p in frame.get_column("path").to_list()]
+        patients = frame.get_column("patient").to_list() if "patient" in frame.columns else [None] * len(paths)
+        studies = frame.get_column("study").to_list() if "study" in frame.columns else [None] * len(paths)
+        images = np.empty((len(paths), 1, self.size, self.size), dtype=np.uint8)
+        keep: list[int] = []
+        bad: list[int] = []
+        reasons: list[str] = []
+        aux: dict[str, list[str]] = {c: [] for c in AUX_COLUMNS}
+        image_ids: list[str] = []
+        for i, path in enumerate(paths):
+            try:
+                decoded = decode(path, self.size, window=self.window)
+            except ImageRejected as exc:
+                bad.append(i)
+                reasons.append(f"{path}: {exc}")
+                continue
+            images[len(keep)] = decoded.pixels[None]
+            keep.append(i)
+            patient = self._ident("patient", decoded.patient, patients[i], path)
+            if decoded.study:
+                study = self.pseudonymize("study", decoded.study)
+            elif studies[i] is not None and str(studies[i]).strip():
+                study = self._ident("study", None, studies[i], path)
+            elif decoded.patient or (patients[i] is not None and str(patients[i]).strip()):
+                study = self.pseudonymize("study", f"patient:{patient}")  # one study per patient
+            else:
+                study = self.pseudonymize("study", f"file:{path}")
+            aux["path"].append(path)
+            aux["patient"].append(patient)
+            aux["study"].append(study)
+            aux["series"].append(self.pseudonymize("series", decoded.series) if decoded.series else "")
+            aux["modality"].append(decoded.modality)
+            aux["kind"].append(decoded.kind)
+            image_ids.append(self.pseudonymize("image", decoded.instance or f"file:{path}"))
+        kept = frame[pl.Series(keep, dtype=pl.UInt32)] if bad else frame
+        rejects = None
+        if bad:
+            rejects = frame[pl.Series(bad, dtype=pl.UInt32)].select(pl.all().cast(pl.String)).with_columns(
+                pl.Series("_row", bad, dtype=pl.Int64), pl.Series("_reason", reasons, dtype=pl.String))
+        target = None
+        if with_target and "label" in kept.columns:
+            target = self.targets(kept)
+        return Batch(ids=pl.DataFrame({"image": image_ids}, schema={"image": pl.String}),
+                     inputs={"image": images[: len(keep)]}, target=target,
+                     aux=pl.DataFrame(aux, schema={c: pl.String for c in AUX_COLUMNS}), rejects=rejects)
+
+    def augment(self, batch: Batch, rng: np.random.Generator) -> Batch:
+        """Training batches only: random horizontal flips, shifts of up to 1/16 of the side and ±10 %
+        brightness; what a lesion looks like does not change under them, where it lies does."""
+        import numpy as np
+
+        image = batch.inputs["image"].copy()
+        n = image.shape[0]
+        flip = rng.random(n) < 0.5
+        image[flip] = image[flip][..., ::-1]
+        limit = max(1, self.size // 16)
+        for i in range(n):
+            dy, dx = (int(v) for v in rng.integers(-limit, limit + 1, 2))
+            image[i] = np.roll(image[i], (dy, dx), axis=(-2, -1))
+        gain = rng.uniform(0.9, 1.1, (n, 1, 1, 1))
+        image = np.clip(np.rint(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
+        return replace(batch, inputs={**batch.inputs, "image": image})
+
+    def signature(self) -> dict[str, TensorSpec]:
+        return {"image": TensorSpec("uint8", (-1, 1, self.size, self.size))}
+
+    def info(self) -> dict[str, Any]:
+        return {"channels": 1, "size": self.size, "classes": len(self.classes)}
+
+    def state(self) -> dict[str, Any]:
+        return {"size": self.size, "mean": self.mean, "std": self.std, "classes": self.classes,
+                "window": self.window, "fit_images": self.fit_images}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.size = int(state["size"])
+        self.mean, self.std = float(state["mean"]), float(state["std"])
+        self.classes = [str(c) for c in state["classes"]]
+        self.window = state.get("window")
+        self.fit_images = int(state.get("fit_images", self.fit_images))
+
+    def graph_module(self) -> torch.nn.Module:
+        from verticals_medical.model import normalize_module
+
+        return normalize_module(self.mean, self.std)
