@@ -162,6 +162,9 @@ def _dicom_ids(path: str) -> tuple[str | None, str | None]:
         return None, None
     import pydicom
 
+    from verticals_medical.imaging import quiet_pydicom
+
+    quiet_pydicom()
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID", "StudyInstanceUID"])
     except Exception:  # corrupt files are rejected with their reason when decoded

@@ -128,11 +128,29 @@ def _text(ds: Any, keyword: str) -> str | None:
     return text or None
 
 
+_QUIET = False
+
+
+def quiet_pydicom() -> None:
+    """Silence pydicom's warnings and log records (once per process): they quote header values (UIDs,
+    names) verbatim, and logs are among what must stay free of them. Reasons for rejects are ours."""
+    global _QUIET
+    if _QUIET:
+        return
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    _QUIET = True
+
+
 def _dicom(path: str, size: int, window: str | None, limit: int) -> Decoded:
     import numpy as np
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    quiet_pydicom()
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError as exc:
@@ -149,8 +167,9 @@ def _dicom(path: str, size: int, window: str | None, limit: int) -> Decoded:
     if sop.startswith(_PRESENTATION_STATE_PREFIX):
         raise ImageRejected("DICOM presentation state: no pixel data")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        what = _NO_IMAGE_MODALITIES.get(modality, f"modality {modality or 'unknown'}")
-        raise ImageRejected(f"DICOM without pixel data ({what})")
+        if not modality:
+            raise ImageRejected("corrupt or truncated DICOM: neither pixel data nor a Modality could be read")
+        raise ImageRejected(f"DICOM without pixel data ({_NO_IMAGE_MODALITIES.get(modality, f'modality {modality}')})")
     if modality in _NO_IMAGE_MODALITIES:
         raise ImageRejected(f"DICOM {_NO_IMAGE_MODALITIES[modality]} ({modality}): not an image to classify")
     try:
