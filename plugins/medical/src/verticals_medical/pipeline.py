@@ -211,8 +211,8 @@ class ImagingPipeline(Pipeline):
         columns: dict[str, Any] = {
             "patient_id": aux.get_column("patient") if aux is not None else pl.Series([None] * n, dtype=pl.String),
             "study_id": aux.get_column("study") if aux is not None else pl.Series([None] * n, dtype=pl.String),
-            "image_id": batch.ids.get_column("image") if "image" in batch.ids.columns else
-            pl.Series([None] * n, dtype=pl.String),
+            # From aux: scoring names rows by _row/_source and replaces the batch's ids.
+            "image_id": aux.get_column("image") if aux is not None else pl.Series([None] * n, dtype=pl.String),
             "file": pl.Series(files, dtype=pl.String),
         }
         for k, c in enumerate(self.classes):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["AUX_COLUMNS", "MedicalPreprocessor", "is_pseudonym", "medical_schema"]
 
-AUX_COLUMNS = ("path", "patient", "study", "series", "modality", "kind")
+AUX_COLUMNS = ("path", "image", "patient", "study", "series", "modality", "kind")
 _PSEUDONYM = re.compile(r"^[PSRI]-[0-9a-f]{16}$")
 
 
@@ -162,6 +162,7 @@ class MedicalPreprocessor(Preprocessor):
             aux["modality"].append(decoded.modality)
             aux["kind"].append(decoded.kind)
             image_ids.append(self.pseudonymize("image", decoded.instance or f"file:{path}"))
+            aux["image"].append(image_ids[-1])
         kept = frame[pl.Series(keep, dtype=pl.UInt32)] if bad else frame
         rejects = None
         if bad:
