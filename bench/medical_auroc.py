@@ -26,7 +26,6 @@ def main() -> None:
     home = args.home or tempfile.mkdtemp(prefix="medical-auroc-")
     os.environ["VERTICALS_HOME"] = home
     import torch
-
     from verticals.engine import train
 
     t0 = time.perf_counter()
@@ -39,7 +38,8 @@ def main() -> None:
         "test_auroc": test.get("auroc"), "pixel_logistic_auroc": metrics["baselines"]["pixel_logistic"]["auroc"],
         "sensitivity": test.get("sensitivity"), "specificity": test.get("specificity"),
         "operating_point": manifest["extras"].get("operating_point"), "confusion": test.get("confusion"),
-        "brier": test.get("calibration", {}).get("brier"), "epochs_run": len(metrics.get("history", [])),
+        "brier": test.get("calibration", {}).get("brier"), "epochs_run": manifest["training"]["epochs_run"],
+        "best_epoch": manifest["training"]["best_epoch"], "fit_seconds": manifest["training"]["seconds"],
         "seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(), "model": str(result.path),
     }, indent=2))
 

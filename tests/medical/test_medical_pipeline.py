@@ -47,7 +47,7 @@ def trained(tmp_path_factory, key):
 def scored(trained):
     from verticals.scoring import score
 
-    result, base, plugin = trained
+    _, base, plugin = trained
     src = base / "to-score"
     shutil.copytree(base / "ct", src / "ward-a", ignore=shutil.ignore_patterns("_*"))
     (src / "ward-b" / "extra").mkdir(parents=True)
@@ -85,7 +85,7 @@ def test_metrics_baseline_and_operating_point_are_stored(trained):
 def test_exported_graph_has_a_dynamic_batch_and_a_cam_whose_mean_is_the_logit(trained):
     import onnxruntime as ort
 
-    result, base, _ = trained
+    result, _, _ = trained
     session = ort.InferenceSession(str(result.path / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     assert names == ["logits", "cam"]
@@ -164,7 +164,7 @@ def test_without_a_key_training_and_scoring_say_how_to_set_one(trained, monkeypa
     from verticals.scoring import score
     from verticals_medical.deid import PseudonymKeyError
 
-    result, base, plugin = trained
+    _, base, plugin = trained
     monkeypatch.delenv("VERTICALS_PSEUDONYM_KEY")
     monkeypatch.delenv("VERTICALS_PSEUDONYM_KEY_FILE", raising=False)
     with use_plugins({"medical": SmallPlugin(tmp_path / "fresh")}), pytest.raises(PseudonymKeyError) as info:
