@@ -264,8 +264,9 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
             data_path = ((base or path.parent) / data_path).absolute()
     ids = _names(path, raw.get("id"), "id")
     target = raw.get("target")
-    if target is None and template.read is not None:
-        target = {"column": "label"}
+    if template.read is not None and (target is None or (isinstance(target, dict) and "column" not in target)):
+        target = {**(target or {}), "column": "label"}  # files templates: the label column is 'label'
+
     if not isinstance(target, dict) or not isinstance(target.get("column"), str):
         raise _fail(path, "'target' needs a column (and, for a yes/no outcome, its positive label)",
                     '[target]\ncolumn = "defaulted"\npositive = "yes"\nnegative = "no"')

@@ -68,7 +68,7 @@ BASIC_PROFILE: dict[str, str] = {
     "PhysiciansReadingStudyIdentificationSequence": "X", "PregnancyStatus": "X", "ProtocolName": "X/D",
     "ReferencedSOPInstanceUID": "U", "ReferringPhysicianAddress": "X", "ReferringPhysicianName": "Z",
     "ReferringPhysicianTelephoneNumbers": "X", "RequestAttributesSequence": "X", "RequestingPhysician": "X",
-    "RequestingService": "X", "ResultsInterpreterName": "X", "SOPInstanceUID": "U", "SeriesDate": "X/D",
+    "RequestingService": "X", "SOPInstanceUID": "U", "SeriesDate": "X/D",
     "SeriesDescription": "X", "SeriesInstanceUID": "U", "SeriesTime": "X/D", "SmokingStatus": "X",
     "SpecialNeeds": "X", "StationName": "X/Z/D", "StorageMediaFileSetUID": "U", "StudyComments": "X",
     "StudyDate": "Z", "StudyDescription": "X", "StudyID": "Z", "StudyInstanceUID": "U", "StudyTime": "Z",

@@ -168,7 +168,7 @@ def _dicom(path: str, size: int, window: str | None, limit: int) -> Decoded:
         raise ImageRejected("DICOM presentation state: no pixel data")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if not modality:
-            raise ImageRejected("corrupt or truncated DICOM: neither pixel data nor a Modality could be read")
+            raise ImageRejected("corrupt or truncated DICOM: neither pixel data nor a modality could be read")
         raise ImageRejected(f"DICOM without pixel data ({_NO_IMAGE_MODALITIES.get(modality, f'modality {modality}')})")
     if modality in _NO_IMAGE_MODALITIES:
         raise ImageRejected(f"DICOM {_NO_IMAGE_MODALITIES[modality]} ({modality}): not an image to classify")

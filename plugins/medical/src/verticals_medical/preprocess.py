@@ -48,6 +48,70 @@ def is_pseudonym(value: str, kind: str) -> bool:
     return bool(_PSEUDONYM.match(value)) and value[0] == {"patient": "P", "study": "S", "series": "R"}.get(kind, "I")
 
 
+class DecodeCache:
+    """Decoded files kept in memory by the process, up to ``VERTICALS_MEDICAL_CACHE_MB`` megabytes
+    (default 256; 0 turns it off), least recently used first out. Training reads every file once per
+    epoch, and again for evaluation, the baseline and the report, and a flow may score in the same
+    process: with the cache a JPEG 2000 radiograph is decoded once. Entries are keyed by path, size,
+    modification time, model size and window, so a changed file is decoded again. Raw header
+    identifiers live only here, in memory; rejects are not cached (their reason is cheap to find again)."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+        from collections import OrderedDict
+
+        raw = os.environ.get("VERTICALS_MEDICAL_CACHE_MB", "").strip()
+        try:
+            megabytes = float(raw) if raw else 256.0
+        except ValueError:
+            from verticals.errors import UserError
+
+            raise UserError(f"VERTICALS_MEDICAL_CACHE_MB={raw!r} is not a number",
+                            hint="set it to a size in megabytes such as 256 (0 turns the cache off), or unset it") \
+                from None
+        self.limit = int(max(megabytes, 0.0) * (1 << 20))
+        self.used = 0
+        self.entries: OrderedDict[tuple, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def decode(self, path: str, size: int, window: str | None) -> Any:
+        import os
+
+        if self.limit <= 0:
+            return decode(path, size, window=window)
+        try:
+            stat = os.stat(path)
+            key = (path, stat.st_size, stat.st_mtime_ns, size, window)
+        except OSError:
+            return decode(path, size, window=window)  # rejected with its reason there
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+                return hit
+        decoded = decode(path, size, window=window)
+        with self.lock:
+            if key not in self.entries:
+                self.entries[key] = decoded
+                self.used += decoded.pixels.nbytes + 512
+                while self.used > self.limit and self.entries:
+                    _, old = self.entries.popitem(last=False)
+                    self.used -= old.pixels.nbytes + 512
+        return decoded
+
+
+_SHARED: DecodeCache | None = None
+
+
+def shared_cache() -> DecodeCache:
+    """The process's :class:`DecodeCache` (created on first use)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = DecodeCache()
+    return _SHARED
+
+
 class MedicalPreprocessor(Preprocessor):
     """Files → ``image`` uint8 ``[N, 1, size, size]``; streamed, decoded in threads, row-wise.
 
@@ -73,6 +137,15 @@ class MedicalPreprocessor(Preprocessor):
         self.fit_images = int(fit_images)
         self.mean, self.std = 0.5, 0.25
         self._pseudonymize: Any = None
+        self._cache = shared_cache()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (e.g. a training stage's result persisted by a flow) without the key."""
+        return {**self.__dict__, "_pseudonymize": None, "_cache": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = shared_cache()
 
     # -- helpers -------------------------------------------------------------------------------------
     def pseudonymize(self, kind: str, value: str) -> str:
@@ -111,7 +184,7 @@ class MedicalPreprocessor(Preprocessor):
             if seen >= self.fit_images:
                 break
             try:
-                pixels = decode(str(path), self.size, window=self.window).pixels
+                pixels = self._cache.decode(str(path), self.size, self.window).pixels
             except ImageRejected:
                 continue  # transform rejects it with its reason; statistics come from the others
             x = pixels.astype(np.float64) / 255.0
@@ -139,7 +212,7 @@ class MedicalPreprocessor(Preprocessor):
         image_ids: list[str] = []
         for i, path in enumerate(paths):
             try:
-                decoded = decode(path, self.size, window=self.window)
+                decoded = self._cache.decode(path, self.size, self.window)
             except ImageRejected as exc:
                 bad.append(i)
                 reasons.append(f"{path}: {exc}")
