@@ -14,7 +14,7 @@ import pytest
 from dicom_support import corpus_files
 from medical_support import KEY, SmallPlugin
 from verticals.testing import use_plugins
-from verticals_medical.deid import BASIC_PROFILE, PseudonymKeyError, Pseudonymizer, phi_values, pseudonym_key
+from verticals_medical.deid import BASIC_PROFILE, Pseudonymizer, PseudonymKeyError, phi_values, pseudonym_key
 
 SECTIONAL = {"CT", "MR", "NM"}
 
