@@ -104,7 +104,8 @@ def with_identities(frame: pl.DataFrame, pseudonymize: Any, *, where: str,
     this function.
 
     Raises:
-        OwnDataError: fewer than two classes, or a label outside ``classes``.
+        OwnDataError: fewer than two classes, a label outside ``classes``, or a patient with images of
+            two classes (named by pseudonym).
     """
     import polars as pl
     from verticals.owndata import OwnDataError
@@ -147,8 +148,15 @@ def with_identities(frame: pl.DataFrame, pseudonymize: Any, *, where: str,
         warnings.warn(f"{where}: {own} of {frame.height} image(s) have no patient (no 'patient' column and no DICOM "
                       "PatientID): each is treated as its own patient, so images of one person could land in both "
                       "training and test (fix: add a patient column)", UserWarning, stacklevel=2)
-    return frame.with_columns(pl.Series("patient", patients, dtype=pl.String),
-                              pl.Series("study", studies, dtype=pl.String))
+    out = frame.with_columns(pl.Series("patient", patients, dtype=pl.String),
+                             pl.Series("study", studies, dtype=pl.String))
+    mixed = out.group_by("patient").agg(pl.col("label").n_unique().alias("n")).filter(pl.col("n") > 1)
+    if mixed.height:
+        raise OwnDataError(f"{where}: {mixed.height} patient(s) have images of more than one class, e.g. patient "
+                           f"{mixed.sort('patient')['patient'][0]} (pseudonym)",
+                           hint="label per patient: splits keep each patient whole, so one patient cannot "
+                                "stand for two classes")
+    return out
 
 
 def _dicom_ids(path: str) -> tuple[str | None, str | None]:
