@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=800, help="synthetic slices (4 per patient)")
     parser.add_argument("--pixels", type=int, default=512)
     parser.add_argument("--input", type=Path, default=None, help="score this folder instead of synthetic slices")
+    parser.add_argument("--batch-size", type=int, default=65536, help="scoring batch size (rows per model batch)")
     parser.add_argument("--gpu", action="store_true", help="also compare with torch fp16 channels-last on CUDA")
     args = parser.parse_args()
     os.environ["VERTICALS_MEDICAL_CACHE_MB"] = "0"
@@ -150,7 +151,8 @@ def main() -> None:
         threads = min(8, os.cpu_count() or 1)
         floor_s, decoded, floor_rejected = _decode_floor(folder, pre, threads)
         t0 = time.perf_counter()
-        manifest = score(name, folder, out / "scored", home=home, progress=False, overwrite=True)
+        manifest = score(name, folder, out / "scored", home=home, progress=False, overwrite=True,
+                         batch_size=args.batch_size)
         platform_s = time.perf_counter() - t0
         result = {
             "input": str(folder), "files": manifest["rows_in"], "scored": manifest["rows_scored"],
@@ -159,7 +161,7 @@ def main() -> None:
             "decode_floor_rejected": floor_rejected,
             "platform_images_per_s": round(manifest["rows_scored"] / platform_s, 1),
             "platform_vs_floor": round((manifest["rows_scored"] / platform_s) / (decoded / floor_s), 3),
-            "platform_provider": manifest["provider"], "stages_s": manifest["stages"],
+            "platform_provider": manifest["provider"], "batch_size": args.batch_size, "stages_s": manifest["stages"],
             "cpu": platform.processor() or platform.machine(), "cpu_flags": _cpu_flags(), "cores": os.cpu_count(),
         }
         if args.gpu:

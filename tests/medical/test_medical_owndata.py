@@ -83,8 +83,10 @@ def test_a_csv_listing_with_patients_and_the_refusals(medical):
     # One class only.
     pl.DataFrame([(p, "normal", pid) for p, _, pid in rows], schema=["path", "label", "patient"],
                  orient="row").write_csv(medical / "list.csv")
-    with pytest.raises(OwnDataError, match=r"1 class\(es\) \(normal\); a classifier needs at least two"):
+    with pytest.raises(OwnDataError, match=r"cannot tell the classes: .* has 1 class\(es\) \[.normal.\]"):
         register_config(_config(medical, "list.csv"))
+    with pytest.raises(OwnDataError, match=r"1 class\(es\) \(normal\); a classifier needs at least two"):
+        register_config(_config(medical, "list.csv", '[target]\nclasses = ["normal", "nodule"]\n'))
     # A listed file that does not exist; a listing without the label column.
     pl.DataFrame({"path": ["imgs/none.png"], "label": ["a"]}).write_csv(medical / "list.csv")
     with pytest.raises(OwnDataError, match="1 listed file"):
@@ -102,6 +104,10 @@ def test_empty_folders_and_bad_sections_are_refused(medical):
     (medical / "empty" / "lesion").mkdir()
     with pytest.raises(OwnDataError, match="holds no files in its class subfolders"):
         register_config(_config(medical, "empty"))
+    _png(medical / "pets" / "cats" / "a.png", 1)
+    _png(medical / "pets" / "dogs" / "b.png", 2)
+    with pytest.raises(OwnDataError, match="cannot tell which of the classes cats, dogs is the normal one"):
+        register_config(_config(medical, "pets"))
     with pytest.raises(OwnDataError, match=r"images\.window = 'lungs'"):
         load_config(_config(medical, "empty", '[images]\nwindow = "lungs"\n'))
     with pytest.raises(OwnDataError, match=r"target\.classes"):

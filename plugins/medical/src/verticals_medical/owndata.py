@@ -15,8 +15,9 @@ target_sensitivity = 0.9     # the operating point is chosen on validation to re
 epochs = 20
 ```
 
-Without ``target.classes`` the classes are the folder's subfolders (or, for a file, its labels) in
-sorted order, and the first is the normal one. Patients: the file's ``patient`` column, else each DICOM
+Without ``target.classes`` the classes are the folder's subfolders (or, for a file, its labels), the
+normal-looking one (normal, negative, healthy, no finding, ...) first; when none or several look normal,
+declare them. Patients: the file's ``patient`` column, else each DICOM
 file's PatientID, else each image is its own patient (a warning says how many); splits are always by
 patient. The labels must have at least two classes, and no patient may have images of two classes.
 """
@@ -75,26 +76,40 @@ def _parse(config: OwnDataConfig) -> dict[str, Any]:
     return {"size": size, "window": window, "target_sensitivity": float(sens), "epochs": epochs, "classes": classes}
 
 
+_NORMAL = ("normal", "negative", "healthy", "no_finding", "no finding", "nofinding", "benign", "none", "no",
+           "false", "0")
+
+
 def _classes(config: OwnDataConfig) -> list[str]:
+    """The declared classes, else the folder's subfolders (or the file's labels) with the normal-looking
+    one first (normal, negative, healthy, no finding, ...).
+
+    Raises:
+        OwnDataError: the data cannot be read for its labels, or none of them looks normal.
+    """
     declared = config.options.get("classes")
     if declared:
         return list(declared)
     data = config.data
+    found: list[str] = []
     if data is not None and data.is_dir():
         found = sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-        if len(found) >= 2:
-            return found
-    if data is not None and data.is_file():
+    elif data is not None and data.is_file():
         from verticals.owndata import read_data
 
         try:
-            labels = read_data(data, columns=["label"]).get_column("label").cast(str).drop_nulls()
-            found = sorted(set(labels.to_list()))
-        except Exception:  # checked with a proper message when the data is read
+            found = sorted({str(v) for v in read_data(data).get_column("label").drop_nulls().to_list()})
+        except Exception:  # unreadable or no label column: the data checks say so precisely
             found = []
-        if len(found) >= 2:
-            return found
-    return ["normal", "abnormal"]  # placeholder names only until the data is read, which refuses it
+    if len(found) < 2:
+        raise config.fail(f"cannot tell the classes: {data} has {len(found)} class(es) {found}",
+                          'fix the data (one subfolder or label per class), or declare [target] classes = '
+                          '["normal", "finding"] with the normal class first')
+    normal = [c for c in found if c.strip().casefold() in _NORMAL]
+    if len(normal) != 1:
+        raise config.fail(f"cannot tell which of the classes {', '.join(found)} is the normal one",
+                          f"declare [target] classes = {found!r} reordered so that the normal class comes first")
+    return [normal[0], *[c for c in found if c != normal[0]]]
 
 
 def _read(config: OwnDataConfig) -> pl.DataFrame:

@@ -210,12 +210,10 @@ class MedicalPreprocessor(Preprocessor):
         reasons: list[str] = []
         aux: dict[str, list[str]] = {c: [] for c in AUX_COLUMNS}
         image_ids: list[str] = []
-        for i, path in enumerate(paths):
-            try:
-                decoded = self._cache.decode(path, self.size, self.window)
-            except ImageRejected as exc:
+        for i, (path, decoded) in enumerate(zip(paths, self._decode_all(paths), strict=True)):
+            if isinstance(decoded, ImageRejected):
                 bad.append(i)
-                reasons.append(f"{path}: {exc}")
+                reasons.append(f"{path}: {decoded}")
                 continue
             images[len(keep)] = decoded.pixels[None]
             keep.append(i)
@@ -247,6 +245,27 @@ class MedicalPreprocessor(Preprocessor):
         return Batch(ids=pl.DataFrame({"image": image_ids}, schema={"image": pl.String}),
                      inputs={"image": images[: len(keep)]}, target=target,
                      aux=pl.DataFrame(aux, schema={c: pl.String for c in AUX_COLUMNS}), rejects=rejects)
+
+    def _decode_all(self, paths: list[str]) -> list[Any]:
+        """Each file decoded (or its :class:`ImageRejected`), in order. Training hands over chunks of
+        ``chunk_rows`` files from several threads already; a larger frame (a scoring batch: a whole
+        partition of a folder) is decoded in a pool of threads here, so one partition still uses every
+        core (pydicom's decoders, Pillow and numpy release the GIL for the heavy part)."""
+        import os
+
+        def one(path: str) -> Any:
+            try:
+                return self._cache.decode(path, self.size, self.window)
+            except ImageRejected as exc:
+                return exc
+
+        threads = min(8, os.cpu_count() or 1)
+        if len(paths) <= 2 * (self.chunk_rows or 32) or threads < 2:
+            return [one(p) for p in paths]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="verticals-medical-decode") as pool:
+            return list(pool.map(one, paths))
 
     def augment(self, batch: Batch, rng: np.random.Generator) -> Batch:
         """Training batches only: random horizontal flips, shifts of up to 1/16 of the side and ±10 %
