@@ -66,7 +66,8 @@ def resnet_factory(info: Mapping[str, Any], width: int = 16) -> Any:
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             features = self.layers(self.stem(image))
             logits = self.head(features.mean(dim=(2, 3)))
-            cam = torch.einsum("nchw,kc->nkhw", features, self.head.weight) + self.head.bias.view(1, -1, 1, 1)
+            # The head as a 1×1 convolution: the same weights at every position (a plain Conv in ONNX).
+            cam = torch.nn.functional.conv2d(features, self.head.weight[:, :, None, None], self.head.bias)
             return logits, cam
 
     return SmallResNet()
