@@ -31,7 +31,8 @@ from verticals.owndata import DataTemplate, OwnDataConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
-    from verticals.spec import Column, DatasetSpec, Pipeline
+    from verticals.pipeline import Pipeline
+    from verticals.spec import Column, DatasetSpec
 
 __all__ = ["images_template"]
 

@@ -23,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     Batch,
     DatasetSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     ReportSection,
     TrainingConfig,
