@@ -155,9 +155,8 @@ def _dicom(path: str, size: int, window: str | None, limit: int) -> Decoded:
         ds = pydicom.dcmread(path)
     except InvalidDicomError as exc:
         raise ImageRejected(f"corrupt DICOM: {_first_line(exc)}") from None
-    except Exception as exc:  # truncated element lengths, bad sequences, ...
-        raise ImageRejected(f"corrupt DICOM: cannot parse the header ({type(exc).__name__}: {_first_line(exc)})") \
-            from None
+    except Exception as exc:  # truncated element lengths, bad sequences, ...; the message may quote values
+        raise ImageRejected(f"corrupt DICOM: cannot parse the header ({type(exc).__name__})") from None
     sop = str(ds.get("SOPClassUID", "") or "")
     modality = str(ds.get("Modality", "") or "").upper()
     if sop == _SEG or modality == "SEG":
@@ -195,7 +194,7 @@ def _dicom(path: str, size: int, window: str | None, limit: int) -> Decoded:
             raise ImageRejected(f"transfer syntax {name} ({syntax}) has no installed decoder "
                                 "(install the pylibjpeg plugins or python-gdcm)") from None
         raise ImageRejected(f"cannot decode the pixel data ({_first_line(exc)})") from None
-    except Exception as exc:  # truncated or malformed pixel data
+    except Exception as exc:  # truncated or malformed pixel data (messages name sizes, not header values)
         raise ImageRejected(f"corrupt DICOM pixel data ({type(exc).__name__}: {_first_line(exc)})") from None
     arr = np.asarray(arr)
     if arr.ndim == 3 and frames > 1 and index is None:  # pragma: no cover - pixel_array of a whole volume
