@@ -152,3 +152,27 @@ def test_every_pydicom_data_file_is_an_example_or_a_reject_with_its_reason():
         assert np.array_equal(decoded[lossless].pixels, decoded[raw].pixels), lossless
     assert decoded["emri_small.dcm"].frames == 10 and decoded["color3d_jpeg_baseline.dcm"].frames == 120
     assert {d.modality for d in decoded.values()} >= {"CT", "MR", "CR", "US", "NM"}
+
+
+def test_the_decode_cache_serves_repeats_and_sees_changed_files(tmp_path, monkeypatch):
+    from verticals.errors import UserError
+    from verticals_medical.preprocess import DecodeCache
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((20, 20), 10, np.uint8), "L").save(path)
+    cache = DecodeCache()
+    first = cache.decode(str(path), 16, None)
+    assert cache.decode(str(path), 16, None) is first  # served from memory
+    assert cache.decode(str(path), 8, None) is not first  # another size is another entry
+    Image.fromarray(np.full((20, 30), 200, np.uint8), "L").save(path)  # changed on disk: decoded again
+    assert cache.decode(str(path), 16, None).pixels.max() > first.pixels.max()
+    monkeypatch.setenv("VERTICALS_MEDICAL_CACHE_MB", "0")
+    off = DecodeCache()
+    assert off.decode(str(path), 16, None) is not off.decode(str(path), 16, None)
+    monkeypatch.setenv("VERTICALS_MEDICAL_CACHE_MB", "0.0001")  # ~100 bytes: every entry is evicted at once
+    tiny = DecodeCache()
+    tiny.decode(str(path), 16, None)
+    assert not tiny.entries and tiny.used == 0
+    monkeypatch.setenv("VERTICALS_MEDICAL_CACHE_MB", "big")
+    with pytest.raises(UserError, match="VERTICALS_MEDICAL_CACHE_MB='big' is not a number"):
+        DecodeCache()

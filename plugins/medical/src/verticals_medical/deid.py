@@ -8,7 +8,9 @@ they leave the reader — patient (``PatientID``), study (``StudyInstanceUID``),
 manifest, a report, a log or a scoring output, so everything the Basic Application Level
 Confidentiality Profile removes or replaces (PS3.15 2024b, Annex E, Table E.1-1, "Basic Profile"
 column) is absent by construction; :data:`BASIC_PROFILE` lists those attributes with the profile's
-action codes so tests can check outputs against the values of a real header.
+action codes so tests can check outputs against the values of a real header. The table was written
+from the 2024 editions of the standard and holds the attributes that carry values in practice, not all
+of its rows; each name is checked against pydicom's data dictionary by the tests.
 
 Libraries checked (2026-11): ``dicognito`` 0.19 implements the profile by rewriting datasets with
 *random* (seeded) replacements, and ``deid`` 0.4 applies recipe files; both produce de-identified
@@ -31,13 +33,14 @@ from typing import Any, ClassVar
 
 from verticals.errors import UserError
 
-__all__ = ["BASIC_PROFILE", "KEY_ENV", "KEY_FILE_ENV", "PseudonymKeyError", "Pseudonymizer", "phi_values",
+__all__ = ["BASIC_PROFILE", "KEY_ENV", "KEY_FILE_ENV", "PROFILE_VERSION", "PseudonymKeyError", "Pseudonymizer", "phi_values",
            "pseudonym_key"]
 
 KEY_ENV = "VERTICALS_PSEUDONYM_KEY"
 KEY_FILE_ENV = "VERTICALS_PSEUDONYM_KEY_FILE"
 MIN_KEY_BYTES = 16
-PROFILE_VERSION = "DICOM PS3.15 2024b Annex E, Table E.1-1, Basic Application Level Confidentiality Profile"
+PROFILE_VERSION = ("DICOM PS3.15 Annex E, Table E.1-1 (2024 editions), Basic Application Level Confidentiality "
+                   "Profile: header values kept by allow-list only; identifiers as HMAC-SHA256 pseudonyms")
 
 #: Attributes of Table E.1-1 with their Basic Profile action (D: replace with a dummy, Z: zero or
 #: dummy, X: remove, U: replace UID consistently, and the combinations the table uses). The platform

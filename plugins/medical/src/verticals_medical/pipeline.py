@@ -144,10 +144,11 @@ class ImagingPipeline(Pipeline):
         """The operating point on validation and the ``pixel_logistic`` baseline on the same split."""
         import numpy as np
 
+        from verticals_medical.deid import PROFILE_VERSION
         from verticals_medical.evaluation import downsample, operating_threshold, pixel_logistic
 
         extras: dict[str, Any] = {"classes": self.classes, "saliency_size": self.size,
-                                  "target_sensitivity": self.target_sensitivity}
+                                  "target_sensitivity": self.target_sensitivity, "deidentification": PROFILE_VERSION}
         if len(self.classes) == 2:
             valid = context.predictions.get("valid")
             batch = context.batches.get("valid")
