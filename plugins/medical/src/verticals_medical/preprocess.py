@@ -5,9 +5,9 @@ preprocessor decodes each file (:mod:`verticals_medical.imaging`) in the core's 
 every undecodable file into a reject with its path and reason, and never lets a raw header value out:
 patient, study, series and instance identifiers become keyed pseudonyms (:mod:`verticals_medical.deid`).
 
-Where identifiers come from, per image: a DICOM file's own header (PatientID, StudyInstanceUID) wins;
-otherwise the frame's ``patient``/``study`` columns (pseudonymised unless they already are); otherwise
-the image is its own patient and study (the pseudonym of its path).
+Where identifiers come from, per image (as in the dataset loaders, so splits and outputs agree): the
+frame's ``patient``/``study`` columns (pseudonymised unless they already are); otherwise a DICOM file's
+own header (PatientID, StudyInstanceUID); otherwise the image is its own patient and study.
 """
 
 from __future__ import annotations
@@ -156,11 +156,12 @@ class MedicalPreprocessor(Preprocessor):
         return self._pseudonymize(kind, value)
 
     def _ident(self, kind: str, header: str | None, given: Any, path: str) -> str:
-        if header:
-            return self.pseudonymize(kind, header)
+        """The frame's value (pseudonymised unless it already is), else the header's, else the file's."""
         if given is not None and str(given).strip():
             text = str(given).strip()
             return text if is_pseudonym(text, kind) else self.pseudonymize(kind, text)
+        if header:
+            return self.pseudonymize(kind, header)
         return self.pseudonymize(kind, f"file:{path}")
 
     def targets(self, frame: pl.DataFrame) -> np.ndarray | None:
@@ -218,10 +219,8 @@ class MedicalPreprocessor(Preprocessor):
             images[len(keep)] = decoded.pixels[None]
             keep.append(i)
             patient = self._ident("patient", decoded.patient, patients[i], path)
-            if decoded.study:
-                study = self.pseudonymize("study", decoded.study)
-            elif studies[i] is not None and str(studies[i]).strip():
-                study = self._ident("study", None, studies[i], path)
+            if (studies[i] is not None and str(studies[i]).strip()) or decoded.study:
+                study = self._ident("study", decoded.study, studies[i], path)
             elif decoded.patient or (patients[i] is not None and str(patients[i]).strip()):
                 study = self.pseudonymize("study", f"patient:{patient}")  # one study per patient
             else:
