@@ -28,6 +28,15 @@ def test_pseudonyms_are_keyed_stable_and_never_reveal_the_key(monkeypatch, tmp_p
     assert "k" * 8 not in repr(one)
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(one)
+    # A used preprocessor pickles (flows persist training stages) without the key or cached headers.
+    from verticals_medical.preprocess import MedicalPreprocessor, medical_schema
+
+    monkeypatch.setenv("VERTICALS_PSEUDONYM_KEY", KEY)
+    pre = MedicalPreprocessor(medical_schema(["a", "b"]), ["a", "b"])
+    assert pre.pseudonymize("patient", "x") == Pseudonymizer(KEY.encode())("patient", "x")
+    blob = pickle.dumps(pre)
+    assert KEY.encode() not in blob
+    assert pickle.loads(blob).pseudonymize("patient", "x") == pre.pseudonymize("patient", "x")
     monkeypatch.delenv("VERTICALS_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("VERTICALS_PSEUDONYM_KEY_FILE", raising=False)
     with pytest.raises(PseudonymKeyError) as info:
