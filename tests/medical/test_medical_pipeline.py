@@ -189,3 +189,19 @@ def test_empty_folder_is_refused(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     with use_plugins({"medical": plugin}), pytest.raises(NotFoundError, match="holds no files"):
         score(NAME, tmp_path / "empty", tmp_path / "out", home=base / "home", progress=False)
+
+
+def test_verticals_score_cli_on_a_dicom_folder(trained, tmp_path, capsys):
+    from verticals.cli import main
+
+    _, base, plugin = trained
+    out = tmp_path / "cli-out"
+    with use_plugins({"medical": plugin}):
+        main(["score", NAME, "--input", str(base / "ct"), "--output", str(out), "--no-progress",
+              "--home", str(base / "home")])
+    text = capsys.readouterr().out
+    rows = plugin.patients * plugin.slices
+    assert f"{rows} scored, 0 rejected" in text
+    written = json.loads((out / "_manifest.json").read_text())
+    assert written["rows_in"] == rows and written["summaries"]["studies"]["rows"] == plugin.patients
+    assert "SYN" not in text  # no raw PatientID printed
