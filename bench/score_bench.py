@@ -165,20 +165,26 @@ def _cpu_name() -> str:
 
 # -- timing -----------------------------------------------------------------------------------------------------
 def interleave(paths: dict[str, Callable[[], int]], repeat: int, warmup: int = 1) -> dict[str, dict[str, float]]:
-    """Run each path ``warmup`` + ``repeat`` times, interleaved; rows/s min and median of the timed runs."""
+    """Run each path ``warmup`` + ``repeat`` times, interleaved; rows/s min and median of the timed runs,
+    and the process's CPU time per row (user + system, all threads): on a shared machine wall-clock
+    ratios move with the neighbours' load, CPU time per row much less."""
     times: dict[str, list[float]] = {k: [] for k in paths}
+    cpu: dict[str, list[float]] = {k: [] for k in paths}
     rows: dict[str, int] = {}
     for i in range(warmup + repeat):
         for name, fn in paths.items():
+            c0 = os.times()
             t0 = time.perf_counter()
             n = fn()
             dt = time.perf_counter() - t0
+            c1 = os.times()
             rows[name] = n
             if i >= warmup:
                 times[name].append(dt)
+                cpu[name].append((c1.user - c0.user + c1.system - c0.system) / n * 1e6)
             log(f"  {'warm-up' if i < warmup else f'rep {i - warmup + 1}'} {name}: {n / dt:,.0f} rows/s")
     return {k: {"rows": rows[k], "rows_per_s_best": rows[k] / min(v), "rows_per_s_median": rows[k] / statistics.median(v),
-                "seconds": v} for k, v in times.items()}
+                "cpu_us_per_row_median": statistics.median(cpu[k]), "seconds": v} for k, v in times.items()}
 
 
 def batches(x: Any, size: int) -> list[Any]:
@@ -604,9 +610,10 @@ def _e2e_env(path: Path, out: Path, home: Path, bs: int, readers: str, impl: str
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'path':55s} {'median rows/s':>14s} {'best rows/s':>14s}"]
+    lines = [f"{'path':55s} {'median rows/s':>14s} {'best rows/s':>14s} {'CPU µs/row':>11s}"]
     for name, v in results.get("paths", {}).items():
-        lines.append(f"{name:55s} {v['rows_per_s_median']:>14,.0f} {v['rows_per_s_best']:>14,.0f}")
+        lines.append(f"{name:55s} {v['rows_per_s_median']:>14,.0f} {v['rows_per_s_best']:>14,.0f} "
+                     f"{v.get('cpu_us_per_row_median', float('nan')):>11.2f}")
     for name, (med, best) in results.get("ratios", {}).items():
         lines.append(f"{name:55s} {med:>14.2f} {best:>14.2f}")
     for name, v in results.get("vs copy limit", {}).items():

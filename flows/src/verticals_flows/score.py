@@ -13,8 +13,10 @@ moves everything to the output in one rename. Prefect's own result cache is deli
 partitions: the staging folder is the record of what is committed, and a cache entry could outlive
 the files it describes.
 
-Where partitions run: in threads of the flow's process by default (``workers`` of them; ONNX Runtime
-already uses every core for one partition, so the default is 1), or on a Dask cluster through
+Where partitions run: in the flow's process by default, where one partition stream
+(:class:`~verticals.scoring.stream.PartitionStream`) scores them all with one reader pool reading ahead
+across partitions and each task waits for its partition's commit; in ``workers`` threads that each
+score their own partitions when ``workers`` > 1; or on a Dask cluster through
 prefect-dask when ``dask_address`` (or ``$VERTICALS_DASK_ADDRESS``) names a scheduler. Each Dask
 worker opens the model once and keeps it for the partitions it receives.
 """
