@@ -37,8 +37,10 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="flow-bench-prefect-"))
+    from verticals_flows.config import prefect_defaults
+
+    prefect_defaults()  # as the verticals commands do: 120 s for the temporary API's first start
     home = out / "home"
     sb.build_model(home)
     path = sb.data_file(out, args.rows)
