@@ -346,6 +346,10 @@ def validate(
         category_modes: the normalisation each categorical column's vocabulary was matched with
             (default: the column's ``normalize``).
 
+    Types of the valid rows: a ``float``/``int`` column read as floats keeps the input's width (Float32
+    stays Float32: no widening copy), integers, booleans and parsed text become Float64; a missing value
+    (null, NaN, text such as "NA") is null.
+
     Raises:
         DataValidationError: a required column is missing, or a column's type cannot be read as the
             schema's type at all.
