@@ -9,9 +9,24 @@ import threading
 
 import polars as pl
 import pytest
-from scoring_support import PIPELINE, ScoringTestPlugin, cached_model, make_rows, read_output, register_model, write_parquet
+from scoring_support import (
+    PIPELINE,
+    ScoringTestPlugin,
+    cached_model,
+    make_rows,
+    read_output,
+    register_model,
+    write_parquet,
+)
 from verticals.errors import DataValidationError
-from verticals.scoring import ScoringSession, finalize, plan_partitions, prepare_staging, score, score_partitions
+from verticals.scoring import (
+    ScoringSession,
+    finalize,
+    plan_partitions,
+    prepare_staging,
+    score,
+    score_partitions,
+)
 from verticals.scoring.run import ScoringCancelled
 from verticals.scoring.stream import PartitionStream
 from verticals.testing import use_plugins
@@ -100,7 +115,7 @@ def test_a_failing_partition_ends_the_stream_and_callers_score_theirs_directly(t
             results = {p.index: stream.result(p, timeout=60) for p in partitions}
         assert stream.error is not None
         assert all(results[p.index] is None for p in partitions if p.source.name == "b.parquet")
-        with pytest.raises(DataValidationError, match="b.parquet"):
+        with pytest.raises(DataValidationError, match=r"b\.parquet"):
             score_partitions(session, [p for p in partitions if p.source.name == "b.parquet"], staging)
 
 
