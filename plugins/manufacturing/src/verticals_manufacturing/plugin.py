@@ -8,7 +8,9 @@ Registered (all qualified ``manufacturing.<name>``):
 * models ``process_net`` (MLP, failure and mode heads) and ``window_cnn`` (1-D CNN over a window);
 * pipelines ``process_failure`` (per process: probability, most likely mode, alert) and
   ``failure_risk`` (per machine reading: probability of a failure within the next H cycles, mode, alert);
-* command ``verticals manufacturing latest SCORES``: per machine, the latest risk, mode and alert.
+* command ``verticals manufacturing latest SCORES``: per machine, the latest risk, mode and alert;
+* own-data templates ``ai4i`` (a file in the AI4I 2020 layout) and ``telemetry`` (a fleet's telemetry,
+  integer cycles or datetimes), for ``verticals data register``.
 
 Alert costs: ``VERTICALS_MANUFACTURING_MISS_COST`` and ``VERTICALS_MANUFACTURING_FALSE_ALARM_COST``
 override the defaults (10,000 and 500) for both pipelines.
@@ -24,7 +26,8 @@ from typing import Any
 
 from verticals import ModelSpec, hookimpl
 
-__all__ = ["VERTICALS_REQUIRES", "register_commands", "register_datasets", "register_models", "register_pipelines"]
+__all__ = ["VERTICALS_REQUIRES", "register_commands", "register_data_templates", "register_datasets", "register_models",
+           "register_pipelines"]
 
 #: The core versions this plugin supports (kept in step with the ``verticals`` dependency in
 #: pyproject.toml); verticals refuses the plugin at discovery under any other core.
@@ -62,6 +65,16 @@ def _window_model(info: Any, **options: Any) -> Any:
     from verticals_manufacturing.risk import window_model
 
     return window_model(info, **options)
+
+
+@hookimpl
+def register_data_templates(register: Callable[..., None]) -> None:
+    """``manufacturing.ai4i`` (a file in the AI4I 2020 layout) and ``manufacturing.telemetry`` (a fleet's
+    own telemetry): see :mod:`verticals_manufacturing.templates`."""
+    from verticals_manufacturing.templates import ai4i_template, telemetry_template
+
+    register(ai4i_template())
+    register(telemetry_template())
 
 
 @hookimpl
