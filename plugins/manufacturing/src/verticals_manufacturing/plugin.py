@@ -67,6 +67,12 @@ def _window_model(info: Any, **options: Any) -> Any:
     return window_model(info, **options)
 
 
+def _window_gru(info: Any, **options: Any) -> Any:
+    from verticals_manufacturing.risk import window_gru
+
+    return window_gru(info, **options)
+
+
 @hookimpl
 def register_data_templates(register: Callable[..., None]) -> None:
     """``manufacturing.ai4i`` (a file in the AI4I 2020 layout) and ``manufacturing.telemetry`` (a fleet's
@@ -94,6 +100,9 @@ def register_models(register: Callable[..., None]) -> None:
     register(ModelSpec(
         name="window_cnn", factory=_window_model, outputs=("logits", "mode_logits"),
         description="1-D CNN over a sliding window of sensor readings; failure-within-H and mode heads"))
+    register(ModelSpec(
+        name="window_gru", factory=_window_gru, outputs=("logits", "mode_logits"),
+        description="GRU over a sliding window of sensor readings; failure-within-H and mode heads"))
 
 
 @hookimpl

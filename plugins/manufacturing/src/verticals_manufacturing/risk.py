@@ -197,7 +197,7 @@ class WindowPreprocessor(Preprocessor):
         duplicated = work.select(pl.struct(machine, time).is_duplicated()).to_series().to_numpy()
         for i in np.flatnonzero(duplicated):
             if reasons[i] is None:
-                reasons[i] = (f"machine '{machines[i]}' has more than one reading at {time} {times[i]}: "
+                reasons[i] = (f"machine '{machines[i]}' has more than one reading at {time} {times[int(i)]}: "
                               f"ambiguous, every copy rejected (send one reading per machine and {time})")
         bad = np.asarray([r is not None for r in reasons], dtype=bool)
         reject_rows = np.flatnonzero(bad & ~context)
@@ -326,6 +326,12 @@ def window_model(info: Mapping[str, Any], width: int = 32) -> Any:
     return WindowNet(len(info["channels"]), len(info["modes"]), width=int(width))
 
 
+def window_gru(info: Mapping[str, Any], width: int = 32) -> Any:
+    from verticals_manufacturing.graph import WindowGRU
+
+    return WindowGRU(len(info["channels"]), len(info["modes"]), width=int(width))
+
+
 class FailureRiskPipeline(Pipeline):
     """Per reading: probability that the machine fails within the next ``horizon`` cycles, the most
     likely mode, and a cost-based alert.
@@ -343,7 +349,7 @@ class FailureRiskPipeline(Pipeline):
     name = "failure_risk"
     description = "Probability of a machine failure within the next H cycles from a window of telemetry"
     dataset = "fleet"
-    model = "window_cnn"
+    model = "window_gru"
     task = "binary"
     score_column = "probability"
     primary_metric = "pr_auc"
