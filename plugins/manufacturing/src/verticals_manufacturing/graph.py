@@ -147,7 +147,4 @@ class WindowGRU(nn.Module):
         x = window.transpose(1, 2)
         h, _ = self.gru(x)
         z = self.head(torch.cat([h[:, -1], x[:, -1]], dim=1))
-        # The mode head reads the failure representation without shaping it: a failure's mode is
-        # learned from the few failures only, and its loss would pull the shared layers away from
-        # ranking failures (measured: bench/manufacturing_pr_auc.py).
-        return self.failure(z).squeeze(1), self.modes(z.detach())
+        return self.failure(z).squeeze(1), self.modes(z)

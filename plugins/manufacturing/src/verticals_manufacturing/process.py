@@ -12,7 +12,8 @@ machine failure, the most likely failure mode, and an alert set by costs.
   and the product type index. Temperatures that look like degrees Celsius are rejected with a reason
   that says so. Imputation, the physics features and their scaling run in the exported graph
   (:class:`verticals_manufacturing.graph.ProcessGraph`).
-* Model ``process_net``: an MLP with a failure head and a mode head.
+* Model ``process_net``: an MLP over the physics features and a bank of learned soft thresholds on
+  them (:class:`verticals_manufacturing.graph.SoftStumps`), with a failure head and a mode head.
 * Metrics and threshold: :mod:`verticals_manufacturing.evaluation`; baselines:
   :mod:`verticals_manufacturing.baselines`.
 """

@@ -93,6 +93,13 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
     body = ("<p>Test split; each model alerts at its own cost-optimal threshold chosen on validation. "
             "The baselines are trained on the same split and the same physics features.</p>"
             + _table(["model", *[label for _, label in _COLUMNS]], rows))
+    model_auc = test.get("pr_auc", float("nan"))
+    trees = baselines.get("hist_gradient_boosting", {}).get("pr_auc", float("nan"))
+    if model_auc == model_auc and trees == trees:
+        verdict = "at or above" if model_auc >= trees else "below"
+        body += (f"<p><b>Against gradient boosting:</b> the network's test PR-AUC is {verdict} gradient "
+                 f"boosting's in this run ({model_auc:.4f} against {trees:.4f}, {model_auc - trees:+.4f}). "
+                 "One run is one seed; <code>bench/manufacturing_pr_auc.py</code> gives the mean over seeds.</p>")
     return ReportSection("Failure prediction: model against baselines", body, images)
 
 

