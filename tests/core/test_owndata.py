@@ -21,7 +21,8 @@ from verticals.owndata import (
     registered,
     remove_config,
 )
-from verticals.spec import Pipeline, TrainingConfig
+from verticals.pipeline import Pipeline
+from verticals.spec import TrainingConfig
 from verticals.testing.reference import ReferencePlugin, make_frame
 
 

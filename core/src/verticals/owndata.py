@@ -43,7 +43,7 @@ from verticals.spec import Column, DatasetSpec, Schema, SplitSpec
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-    from verticals.spec import Pipeline
+    from verticals.pipeline import Pipeline
 
 __all__ = [
     "CONFIG_ENV",
@@ -380,23 +380,15 @@ def schema_of(config: OwnDataConfig, template: DataTemplate | None = None) -> Sc
 
 
 def read_data(path: Path, *, columns: list[str] | None = None) -> pl.DataFrame:
-    """A data file as text columns (CSV) or as stored (Parquet), like ``verticals train --data`` reads it."""
-    import polars as pl
+    """A data file as text columns (CSV) or as stored (Parquet), read as ``verticals train --data`` and
+    ``verticals score --input`` read it (:mod:`verticals.data.files`): the same one-line errors."""
+    from verticals.data.files import read_csv, read_parquet
 
     name = path.name.lower()
     if name.endswith(PARQUET_SUFFIXES):
-        frame = pl.read_parquet(path)
+        frame = read_parquet(path)
     elif name.endswith(CSV_SUFFIXES):
-        import pyarrow.csv as pacsv
-
-        try:
-            frame = pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",",
-                                null_values=list(pacsv.ConvertOptions().null_values))
-        except (pl.exceptions.ComputeError, UnicodeDecodeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OwnDataError(f"data file {path} cannot be read as CSV: {first}",
-                               hint="save it as UTF-8 CSV with one header line and the same number of fields "
-                                    "on every line") from None
+        frame = read_csv(path)
     else:
         raise OwnDataError(f"data file {path}: unknown type", hint="use a .csv, .tsv or .parquet file")
     return frame.select(columns) if columns is not None else frame

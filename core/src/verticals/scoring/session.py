@@ -12,11 +12,14 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verticals.errors import NotFoundError, PluginError, UserError
 from verticals.manifest import ModelManifest
-from verticals.spec import Pipeline, Preprocessor, Schema, ScoringContext
+from verticals.spec import Preprocessor, Schema, ScoringContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from verticals.pipeline import Pipeline
 
 log = logging.getLogger("verticals.scoring")
 

@@ -24,11 +24,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     Batch,
     Column,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     Schema,
     SplitSpec,

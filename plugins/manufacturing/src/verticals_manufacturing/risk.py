@@ -27,12 +27,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     CONTEXT,
     Batch,
     Column,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     Schema,
     SplitSpec,
