@@ -2,7 +2,9 @@
 fails within the next ``H`` cycles, the most likely mode, and a cost-based alert.
 
 * Data: one row per reading (``machine_id``, ``cycle``, six sensors, ``failure`` event 0/1, optional
-  ``failure_mode``); the generated ``fleet`` dataset (:mod:`verticals_manufacturing.fleet`).
+  ``failure_mode``); the generated ``fleet`` dataset (:mod:`verticals_manufacturing.fleet`). A user's
+  telemetry names its own columns, sensors and modes, with integer cycles or datetimes
+  (:class:`~verticals_manufacturing.layout.TelemetryLayout`, the ``manufacturing.telemetry`` template).
 * Labels: :func:`horizon_labels`, computed on the whole data before it is split: a reading is positive
   when its machine's next failure comes within ``H`` cycles after it. A reading whose machine's
   readings end less than ``H`` cycles later, with no failure in between, has no label (censored) and is
@@ -280,9 +282,6 @@ class WindowPreprocessor(Preprocessor):
         layout = self.layout
         return FleetGraph(self.medians, self.means, self.stds, speed=layout.index(layout.speed),
                           torque=layout.index(layout.torque), wear=layout.index(layout.wear))
-
-
-FLEET_TEMPERATURES = FLEET_LAYOUT.temperatures
 
 
 def _channels(frame: pl.DataFrame, layout: TelemetryLayout = FLEET_LAYOUT) -> np.ndarray:
