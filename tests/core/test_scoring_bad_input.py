@@ -263,3 +263,18 @@ def test_cli_reports_errors_in_one_line_with_exit_codes(tmp_path, home):
     for proc, words in ((missing, "does not exist"), (taken, "already exists"), (tampered, "has changed")):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], proc.stderr
+
+
+def test_rejects_never_carry_the_values_of_sensitive_columns():
+    from verticals.scoring.run import redact
+    from verticals.spec import Column, Schema
+
+    schema = Schema((Column("path", "path"), Column("patient", "string", "group", sensitive=True)))
+    rejects = pl.DataFrame({"path": ["a.dcm", "b.dcm", "c.dcm"], "patient": ["MRN-1", None, "MRN-3"],
+                            "_row": [0, 1, 2], "_reason": ["a.dcm: corrupt", "b.dcm: no pixel data",
+                                                           "column 'patient' = MRN-3 is not allowed"]})
+    out = redact(rejects, schema)
+    assert out["patient"].null_count() == 3 and out["path"].to_list() == ["a.dcm", "b.dcm", "c.dcm"]
+    assert out["_reason"].to_list() == ["a.dcm: corrupt", "b.dcm: no pixel data",
+                                        "column 'patient' = <redacted> is not allowed"]
+    assert redact(rejects.drop("patient"), schema).equals(rejects.drop("patient"))

@@ -205,3 +205,27 @@ def test_verticals_score_cli_on_a_dicom_folder(trained, tmp_path, capsys):
     written = json.loads((out / "_manifest.json").read_text())
     assert written["rows_in"] == rows and written["summaries"]["studies"]["rows"] == plugin.patients
     assert "SYN" not in text  # no raw PatientID printed
+
+
+def test_a_scored_listing_never_writes_raw_patient_ids_into_the_rejects(trained, tmp_path):
+    """A CSV listing with the hospital's own patient and study ids: the rows that fail are rejected
+    with their reason, and neither id reaches _rejects.parquet (the columns are ``sensitive``)."""
+    from verticals.scoring import score
+
+    _, base, plugin = trained
+    good = sorted((base / "ct").rglob("*.dcm"))[:2]
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"\x00" * 128 + b"DICM" + b"\x01" * 40)
+    listing = tmp_path / "listing.csv"
+    pl.DataFrame({"path": [str(p) for p in good] + [str(broken), str(tmp_path / "gone.dcm")],
+                  "patient": ["MRN-0001", "MRN-0001", "MRN-0002", "MRN-0003"],
+                  "study": ["ACC-11", "ACC-11", "ACC-22", "ACC-33"]}).write_csv(listing)
+    out = tmp_path / "out"
+    with use_plugins({"medical": plugin}):
+        manifest = score(NAME, listing, out, home=base / "home", progress=False)
+    assert manifest["rows_scored"] == 2 and manifest["rows_rejected"] == 2
+    rejects = pl.read_parquet(out / "_rejects.parquet")
+    assert rejects["patient"].null_count() == rejects.height == 2 and rejects["study"].null_count() == 2
+    written = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    for raw in (b"MRN-000", b"ACC-"):
+        assert raw not in written

@@ -94,6 +94,8 @@ class Column:
             training is clipped and flagged ``<name>:negative_never_seen``. ``None`` turns both off.
         normalize: categorical features only: how a value is matched against the vocabulary.
             ``casefold`` (trimmed and case-folded: ``" YES"`` is ``yes``), ``trim`` or ``exact``.
+        sensitive: the column identifies a person (a patient id, a name): scoring never writes its
+            values into ``_rejects.parquet`` (null there) nor quotes them in a reject's reason.
     """
 
     name: str
@@ -110,6 +112,7 @@ class Column:
     description: str = ""
     range_margin: float | None = 0.1
     normalize: Literal["casefold", "trim", "exact"] = "casefold"
+    sensitive: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

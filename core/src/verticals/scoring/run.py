@@ -44,7 +44,7 @@ from verticals.scoring.session import DEFAULT_BATCH_SIZE, ScoringSession
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-    from verticals.spec import Batch
+    from verticals.spec import Batch, Schema
 
 log = logging.getLogger("verticals.scoring")
 
@@ -133,6 +133,23 @@ def _rejects(res: Any, partition: Partition, origin: pl.DataFrame | None = None)
     return res.rejects.drop([c for c in (SOURCE, SOURCE_ROW) if c in res.rejects.columns]).with_columns(
         origin.get_column(SOURCE_ROW).cast(pl.Int64).gather(at).alias("_row"),
         origin.get_column(SOURCE).cast(pl.String).gather(at).alias("_source"))
+
+
+def redact(rejects: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """``rejects`` without the values of the schema's ``sensitive`` columns: null in their column and
+    ``<redacted>`` wherever a reason quotes one."""
+    import polars as pl
+
+    names = [c.name for c in schema if c.sensitive and c.name in rejects.columns]
+    if not names or not rejects.height:
+        return rejects
+    reasons = rejects.get_column("_reason").cast(pl.String).to_list()
+    for name in names:
+        for i, value in enumerate(rejects.get_column(name).cast(pl.String).to_list()):
+            if value and reasons[i] and value in reasons[i]:
+                reasons[i] = reasons[i].replace(value, "<redacted>")
+    return rejects.with_columns(pl.Series("_reason", reasons, dtype=pl.String),
+                                *(pl.lit(None, dtype=rejects.schema[n]).alias(n) for n in names))
 
 
 def _merge_flags(validation: pl.Series | None, batch: Batch) -> pl.Series:
@@ -527,7 +544,7 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
         rejected = item.rejects.height if item.rejects is not None else 0
         t_write = time.perf_counter()
         if item.rejects is not None:
-            st.rejects.write(item.rejects)
+            st.rejects.write(redact(item.rejects, session.schema))
         out_rows = 0
         if future is not None:
             frame, model_s, post_s = future.result()

@@ -38,9 +38,11 @@ def medical_schema(classes: Sequence[str]) -> Schema:
         Column("path", "path", "feature", on_missing="reject",
                description="image file: DICOM, PNG, JPEG, TIFF or NumPy .npy"),
         Column("label", "category", "target", categories=tuple(classes), description="the image's class"),
-        Column("patient", "string", "group", required=False,
+        # sensitive: a listing's raw patient or study id is never written to _rejects.parquet
+        Column("patient", "string", "group", required=False, sensitive=True,
                description="patient pseudonym: images of one patient never span two splits"),
-        Column("study", "string", "attribute", required=False, description="study pseudonym (per-study scores)"),
+        Column("study", "string", "attribute", required=False, sensitive=True,
+               description="study pseudonym (per-study scores)"),
     ))
 
 
