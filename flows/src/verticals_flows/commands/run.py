@@ -103,11 +103,16 @@ def score(
     Re-running the same command after a crash or a kill skips the partitions already committed and
     produces exactly the output of an uninterrupted run.
     """
+    from verticals.scoring.output import check_output
+
     from verticals_flows.console import flushed
     from verticals_flows.deployments import background_server_if_running
     from verticals_flows.score import score_flow
 
     _quiet(ctx)
+    # A taken or unwritable output is the user's to fix: say so before a flow run starts (the flow
+    # checks again for callers of score_flow).
+    check_output(output.expanduser().absolute(), overwrite=overwrite)
 
     with background_server_if_running(), flushed():
         manifest = score_flow(pipeline=pipeline, input=str(input.expanduser().absolute()),
