@@ -41,6 +41,7 @@ __all__ = [
     "ReportSection",
     "Schema",
     "ScoringContext",
+    "ScoringParameter",
     "SplitSpec",
     "TensorSpec",
     "TrainingConfig",
@@ -511,9 +512,12 @@ class ScoringContext(Mapping[str, Any]):
     """
 
     def __init__(self, extras: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None,
-                 side_dir: Any = None, part: str = "") -> None:
+                 side_dir: Any = None, part: str = "", params: Mapping[str, Any] | None = None) -> None:
         self.extras: dict[str, Any] = dict(extras or {})
         self.artifacts: Mapping[str, Any] = artifacts if artifacts is not None else {}
+        #: The run's scoring parameters (:meth:`Pipeline.scoring_parameters`, defaults filled in);
+        #: empty while training.
+        self.params: dict[str, Any] = dict(params or {})
         self._side_dir = side_dir
         self.part = part
 
@@ -550,7 +554,29 @@ class ScoringContext(Mapping[str, Any]):
         return folder / name, f"{self.part}/{name}"
 
     def with_part(self, side_dir: Any, part: str) -> ScoringContext:
-        return ScoringContext(self.extras, self.artifacts, side_dir, part)
+        return ScoringContext(self.extras, self.artifacts, side_dir, part, self.params)
+
+
+@dataclass(frozen=True)
+class ScoringParameter:
+    """A parameter of a scoring run that a pipeline declares (``verticals score --k 20``,
+    ``--param k=20``), checked by the core before anything is scored.
+
+    Attributes:
+        name: the parameter's name (``k``).
+        description: one line for errors and help.
+        default: the value when the run does not set it.
+        minimum, maximum: the inclusive bounds (``None``: unbounded); a pipeline derives them from the
+            model version (e.g. the catalogue size).
+        maximum_reason: why ``maximum`` is the bound, for the error (``"the catalogue has 80 items"``).
+    """
+
+    name: str
+    description: str
+    default: int
+    minimum: int | None = None
+    maximum: int | None = None
+    maximum_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -712,6 +738,12 @@ class Pipeline:
         from verticals.postprocess import default_postprocess
 
         return default_postprocess(self.task, outputs)
+
+    def scoring_parameters(self, extras: Mapping[str, Any]) -> Sequence[ScoringParameter]:
+        """The integer parameters a scoring run of this pipeline takes (e.g. ``k``, the list length),
+        with bounds for the model version whose manifest ``extras`` are given. Default: none.
+        :meth:`postprocess` reads the run's values as ``extras.params[name]``."""
+        return ()
 
     # -- reporting -----------------------------------------------------------------------------------
     def report_sections(self, context: Any) -> list[ReportSection]:
