@@ -101,7 +101,9 @@ class HistoryPreprocessor(Preprocessor):
         if self.user not in frame.columns:
             raise PluginError(f"retail preprocessor: the frame lacks the user column '{self.user}'",
                               hint=f"add a '{self.user}' column with each interaction's user id")
-        if self.item not in frame.columns:
+        if self.item not in frame.columns or (frame.height and frame.get_column(self.item).null_count() == frame.height):
+            # A users file (validation adds the absent optional column as nulls; a present item column
+            # never reaches here with nulls: those rows are rejected).
             if with_target:
                 raise PluginError(f"retail preprocessor: the frame lacks the item column '{self.item}'",
                                   hint="train on interactions with user, timestamp and item columns")
