@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import polars as pl
 import pytest
 from retail_support import ITEMS, LIST, NAME, small_log, small_plugin
@@ -176,6 +175,7 @@ def test_bad_interaction_files(trained, tmp_path):
     assert manifest["rows_rejected"] == rejects.height == (log.height + 6) // 7
     assert rejects.get_column("_reason").str.contains("timestamp").all()
     assert manifest["rows_in"] == manifest["rows_scored"] + manifest["rows_rejected"]
+    assert out.height == log.get_column("user").n_unique()
     # non-monotonic timestamps: the file's order does not matter, time does
     shuffled = log.sample(fraction=1.0, shuffle=True, seed=1)
     _, a = _score(plugin, home, shuffled, tmp_path / "shuffled")
