@@ -4,7 +4,7 @@ Each run trains the pipeline through the engine (the split's tie-breaking shuffl
 seed), so the model and the three baselines share one split and one mask per seed. Prints one JSON
 line per run and, at the end, the mean and spread per recommender on validation and test.
 
-    .venv/bin/python bench/retail_bench.py --seeds 0 1 2 --arch mean gru [--epochs 20]
+    .venv/bin/python bench/retail_bench.py --seeds 0 1 2 --arch mean gru [--epochs 20] [--lambdas 100 300]
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 
 
-def run(arch: str, seed: int, epochs: int | None, home: Path) -> dict:
+def run(arch: str, seed: int, epochs: int | None, home: Path, lambdas: tuple[float, ...] | None = None) -> dict:
     from verticals import engine
     from verticals.testing import use_plugins
     from verticals_retail.plugin import RetailPlugin
 
     t0 = time.perf_counter()
-    with use_plugins({"retail": RetailPlugin(arch=arch)}):
+    options = {"ease_lambdas": tuple(lambdas)} if lambdas else {}
+    with use_plugins({"retail": RetailPlugin(arch=arch, **options)}):
         res = engine.train("retail.movielens", seed=seed, epochs=epochs, home=home, progress=False)
     metrics = json.loads((res.report_path.parent / "metrics.json").read_text())
     extras = res.manifest["extras"]
@@ -40,12 +41,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arch", nargs="+", default=["mean", "gru"])
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lambdas", type=float, nargs="+", default=None,
+                        help="EASE's λ candidates (default: the pipeline's)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for arch in args.arch:
-                row = run(arch, seed, args.epochs, Path(tmp) / f"{arch}-{seed}")
+                row = run(arch, seed, args.epochs, Path(tmp) / f"{arch}-{seed}", args.lambdas)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     summary: dict[str, dict[str, str]] = {}

@@ -154,3 +154,14 @@ def test_scoring_parameters_are_declared_by_the_pipeline_and_checked_by_the_core
     assert "k (items per list)" in info.value.hint
     with pytest.raises(UserError, match="takes no scoring parameters"):
         scoring_params(Pipeline(), {}, {"k": 3})
+
+
+def test_a_held_out_item_outside_the_catalogue_is_a_miss_not_a_dropped_user():
+    pre = _fitted()
+    frame = _log([("a", 1, "v"), ("a", 2, "w"), ("a", 3, "brand-new")])
+    held_out = pre.transform(frame.with_columns(pl.Series(CONTEXT, [True, True, False])), with_target=True)
+    assert held_out.target.tolist() == [-1] and not held_out.skipped
+    training = pre.transform(frame, with_target=True)
+    assert [pre.items[t] for t in training.target] == ["w"] and training.skipped[UNKNOWN_TARGET] == 1
+    m = ranking_metrics(np.array([[0, 1], [2, 3]]), np.array([-1, 2]), np.ones(5), k=2)
+    assert m["recall@2"] == 0.5

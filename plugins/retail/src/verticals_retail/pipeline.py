@@ -82,10 +82,15 @@ class RecommendationPipeline(Pipeline):
 
     def loss(self, outputs: Sequence[torch.Tensor], target: torch.Tensor,
              class_weights: torch.Tensor | None) -> torch.Tensor:
-        """Full softmax over the catalogue: cross-entropy of the logits against the next item."""
+        """Full softmax over the catalogue: cross-entropy of the logits against the next item (a held-out
+        item the catalogue lacks, target -1, counts in metrics but not in the loss)."""
         import torch.nn.functional as F
 
-        return F.cross_entropy(outputs[0].float(), target.long())
+        target = target.long()
+        known = target >= 0
+        if not bool(known.any()):
+            return outputs[0].sum() * 0.0
+        return F.cross_entropy(outputs[0][known].float(), target[known])
 
     # -- metrics -------------------------------------------------------------------------------------
     def evaluate(self, predictions: pl.DataFrame, batch: Batch) -> dict[str, Any]:

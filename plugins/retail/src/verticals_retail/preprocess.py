@@ -128,13 +128,18 @@ class HistoryPreprocessor(Preprocessor):
         skipped: dict[str, int] = {}
         if with_target:
             candidates = np.flatnonzero(~context)
-            reasons = {FIRST: (before[candidates] == 0) & (codes[candidates] >= 0) & ~repeat[candidates],
-                       UNKNOWN_TARGET: codes[candidates] < 0,
+            # Validation and test (frames with context rows) keep a held-out item the catalogue lacks as
+            # an example with target -1: a miss for every recommender, as in the protocol's denominator
+            # (all eligible users). Training cannot learn it, so there it is skipped.
+            held_out = CONTEXT in rows.columns
+            unknown = (codes[candidates] < 0) & (before[candidates] > 0 if held_out else True)
+            reasons = {FIRST: (before[candidates] == 0) & ((codes[candidates] >= 0) | held_out) & ~repeat[candidates],
+                       UNKNOWN_TARGET: unknown & (not held_out),
                        REPEAT: (codes[candidates] >= 0) & repeat[candidates]}
             for reason, hit in reasons.items():
                 if hit.any():
                     skipped[reason] = int(hit.sum())
-            at = candidates[usable[candidates] & (before[candidates] > 0)]
+            at = candidates[(usable[candidates] | (unknown & held_out)) & (before[candidates] > 0)]
             target = codes[at].astype(np.int64)
             begin = starts[group[at]] if at.size else np.zeros(0, dtype=np.int64)
             where = at
