@@ -190,3 +190,26 @@ def test_bad_interaction_files(trained, tmp_path):
                           .otherwise(pl.col("user").cast(pl.String)).alias("user")).write_csv(csv)
     _, mixed = _score(plugin, home, csv, tmp_path / "mixed")
     assert mixed.height == ints.height and set(mixed["user"]) >= {"1", "u2"}
+
+
+def test_own_interaction_csv_with_integer_ids_trains_and_scores(tmp_path):
+    log = small_log(120, seed=5)
+    items = {name: i + 1000 for i, name in enumerate(sorted(set(log["item"])))}
+    own = log.select(pl.col("user").str.slice(1).cast(pl.Int64).alias("user"),
+                     pl.col("item").replace_strict(items, return_dtype=pl.Int64).alias("item"),
+                     pl.col("timestamp").dt.strftime("%Y-%m-%d %H:%M:%S").alias("timestamp"),
+                     pl.lit(5).alias("rating"))
+    path = tmp_path / "own.csv"
+    own.write_csv(path)
+    home = tmp_path / "home"
+    plugin = small_plugin(users=10)  # the default data is not used: --data replaces it
+    with use_plugins({"retail": plugin}):
+        result = engine.train(NAME, data=path, epochs=1, home=home, progress=False)
+    catalogue = pl.read_parquet(result.path / "artifacts" / "catalogue.parquet")
+    assert set(catalogue["item"].to_list()) <= {str(v) for v in items.values()}
+    assert result.manifest["training_data"]["rows"] == own.height
+    users = pl.DataFrame({"user": [int(own["user"][0]), 999_999]})
+    _, out = _score(plugin, home, users, tmp_path / "recs")
+    rows = {r["user"]: r for r in out.iter_rows(named=True)}
+    assert rows[str(own["user"][0])]["flags"] == "" and rows["999999"]["flags"] == "user:unknown,history:empty"
+    assert all(item.isdigit() for item in rows["999999"]["items"])
