@@ -101,7 +101,10 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
             + _table(["recommender", *keys], rows)
             + "<p>Validation NDCG@10 (what the choice of the shipped model rests on): "
             + ", ".join(f"{html.escape(_LABELS.get(n, n))} {v:.4f}" for n, v in choice.items())
-            + f"; best on validation: {html.escape(str(extras.get('best_on_validation', '')))}.</p>")
+            + f"; best on validation: {html.escape(str(extras.get('best_on_validation', '')))}.</p>"
+            + ("" if extras.get("best_on_validation") in (None, "model") else
+               "<p><b>The model does not beat the best baseline on validation.</b> The exported graph is the "
+               "model; compare the test figures above before putting it in production.</p>"))
     return [ReportSection("Recommendations: model against the baselines", body, images), _examples(pipe, context)]
 
 
