@@ -5,7 +5,10 @@ home and prints, per seed and on average, the network's test PR-AUC next to the 
 same split, same features). Usage::
 
     python bench/manufacturing_pr_auc.py [--pipelines process_failure failure_risk] [--seeds 0 1 2]
-        [--epochs N]
+        [--epochs N] [--model window_cnn]
+
+``--model`` trains the pipelines with another registered model of the plugin (e.g. ``window_cnn``
+against the default ``window_gru`` for ``failure_risk``): same data, split, seeds and baselines.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tempfile
 import time
 
 
-def run(pipeline: str, seed: int, epochs: int | None) -> dict[str, float]:
+def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None) -> dict[str, float]:
     import verticals_manufacturing.plugin as plugin
     from verticals.engine import train
     from verticals.testing import use_plugins
@@ -27,7 +30,16 @@ def run(pipeline: str, seed: int, epochs: int | None) -> dict[str, float]:
         """The plugin with its datasets generated from ``seed``."""
 
         register_models = staticmethod(plugin.register_models)
-        register_pipelines = staticmethod(plugin.register_pipelines)
+
+        @staticmethod
+        @plugin.hookimpl
+        def register_pipelines(register):
+            def with_model(pipe, **kwargs):
+                if model is not None and pipe.name == pipeline:
+                    pipe.model = model
+                register(pipe, **kwargs)
+
+            plugin.register_pipelines(with_model)
 
         @staticmethod
         @plugin.hookimpl
@@ -52,11 +64,12 @@ def main() -> None:
     parser.add_argument("--pipelines", nargs="+", default=["process_failure", "failure_risk"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--model", default=None, help="another registered model of the plugin, e.g. window_cnn")
     args = parser.parse_args()
     for pipeline in args.pipelines:
         rows = []
         for seed in args.seeds:
-            row = run(pipeline, seed, args.epochs)
+            row = run(pipeline, seed, args.epochs, args.model)
             rows.append(row)
             print(f"{pipeline} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
         keys = [k for k in rows[0] if k != "seconds"]

@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 import pytest
 from verticals.hookspecs import hookimpl
-from verticals.spec import Column, DatasetSpec, ModelSpec, OutputColumn, Pipeline, Schema, TrainingConfig
+from verticals.pipeline import Pipeline
+from verticals.spec import Column, DatasetSpec, ModelSpec, OutputColumn, Schema, TrainingConfig
 
 PIPELINE = "scoretest.rules"
 

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from verticals.engine import train
 from verticals.hookspecs import hookimpl
+from verticals.pipeline import Pipeline
 from verticals.scoring import score
 from verticals.spec import (
     CONTEXT,
@@ -20,7 +21,6 @@ from verticals.spec import (
     DatasetSpec,
     ModelSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     Schema,
     SplitSpec,
@@ -217,6 +217,33 @@ def test_interleaved_input_in_many_row_groups_scores_like_one_grouped_piece(trai
     for rel, value in scattered.select("note", "score").iter_rows():
         assert abs(float((m50["_out"] / rel).read_text()) - value) < 1e-5
     assert not list(m50["_out"].glob(".state*"))
+
+
+def test_grouped_csv_input_is_read_like_any_scoring_input(trained, tmp_path):
+    """A grouped pipeline's CSV goes through the reader that training and row-wise scoring use: any
+    encoding, and a ragged row fails in one line naming the file and the line."""
+    from verticals.data.files import CsvOptions
+    from verticals.errors import DataValidationError
+
+    home, _ = trained
+    frame = readings(3, 8, seed=2).sort("t", "machine")
+    expected, _ = _score(home, frame, tmp_path, "reference")
+    text = frame.with_columns(pl.col("machine").str.replace("m", "mé")).write_csv()
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(text.encode("latin-1"))
+    out = tmp_path / "latin-out"
+    with use_plugins({"shapes": LagPlugin()}):
+        manifest = score("shapes.lag", latin, out, home=home, progress=False, csv=CsvOptions(encoding="latin-1"))
+    scored = pl.concat([pl.read_parquet(p) for p in sorted(out.glob("part-*.parquet"))]).sort("machine", "t")
+    assert manifest["rows_in"] == frame.height
+    assert scored["machine"].str.replace("mé", "m").to_list() == expected["machine"].to_list()
+    assert np.allclose(scored["score"].to_numpy(), expected["score"].to_numpy())
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text(frame.write_csv() + "m09,3\n")
+    with use_plugins({"shapes": LagPlugin()}), pytest.raises(DataValidationError) as err:
+        score("shapes.lag", ragged, tmp_path / "ragged-out", home=home, progress=False)
+    assert f"line {frame.height + 2} has 2 fields but the header has 4" in str(err.value)
 
 
 def test_windows_across_batch_boundaries_get_their_context(trained, tmp_path, monkeypatch):

@@ -52,3 +52,13 @@ def test_the_contract_module_imports_no_implementation():
     # verticals/__init__ re-exports the SDK (errors, hookspecs with pluggy's marker, spec) and nothing else.
     assert set(out) <= {"verticals", "verticals.errors", "verticals.hookspecs", "verticals.spec", "pluggy"} | {
         m for m in out if m.startswith("pluggy.")}, out
+
+
+def test_pipeline_lives_beside_the_contract_not_in_it():
+    """The contract module holds types only; the old import path says where Pipeline went."""
+    import verticals
+    import verticals.pipeline
+
+    assert verticals.Pipeline is verticals.pipeline.Pipeline
+    with pytest.raises(ImportError, match=r"from verticals import Pipeline"):
+        from verticals.spec import Pipeline  # noqa: F401

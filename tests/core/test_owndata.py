@@ -5,6 +5,7 @@ commands, and row numbers as ids through training and ``verticals score``."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +21,8 @@ from verticals.owndata import (
     registered,
     remove_config,
 )
-from verticals.spec import Pipeline, TrainingConfig
+from verticals.pipeline import Pipeline
+from verticals.spec import TrainingConfig
 from verticals.testing.reference import ReferencePlugin, make_frame
 
 
@@ -48,6 +50,15 @@ class Toy(ReferencePlugin):
     def register_data_templates(self, register):
         register(DataTemplate(name="table", pipeline=_pipeline, parse=_parse, sections={"extra": "note = text"},
                               min_rows=100, min_per_class=10, description="any binary table"))
+
+
+class ToyFixed(ReferencePlugin):
+    @hookimpl
+    def register_data_templates(self, register):
+        register(DataTemplate(name="fixed", pipeline=_pipeline, description="a fixed layout",
+                              defaults={"target": {"column": "target", "positive": "1", "negative": "0"},
+                                        "features": {"numeric": ["f00", "f01"]}},
+                              splits=("random", "group_time")))
 
 
 CONFIG = """name = "mine"
@@ -142,6 +153,25 @@ def test_config_mistakes_name_the_file_and_the_fix(tmp_path, toy, text, message)
     with pytest.raises(UserError) as err:
         load_config(path, registry.templates)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_template_defaults_and_split_strategies(tmp_path, verticals_plugins, verticals_home) -> None:
+    """A template for a fixed layout fills the keys a config leaves out; it names the split strategies
+    it accepts (the first is the default) and group_time reads a gap."""
+    registry = verticals_plugins({"toy": ToyFixed(rows=400, n_numeric=4, n_categorical=1)})
+    short = 'name = "mine"\ntemplate = "toy.fixed"\ndata = "mine.csv"\n'
+    config = load_config(_files(tmp_path, short), registry.templates)
+    assert (config.target, config.positive, config.numeric) == ("target", "1", ["f00", "f01"])
+    assert config.split.strategy == "random"
+    config = load_config(_files(tmp_path, short + '[features]\nnumeric = ["f02"]\n'), registry.templates)
+    assert config.numeric == ["f02"]  # a key the config gives replaces the default whole
+    gap = load_config(_files(tmp_path, short + '[split]\nstrategy = "group_time"\ngap = 5\n'), registry.templates)
+    assert gap.split.strategy == "group_time" and gap.split.gap == 5.0
+    for text, message in (('[split]\nstrategy = "stratified"\n', "split must be random or group_time (template toy.fixed)"),
+                          ('[split]\ngap = 5\n', "split.gap applies to strategy group_time only"),
+                          ('[split]\nshuffle = true\n', "[split] accepts strategy, test_fraction, valid_fraction and gap")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_config(_files(tmp_path, short + text), registry.templates)
 
 
 def test_template_options_and_values_reach_the_schema(tmp_path, toy) -> None:

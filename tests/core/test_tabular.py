@@ -235,7 +235,8 @@ def test_data_modules_import_without_torch():
 
 
 def test_pipeline_default_preprocessor_takes_the_datasets_positive_label_and_the_task():
-    from verticals.spec import DatasetSpec, Pipeline
+    from verticals.pipeline import Pipeline
+    from verticals.spec import DatasetSpec
 
     class Credit(Pipeline):
         name, dataset, model, task = "credit", "d", "m", "binary"

@@ -132,17 +132,21 @@ def test_scoring_bad_applications(trained, tmp_path) -> None:
     pl.DataFrame(rows, schema_overrides={"income": pl.Float64}).write_csv(tmp_path / "apps.csv")
     with use_plugins({"finance": finance_plugin}):
         manifest = score("finance.credit_risk", tmp_path / "apps.csv", tmp_path / "out", home=home, progress=False)
-    assert (manifest["rows_in"], manifest["rows_scored"], manifest["rows_rejected"]) == (8, 4, 4)
+    # age is a protected attribute: an impossible age is flagged, not a reason to refuse the applicant
+    assert (manifest["rows_in"], manifest["rows_scored"], manifest["rows_rejected"]) == (8, 5, 3)
     out = pl.read_parquet(tmp_path / "out" / "part-00000.parquet").sort("application_id")
     rejects = pl.read_parquet(tmp_path / "out" / "_rejects.parquet").sort("_row")
-    assert out["application_id"].to_list() == [0, 1, 2, 3]
+    assert out["application_id"].to_list() == [0, 1, 2, 3, 6]
     # income 1e9: clipped to the rule's 100,000, still far beyond training's largest income: clipped again
     assert out["flags"].to_list() == ["", "home:unknown", "income:missing",
-                                      "income:out_of_range,income:out_of_training_range"]
-    assert [r.split(" ")[1] for r in rejects["_reason"]] == ["'amount'", "'amount'", "'age'", "'records'"]
+                                      "income:out_of_range,income:out_of_training_range", "age:out_of_range"]
+    assert [r.split(" ")[1] for r in rejects["_reason"]] == ["'amount'", "'amount'", "'records'"]
     first = out.row(0, named=True)
     assert first["band"] in "DEF" and first["points"] < 550 and len(first["reasons"]) >= 2
-    assert first["reasons"][0] in ("records", "seniority", "income", "debt", "job", "amount", "age")
+    assert first["reasons"][0] in ("records", "seniority", "income", "debt", "job", "amount")
+    # protected attributes are never model inputs, so never reasons; the PD does not move with them
+    assert not {"age", "marital"} & {r for rs in out["reasons"].to_list() for r in rs}
+    assert out.filter(pl.col("application_id") == 6)["pd"][0] == first["pd"]
     assert first["reason_points"] == sorted(first["reason_points"], reverse=True)
     assert "home" not in out.row(1, named=True)["reasons"]  # an unknown category is neutral
     # PSI as the monitor flow computes it: a batch of richer applicants drifts on income only.

@@ -8,9 +8,10 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
+from verticals import Pipeline
 from verticals.errors import PluginError, UserError
 from verticals.scoring.session import scoring_params
-from verticals.spec import CONTEXT, Pipeline, ScoringParameter
+from verticals.spec import CONTEXT, ScoringParameter
 from verticals_retail.baselines import (
     ease_weights,
     interaction_matrix,

@@ -7,6 +7,7 @@ onnxruntime and polars are imported only by the functions that need them.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from verticals.errors import (
     DataValidationError,
@@ -24,7 +25,6 @@ from verticals.spec import (
     DatasetSpec,
     ModelSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     ReportSection,
     Schema,
@@ -32,6 +32,10 @@ from verticals.spec import (
     TensorSpec,
     TrainingConfig,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from verticals.owndata import DataTemplate, OwnDataConfig
+    from verticals.pipeline import Pipeline
 
 try:
     __version__ = version("verticals")
@@ -66,8 +70,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``DataTemplate`` and ``OwnDataConfig`` (the own-data SDK) load :mod:`verticals.owndata` on first
-    use, so importing the contract stays limited to errors, hookspecs and spec."""
+    """``Pipeline`` (:mod:`verticals.pipeline`) and ``DataTemplate``/``OwnDataConfig`` (the own-data SDK,
+    :mod:`verticals.owndata`) load on first use, so importing the contract stays limited to errors,
+    hookspecs and spec."""
+    if name == "Pipeline":
+        from verticals.pipeline import Pipeline
+
+        return Pipeline
     if name in ("DataTemplate", "OwnDataConfig"):
         from verticals import owndata
 

@@ -1,7 +1,7 @@
 """Named model artifacts: files a pipeline stores in its model version next to the ONNX model.
 
 An item catalogue, a popularity vector, a neighbour matrix, thresholds — data too large or too binary
-for the manifest's JSON. :meth:`verticals.spec.Pipeline.artifacts` returns them by name; registration
+for the manifest's JSON. :meth:`verticals.pipeline.Pipeline.artifacts` returns them by name; registration
 writes them under ``artifacts/`` in the version folder and lists each in the manifest with its sha256;
 scoring loads them once per session, verifying every byte, and hands them to ``postprocess`` through
 :class:`verticals.spec.ScoringContext`.

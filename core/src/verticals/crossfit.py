@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from verticals.data.splits import Splits
-    from verticals.spec import DatasetSpec, ModelSpec, Pipeline, TrainingConfig
+    from verticals.pipeline import Pipeline
+    from verticals.spec import DatasetSpec, ModelSpec, TrainingConfig
 
 __all__ = ["CrossFit", "applies", "fit_crossfitted", "fold_labels"]
 

@@ -43,7 +43,7 @@ from verticals.spec import Column, DatasetSpec, Schema, SplitSpec
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-    from verticals.spec import Pipeline
+    from verticals.pipeline import Pipeline
 
 __all__ = [
     "CONFIG_ENV",
@@ -131,6 +131,11 @@ class DataTemplate:
         example: path of a complete example config, shown in errors.
         env: an environment variable listing configs of this template (paths separated by ``:``),
             besides the core's ``VERTICALS_DATA_CONFIG``.
+        defaults: top-level config keys (``id``, ``target``, ``features``, ``split``, ...) a config may
+            leave out, e.g. a fixed public file layout; a key the config gives replaces the default
+            whole.
+        splits: the ``[split]`` strategies the template accepts; ``group_time`` also reads ``gap`` (in
+            the time column's unit). A template's ``parse`` may set ``config.split`` itself.
     """
 
     name: str
@@ -144,6 +149,8 @@ class DataTemplate:
     min_per_class: int = 0
     example: str = ""
     env: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    splits: tuple[str, ...] = ("stratified", "random")
     plugin: str = ""
 
     @property
@@ -236,6 +243,7 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
         templates = get_registry().templates
     raw, blob = _read(path)
     template = _pick_template(path, raw, templates, default_template)
+    raw = {**template.defaults, **raw}
     unknown = sorted(set(raw) - _CORE_KEYS - set(template.sections))
     if unknown:
         allowed = sorted(_CORE_KEYS | set(template.sections))
@@ -314,17 +322,25 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
     if values.get("categories", "casefold") not in _CHOICES["normalize"]:
         raise _fail(path, f"values.categories = {values['categories']!r}", "use casefold, trim or exact")
     split_raw = raw.get("split") or {}
+    if not isinstance(split_raw, dict) or set(split_raw) - {"strategy", "test_fraction", "valid_fraction", "gap"}:
+        raise _fail(path, f"[split] accepts strategy, test_fraction, valid_fraction and gap, got {split_raw!r}",
+                    f'[split]\nstrategy = "{template.splits[0]}"\ntest_fraction = 0.2\nvalid_fraction = 0.1')
     try:
-        split = SplitSpec(strategy=split_raw.get("strategy", "stratified"),
+        split = SplitSpec(strategy=split_raw.get("strategy", template.splits[0]),
                           test_fraction=float(split_raw.get("test_fraction", 0.2)),
-                          valid_fraction=float(split_raw.get("valid_fraction", 0.1)))
+                          valid_fraction=float(split_raw.get("valid_fraction", 0.1)),
+                          gap=float(split_raw.get("gap", 0.0)))
     except (TypeError, ValueError, AttributeError) as exc:
         raise _fail(path, f"bad [split]: {exc}", "use test_fraction = 0.2, valid_fraction = 0.1") from None
-    if split.strategy not in ("stratified", "random") or not (
+    if split.strategy not in template.splits or not (
             0 < split.test_fraction < 1 and 0 < split.valid_fraction < 1
-            and split.test_fraction + split.valid_fraction < 1):
-        raise _fail(path, "split must be stratified or random with fractions in (0, 1) summing to less than 1",
-                    "use strategy = \"stratified\", test_fraction = 0.2, valid_fraction = 0.1")
+            and split.test_fraction + split.valid_fraction < 1) or split.gap < 0:
+        raise _fail(path, f"split must be {' or '.join(template.splits)} (template {template.qualified_name}) with "
+                    "fractions in (0, 1) summing to less than 1 and a gap of at least 0",
+                    f'use strategy = "{template.splits[0]}", test_fraction = 0.2, valid_fraction = 0.1')
+    if split.gap and split.strategy != "group_time":
+        raise _fail(path, f"split.gap applies to strategy group_time only, not {split.strategy}",
+                    "remove gap, or use strategy = \"group_time\" where the template offers it")
     config = OwnDataConfig(
         path=path, name=name, template=template.qualified_name, data=data_path, ids=ids,
         target=target["column"], positive=positive, negative=negative, numeric=numeric, categorical=categorical,
@@ -364,23 +380,15 @@ def schema_of(config: OwnDataConfig, template: DataTemplate | None = None) -> Sc
 
 
 def read_data(path: Path, *, columns: list[str] | None = None) -> pl.DataFrame:
-    """A data file as text columns (CSV) or as stored (Parquet), like ``verticals train --data`` reads it."""
-    import polars as pl
+    """A data file as text columns (CSV) or as stored (Parquet), read as ``verticals train --data`` and
+    ``verticals score --input`` read it (:mod:`verticals.data.files`): the same one-line errors."""
+    from verticals.data.files import read_csv, read_parquet
 
     name = path.name.lower()
     if name.endswith(PARQUET_SUFFIXES):
-        frame = pl.read_parquet(path)
+        frame = read_parquet(path)
     elif name.endswith(CSV_SUFFIXES):
-        import pyarrow.csv as pacsv
-
-        try:
-            frame = pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",",
-                                null_values=list(pacsv.ConvertOptions().null_values))
-        except (pl.exceptions.ComputeError, UnicodeDecodeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OwnDataError(f"data file {path} cannot be read as CSV: {first}",
-                               hint="save it as UTF-8 CSV with one header line and the same number of fields "
-                                    "on every line") from None
+        frame = read_csv(path)
     else:
         raise OwnDataError(f"data file {path}: unknown type", hint="use a .csv, .tsv or .parquet file")
     return frame.select(columns) if columns is not None else frame

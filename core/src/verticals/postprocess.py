@@ -1,6 +1,6 @@
 """From graph outputs to scoring columns, in numpy (scoring never imports torch).
 
-:func:`default_postprocess` is what :meth:`verticals.spec.Pipeline.postprocess` does unless a pipeline
+:func:`default_postprocess` is what :meth:`verticals.pipeline.Pipeline.postprocess` does unless a pipeline
 overrides it. The first output in the mapping is the one used (the model's ``outputs[0]``: logits for
 classification, the prediction for regression).
 """

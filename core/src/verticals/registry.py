@@ -20,8 +20,9 @@ import pluggy
 from verticals.errors import NotFoundError, PluginError
 from verticals.names import NAME_MAX, name_problem
 from verticals.owndata import DataTemplate, OwnDataConfig
+from verticals.pipeline import Pipeline
 from verticals.plugins import PluginInfo, call_impls, load_plugins, report_problem, trace_enabled
-from verticals.spec import DatasetSpec, ModelSpec, Pipeline, Schema
+from verticals.spec import DatasetSpec, ModelSpec, Schema
 
 _TASKS = {"binary", "multiclass", "regression", "ranking"}
 _STRATEGIES = {"stratified", "random", "group", "time", "leave_last", "group_time"}

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from verticals.errors import PluginError, UserError
-from verticals.spec import Batch, DatasetSpec, Pipeline, Preprocessor
+from verticals.spec import Batch, DatasetSpec, Preprocessor
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import polars as pl
     import torch
+
+    from verticals.pipeline import Pipeline  # its default loss lives here: type-only to avoid a cycle
 
 __all__ = [
     "FitOutput",

@@ -13,8 +13,10 @@ moves everything to the output in one rename. Prefect's own result cache is deli
 partitions: the staging folder is the record of what is committed, and a cache entry could outlive
 the files it describes.
 
-Where partitions run: in threads of the flow's process by default (``workers`` of them; ONNX Runtime
-already uses every core for one partition, so the default is 1), or on a Dask cluster through
+Where partitions run: in the flow's process by default, where one partition stream
+(:class:`~verticals.scoring.stream.PartitionStream`) scores them all with one reader pool reading ahead
+across partitions and each task waits for its partition's commit; in ``workers`` threads that each
+score their own partitions when ``workers`` > 1; or on a Dask cluster through
 prefect-dask when ``dask_address`` (or ``$VERTICALS_DASK_ADDRESS``) names a scheduler. Each Dask
 worker opens the model once and keeps it for the partitions it receives.
 """
@@ -38,6 +40,8 @@ from verticals_flows.retries import transient
 
 _SESSIONS: dict[str, Any] = {}
 _SESSIONS_LOCK = threading.Lock()
+# Background scoring of a run's partitions in this process, by staging folder (see _score_all).
+_STREAMS: dict[str, Any] = {}
 
 
 def _key(open_args: dict[str, Any], isolate: bool) -> str:
@@ -101,9 +105,19 @@ def plan(input: str) -> list[Any]:
 @task(name="score-partition", task_run_name="score-{partition.name}", retries=1, retry_delay_seconds=2,
       retry_condition_fn=transient)
 def score_part(open_args: dict[str, Any], partition: Any, staging: str, isolate: bool = False) -> Any:
-    """Score one partition into the staging folder (a committed partition returns its recorded result)."""
+    """Score one partition into the staging folder (a committed partition returns its recorded result).
+
+    Where this process runs the flow's partition stream, the partition is already being scored there
+    (read ahead with the others): the task waits for its commit. If the stream ended without it
+    (a failure elsewhere, a cancellation), the task scores it directly, as it would without a stream.
+    """
     from verticals.scoring import score_partition
 
+    stream = _STREAMS.get(str(staging))
+    if stream is not None:
+        result = stream.result(partition)
+        if result is not None:
+            return result
     return score_partition(_session(open_args, isolate), partition, Path(staging))
 
 
@@ -120,7 +134,7 @@ def _runner(address: str | None, workers: int) -> Any:
 @flow(name=FLOW_NAMES["score"], flow_run_name="score-{pipeline}", validate_parameters=True)
 def score_flow(pipeline: str, input: str, output: str, model: str | None = None, device: str = "auto",
                batch_size: int = 65536, overwrite: bool = False, dask_address: str | None = None,
-               workers: int = 1, threads: int | None = None, variant: str = "fp32",
+               workers: int = 1, threads: int | None = None, variant: str = "auto",
                home: str | None = None) -> dict[str, Any]:
     """Batch-score ``input`` with ``pipeline``'s model into ``output``, partition by partition.
 
@@ -138,7 +152,7 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
         workers: partitions scored at once in this process when not on Dask.
         threads: ONNX Runtime threads per scoring process (default: all its cores); set it to
             cores / workers when several Dask workers share a machine.
-        variant: ``fp32``, ``int8``, ``fp16`` or ``auto`` (see ``verticals score --help``).
+        variant: ``auto`` (default), ``fp32``, ``int8`` or ``fp16`` (see ``verticals score --help``).
         home: the model store's root (``$VERTICALS_HOME`` when not given).
 
     Returns:
@@ -174,7 +188,8 @@ def score_flow(pipeline: str, input: str, output: str, model: str | None = None,
             _remember(open_args, session)
         _mark_abandoned_runs(out, logger)
         partitions = grouped_partitions(session, partitions, staging)
-        results = _score_all(partitions, open_args, staging, address, workers)
+        results = _score_all(partitions, open_args, staging, address, workers,
+                             session if not address and workers <= 1 else None)
         if sum(r.rows_in for r in results) == 0:
             notes.append(f"{source}: no rows to score")
         manifest = finalize(session, staging, out, results, overwrite=overwrite, started=started,
@@ -205,12 +220,33 @@ def _mark_abandoned_runs(out: Path, logger: Any) -> None:
 
 
 def _score_all(partitions: list[Any], open_args: dict[str, Any], staging: Path, address: str | None,
-               workers: int) -> list[Any]:
-    """Score every partition as a mapped task; raise naming the partitions that failed."""
-    from verticals.errors import VerticalsError
+               workers: int, session: Any = None) -> list[Any]:
+    """Score every partition as a mapped task; raise naming the partitions that failed.
+
+    With ``session`` (one local worker), the partitions are scored by one
+    :class:`~verticals.scoring.stream.PartitionStream` for the whole run, one reader pool reading ahead
+    across partitions, and each task waits for its partition's commit: the flow then runs at the
+    speed of ``verticals score`` while every partition is still a task with its own state.
+    """
+    from verticals.scoring.stream import PartitionStream
 
     if not partitions:
         return []
+    stream = PartitionStream(session, partitions, staging).start() if session is not None else None
+    if stream is not None:
+        _STREAMS[str(staging)] = stream
+    try:
+        return _map_tasks(partitions, open_args, staging, address, workers)
+    finally:
+        if stream is not None:
+            _STREAMS.pop(str(staging), None)
+            stream.close()
+
+
+def _map_tasks(partitions: list[Any], open_args: dict[str, Any], staging: Path, address: str | None,
+               workers: int) -> list[Any]:
+    from verticals.errors import VerticalsError
+
     with _runner(address, workers) as runner:
         # One session per thread where partitions run side by side (local threads, Dask workers with
         # several threads); a single local thread reuses the flow's own session.

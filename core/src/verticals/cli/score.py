@@ -33,8 +33,8 @@ def score_command(
                                                          "onnxruntime-gpu can run it).")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per model call.")] = 65536,
     variant: Annotated[str, typer.Option(
-        "--variant", help="fp32 (default), int8, fp16, or auto (int8 on CPU / fp16 on CUDA when the "
-                          "manifest marks it accepted).")] = "fp32",
+        "--variant", help="auto (default: int8 on a CPU with fast int8 kernels (VNNI) / fp16 on CUDA when "
+                          "the metric gate accepted it at registration, else fp32), fp32, int8 or fp16.")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder "
                                                                 "(only once the new output is complete).")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads "
@@ -114,13 +114,19 @@ def _terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def _why(manifest: dict[str, Any]) -> str:
+    """`` (auto: ...)``-style note on why the variant scored, when ``auto`` chose it."""
+    reason = str(manifest.get("variant_reason") or "")
+    return f"; {reason}" if reason.startswith("auto") else ""
+
+
 def summary(manifest: dict[str, Any]) -> list[str]:
     """The run in two or three lines: counts, model and provider, throughput; resumed parts; the output."""
     resumed = int(manifest.get("parts_resumed") or 0)
     rows_now = manifest["rows_in"] - int(manifest.get("rows_resumed") or 0)
     lines = [
         f"scored {manifest['rows_in']:,} rows with {manifest['pipeline']} v{manifest['model_version']} "
-        f"({manifest['variant']}) on {manifest['provider']}: {manifest['rows_scored']:,} scored, "
+        f"({manifest['variant']}{_why(manifest)}) on {manifest['provider']}: {manifest['rows_scored']:,} scored, "
         f"{manifest['rows_rejected']:,} rejected; {manifest['rows_per_second']:,.0f} rows/s "
         f"in {manifest['seconds']:.1f} s"]
     rows_out = manifest.get("rows_out", manifest["rows_scored"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,8 @@ from verticals.errors import DataValidationError, UserError
 if TYPE_CHECKING:  # pragma: no cover
     import polars as pl
 
-__all__ = ["CsvOptions", "check_header", "csv_error", "parquet_error", "read_csv", "read_parquet"]
+__all__ = ["CsvOptions", "check_header", "csv_error", "csv_header", "csv_parse_options", "csv_read_options",
+           "parquet_error", "read_csv", "read_parquet", "text_columns"]
 
 SEPARATORS = (",", ";", "\t", "|")
 _NAMES = {",": "','", ";": "';'", "\t": "'\\t' (tab)", "|": "'|'"}
@@ -162,25 +162,77 @@ def read_parquet(path: Path) -> pl.DataFrame:
         raise parquet_error(path, exc) from exc
 
 
-def read_csv(path: Path, options: CsvOptions, null_values: list[str]) -> pl.DataFrame:
-    """A whole CSV file with every column as text, or a one-line :class:`DataValidationError` naming it."""
-    import polars as pl
+def csv_read_options(options: CsvOptions, block_size: int = 1 << 20, use_threads: bool = False) -> Any:
+    """pyarrow read options for ``options``: pyarrow transcodes any other encoding to UTF-8 while reading."""
+    import pyarrow.csv as pacsv
 
-    sep = options.separator_for(path)
+    return pacsv.ReadOptions(block_size=block_size, use_threads=use_threads,
+                             encoding="utf8" if options.utf8 else options.encoding)
+
+
+def csv_parse_options(path: Path, options: CsvOptions | None = None) -> Any:
+    """pyarrow parse options for ``path`` (the separator by option, else by suffix)."""
+    import pyarrow.csv as pacsv
+
+    return pacsv.ParseOptions(delimiter=(options or CsvOptions()).separator_for(path))
+
+
+def text_columns(columns: list[str] | None) -> Any:
+    """pyarrow convert options reading ``columns`` (all when None) as text; missing-value markers are
+    pyarrow's defaults (``""``, ``NA``, ``NaN``, ``null``, …), the same for training and scoring."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if columns is None:
+        return pacsv.ConvertOptions(column_types={}, strings_can_be_null=True, auto_dict_encode=False)
+    return pacsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns},
+                                strings_can_be_null=True)
+
+
+def csv_header(path: Path, options: CsvOptions | None = None) -> list[str] | None:
+    """The column names of a CSV file (``None``: an empty file), checked: one line naming the file
+    for a wrong separator, a wrong encoding or duplicate column names."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    options = options or CsvOptions()
     try:
-        source: Any = path
-        if not options.utf8:  # polars reads UTF-8 only: transcode (training files fit in memory)
-            import bz2
-            import gzip
+        reader = pacsv.open_csv(path, read_options=csv_read_options(options, 1 << 16),
+                                parse_options=csv_parse_options(path, options), convert_options=text_columns(None))
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        if "empty" in str(exc).lower():
+            return None
+        raise csv_error(path, exc, options) from exc
+    names = list(reader.schema.names)
+    reader.close()
+    check_header(path, names, options)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataValidationError(f"{path}: column(s) {', '.join(repr(d) for d in dupes)} appear more than once "
+                                  "in the header", hint="rename or remove the duplicate columns")
+    return names
 
-            name = path.name.lower()
-            opener: Any = gzip.open if name.endswith(".gz") else bz2.open if name.endswith(".bz2") else open
-            with opener(path, "rb") as fh:
-                source = io.BytesIO(fh.read().decode(options.encoding).encode("utf-8"))
-        frame = pl.read_csv(source, infer_schema=False, separator=sep, null_values=null_values)
-    except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError, ValueError) as exc:
+
+def read_csv(path: Path, options: CsvOptions | None = None) -> pl.DataFrame:
+    """A whole CSV file with every column as text, or a one-line :class:`DataValidationError` naming it.
+
+    The same reader, options and checks as scoring's streaming CSV reader (pyarrow): a row with too
+    few or too many fields, a wrong encoding or separator fail the same way in ``train --data`` and
+    ``score --input``. Values are typed later by validation, which rejects bad cells row by row.
+    """
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    options = options or CsvOptions()
+    names = csv_header(path, options)
+    if names is None:
+        return pl.DataFrame()
+    try:
+        table = pacsv.read_csv(path, read_options=csv_read_options(options, 1 << 20, use_threads=True),
+                               parse_options=csv_parse_options(path, options), convert_options=text_columns(names))
+    except (pa.ArrowException, UnicodeDecodeError, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, UnicodeDecodeError) and exc.errno is not None:
             raise
         raise csv_error(path, exc, options) from exc
-    check_header(path, frame.columns, options)
-    return frame
+    return pl.from_arrow(table)  # type: ignore[return-value]

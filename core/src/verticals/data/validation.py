@@ -55,8 +55,10 @@ def _cast_expr(column: Column, dtype: pl.DataType, source: str) -> pl.Expr:
     if column.dtype in ("float", "int"):
         if dtype == pl.Null:
             return c.cast(pl.Float64)
+        if dtype.is_float():  # keep the file's width: float32 stays float32 (half the bytes downstream)
+            return c.fill_nan(None)
         if _numeric_kind(dtype):
-            return c.cast(pl.Float64).fill_nan(None)
+            return c.cast(pl.Float64)  # integers and booleans hold no NaN
         if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
             return c.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).fill_nan(None)
     elif column.dtype in ("category", "string", "path"):
@@ -124,23 +126,28 @@ def _bounds(c: Column, lo: float, hi: float) -> tuple[float, float, float]:
 
 
 def _learned(frame: pl.DataFrame, schema: Schema, ranges: Mapping[str, tuple[float, float]],
-             flags: bool) -> tuple[pl.DataFrame, pl.Series | None]:
+             flags: bool, known: Mapping[str, tuple[Any, Any]] | None = None) -> tuple[pl.DataFrame, pl.Series | None]:
     """Apply the learned range rules to validated rows (after the explicit rules' clipping).
 
     Cheap in the usual case: one min/max per column decides which columns have a value to fix, and
-    only those get row-wise work. Returns the fixed frame and, with ``flags``, each row's learned flags
-    (``None`` when no row has one)."""
+    only those get row-wise work; ``known`` gives (min, max) of columns whose values are already
+    known (a superset of the frame's rows is fine: it only makes the check conservative). Returns the
+    fixed frame and, with ``flags``, each row's learned flags (``None`` when no row has one)."""
     pl = _pl()
     columns = [c for c in schema.features if c.dtype in ("float", "int") and c.range_margin is not None
                and c.name in ranges and c.name in frame.columns]
     if not columns or not frame.height:
         return frame, None
-    stats = frame.select([pl.col(c.name).min().alias(f"{i}<") for i, c in enumerate(columns)]
-                         + [pl.col(c.name).max().alias(f"{i}>") for i, c in enumerate(columns)]).row(0)
+    known = known or {}
+    ask = [c for c in columns if c.name not in known]
+    row = frame.select([pl.col(c.name).min().alias(f"{i}<") for i, c in enumerate(ask)]
+                       + [pl.col(c.name).max().alias(f"{i}>") for i, c in enumerate(ask)]).row(0) if ask else ()
+    stats = dict(known)
+    stats.update({c.name: (row[i], row[len(ask) + i]) for i, c in enumerate(ask)})
     hit = []
-    for i, c in enumerate(columns):
+    for c in columns:
         floor, high, _ = _bounds(c, *ranges[c.name])
-        smallest, largest = stats[i], stats[len(columns) + i]
+        smallest, largest = stats[c.name]
         if (smallest is not None and smallest < floor) or (largest is not None and largest > high):
             hit.append(c)
     if not hit:
@@ -161,20 +168,55 @@ def _learned(frame: pl.DataFrame, schema: Schema, ranges: Mapping[str, tuple[flo
     return frame.with_columns(fixes), texts
 
 
+def _clean_columns(frame: pl.DataFrame, columns: list[Column], types: Mapping[str, Any]) -> tuple[
+        frozenset[str], dict[str, tuple[Any, Any]]]:
+    """Numeric feature columns of ``frame`` that no rule can touch, decided from one read-only pass of
+    per-column statistics: no null, no NaN, finite, within ``[min, max]``. Validation passes them through
+    untouched (no cast, no per-row condition), which on a wide float frame is most of its cost.
+
+    Returns (those columns, ``(min, max)`` of every numeric column examined, for the learned range rule).
+    """
+    pl = _pl()
+    cands = [c for c in columns if c.role == "feature" and c.dtype in ("float", "int")
+             and c.name in types and types[c.name].is_numeric() and not types[c.name].is_decimal()]
+    if not cands or not frame.height:
+        return frozenset(), {}
+    exprs = []
+    for i, c in enumerate(cands):
+        col = pl.col(c.name)
+        exprs += [col.null_count().alias(f"{i}n"), col.min().alias(f"{i}<"), col.max().alias(f"{i}>")]
+        if types[c.name].is_float():
+            exprs.append(col.is_nan().any().alias(f"{i}nan"))
+    row = frame.select(exprs).row(0, named=True)
+    clean, extremes = set(), {}
+    inf = float("inf")
+    for i, c in enumerate(cands):
+        lo, hi = row[f"{i}<"], row[f"{i}>"]
+        extremes[c.name] = (lo, hi)
+        if row[f"{i}n"] or row.get(f"{i}nan") or lo is None or hi is None or lo == -inf or hi == inf:
+            continue
+        if (c.min is not None and lo < c.min) or (c.max is not None and hi > c.max):
+            continue
+        clean.add(c.name)
+    return frozenset(clean), extremes
+
+
 @functools.lru_cache(maxsize=64)
 def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...], source: str,
            vocab_key: tuple[tuple[str, tuple[str, ...]], ...],
-           learned_key: tuple[Any, ...] = ((), ())) -> tuple[list[Any], ...]:
+           learned_key: tuple[Any, ...] = ((), ()), clean: frozenset[str] = frozenset()) -> tuple[list[Any], ...]:
     """The expressions that check a frame: casts, raw-text copies, (condition, reason) and
-    (condition, flag) pairs, fixes. They depend only on the schema, the input's types and the
-    vocabularies, so they are built once per kind of input: building them costs more than running
-    them on a 65k-row batch of a wide frame."""
+    (condition, flag) pairs, fixes. They depend only on the schema, the input's types, the
+    vocabularies and which numeric columns are ``clean`` (see :func:`_clean_columns`; usually the
+    same set batch after batch), so they are built once per kind of input: building them costs more
+    than running them on a 65k-row batch of a wide frame."""
     pl = _pl()
     columns = [c for c in schema if stage == "train" or c.role != "target"]
     types = dict(types)  # type: ignore[assignment]
     vocabularies = dict(vocab_key)
     modes = dict(learned_key[1])
-    casts = [_cast_expr(c, types[c.name], source).alias(c.name) for c in columns]
+    casts = [(pl.col(c.name) if types[c.name].is_float() else pl.col(c.name).cast(pl.Float64)) if c.name in clean
+             else _cast_expr(c, types[c.name], source).alias(c.name) for c in columns]
     # Keep the raw text of string columns so a failed parse can quote the offending value.
     raw_copies = [pl.col(c.name).alias(f"__raw_{c.name}") for c in columns if types[c.name] == pl.String]
 
@@ -183,6 +225,8 @@ def _rules(schema: Schema, stage: str, types: tuple[tuple[str, pl.DataType], ...
     flags: list[tuple[pl.Expr, pl.Expr]] = []
     fixes: list[pl.Expr] = []
     for c in columns:
+        if c.name in clean:  # no null, NaN, infinity or out-of-range value in this frame: no rule fires
+            continue
         col = pl.col(c.name)
         raw_text = pl.col(f"__raw_{c.name}")
         # Text that spells a missing value ("NaN", "null", "NA", "") is missing, not unreadable.
@@ -306,6 +350,10 @@ def validate(
         category_modes: the normalisation each categorical column's vocabulary was matched with
             (default: the column's ``normalize``).
 
+    Types of the valid rows: a ``float``/``int`` column read as floats keeps the input's width (Float32
+    stays Float32: no widening copy), integers, booleans and parsed text become Float64; a missing value
+    (null, NaN, text such as "NA") is null.
+
     Raises:
         DataValidationError: a required column is missing, or a column's type cannot be read as the
             schema's type at all.
@@ -331,9 +379,10 @@ def validate(
         raw = raw.with_columns(pl.lit(None).alias(c.name) for c in absent)
     types = raw.schema  # DataFrame.schema builds a new mapping per call: read it once
     learned_key = ((), tuple(sorted((category_modes or {}).items())))
+    clean, extremes = _clean_columns(frame, columns, types)
     casts, raw_copies, reasons, flags, fixes, bad_if, flag_if = _rules(
         schema, stage, tuple((c.name, types[c.name]) for c in columns), source, _vocab_key(schema, vocabularies),
-        learned_key)
+        learned_key, clean)
 
     def texts(rules: list[tuple[pl.Expr, pl.Expr]], separator: str) -> pl.Expr:
         return pl.concat_str([pl.when(cond).then(msg) for cond, msg in rules], separator=separator,
@@ -356,7 +405,9 @@ def validate(
     if fixes:
         valid = valid.with_columns(fixes)
     if training_ranges:  # after the explicit rules: the learned rule sees the values they kept
-        valid, learned_flags = _learned(valid, schema, training_ranges, flags=True)
+        # Columns passed through untouched keep their extremes: no second statistics pass for them.
+        valid, learned_flags = _learned(valid, schema, training_ranges, flags=True,
+                                        known={k: v for k, v in extremes.items() if k in clean})
         if learned_flags is not None:
             row_flags = pl.DataFrame({"a": row_flags, "b": learned_flags}).select(
                 pl.when(pl.col("a") == "").then(pl.col("b")).when(pl.col("b") == "").then(pl.col("a"))

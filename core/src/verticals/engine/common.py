@@ -16,7 +16,8 @@ from verticals.spec import Batch
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from verticals.spec import DatasetSpec, ModelSpec, Pipeline
+    from verticals.pipeline import Pipeline
+    from verticals.spec import DatasetSpec, ModelSpec
 
 
 if TYPE_CHECKING:  # pragma: no cover

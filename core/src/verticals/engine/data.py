@@ -57,13 +57,9 @@ def _read_file(path: Path, csv: Any = None) -> pl.DataFrame:
     if name.endswith(PARQUET_SUFFIXES):
         return read_parquet(path)
     if name.endswith(CSV_SUFFIXES):
-        # Every column as text: validation casts it and rejects unreadable values row by row, naming
-        # them, instead of the reader failing on the first bad cell. Missing-value markers are
-        # pyarrow's defaults ("", "NA", "NaN", "null", ...), the ones scoring's CSV reader uses, so a
-        # row is treated alike in training and scoring.
-        import pyarrow.csv as pacsv
-
-        return read_csv(path, csv or CsvOptions(), list(pacsv.ConvertOptions().null_values))
+        # Every column as text, through scoring's reader: validation casts it and rejects unreadable
+        # values row by row, naming them, instead of the reader failing on the first bad cell.
+        return read_csv(path, csv or CsvOptions())
     raise UserError(f"cannot read training data {path}: unknown file type",
                     hint=f"use one of {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
 

@@ -13,7 +13,7 @@ from verticals.spec import Batch
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from verticals.spec import Pipeline
+    from verticals.pipeline import Pipeline
 
 from verticals.engine.common import _lookup, _notify, _slice_batch, _stage
 from verticals.engine.results import _PREDICT_BATCH, PARITY_BYTES, PARITY_ROWS, ExportResult

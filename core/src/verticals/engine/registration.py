@@ -11,7 +11,7 @@ from verticals.errors import VerticalsError
 if TYPE_CHECKING:  # pragma: no cover
 
     from verticals.data.splits import Splits
-    from verticals.spec import Pipeline
+    from verticals.pipeline import Pipeline
     from verticals.store import ModelVersion
 
 from verticals.engine.common import _git_commit, _json_ready, _lookup, _notify, _stage

@@ -66,8 +66,51 @@ def _sort_key(column: str, schema: Schema, dtype: Any) -> pl.Expr:
     return expr
 
 
-def _scan(partitions: Sequence[Partition], schema: Schema) -> pl.LazyFrame:
-    """Every input row once, with its source file and its row number there."""
+def _stage_csv(partition: Partition, schema: Schema, target: Path) -> Path | None:
+    """The schema's columns of a CSV file copied to Parquet as text, through the reader that scoring
+    and training use (:mod:`verticals.data.files`: any encoding, and the same one-line errors for a
+    ragged row or a wrong separator); ``None`` for an empty file."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from verticals.data.files import (
+        CsvOptions,
+        csv_error,
+        csv_header,
+        csv_parse_options,
+        csv_read_options,
+        text_columns,
+    )
+
+    options = partition.csv or CsvOptions()
+    names = csv_header(partition.source, options)
+    if names is None:
+        return None
+    columns = [n for n in names if n in schema]
+    writer = None
+    try:
+        reader = pacsv.open_csv(partition.source, read_options=csv_read_options(options, 8 << 20, use_threads=True),
+                                parse_options=csv_parse_options(partition.source, options),
+                                convert_options=text_columns(columns))
+        writer = pq.ParquetWriter(target, reader.schema)
+        for block in reader:
+            writer.write_batch(block)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:
+        if writer is not None:
+            writer.close()
+            writer = None
+        target.unlink(missing_ok=True)
+        raise csv_error(partition.source, exc, options) from exc
+    finally:
+        if writer is not None:
+            writer.close()
+    return target
+
+
+def _scan(partitions: Sequence[Partition], schema: Schema, work: Path) -> pl.LazyFrame:
+    """Every input row once, with its source file and its row number there (CSV files are staged as
+    Parquet in ``work`` first)."""
     import polars as pl
 
     frames = []
@@ -81,17 +124,10 @@ def _scan(partitions: Sequence[Partition], schema: Schema) -> pl.LazyFrame:
                 continue
             lf = pl.scan_parquet(p.source)
         elif p.kind == "csv":
-            from verticals.scoring.partitions import _csv_header, _csv_parse
-
-            names = _csv_header(p.source, p.csv)
-            if names is None:
+            staged = _stage_csv(p, schema, work / f".csv-{len(frames)}.parquet")
+            if staged is None:
                 continue
-            if p.csv is not None and not p.csv.utf8:
-                raise DataValidationError(f"{p.source}: a grouping pipeline reads CSV as UTF-8 only "
-                                          f"(--encoding {p.csv.encoding})",
-                                          hint="re-encode the file as UTF-8 (iconv -f ENCODING -t UTF-8)")
-            separator = _csv_parse(p.source, p.csv).delimiter
-            lf = pl.scan_csv(p.source, infer_schema=False, separator=separator)
+            lf = pl.scan_parquet(staged)
         else:
             raise DataValidationError(f"{p.describe()}: a grouping pipeline scores Parquet or CSV input",
                                       hint="pass the rows as a Parquet or CSV file")
@@ -157,7 +193,8 @@ def grouped_partitions(session: ScoringSession, partitions: Sequence[Partition],
     group, order = pre.group_by, pre.order_by
     target = Path(staging) / STATE / GROUPED
     if not target.exists():
-        lf = _scan(partitions, session.schema)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lf = _scan(partitions, session.schema, target.parent)
         columns = lf.collect_schema()
         if not columns.names():
             return []
@@ -180,6 +217,8 @@ def grouped_partitions(session: ScoringSession, partitions: Sequence[Partition],
         finally:
             tmp_sorted.unlink(missing_ok=True)
             tmp_cut.unlink(missing_ok=True)
+            for staged in target.parent.glob(".csv-*.parquet"):
+                staged.unlink(missing_ok=True)
     planned = _plan_parquet([target], start=0)
     return [Partition(index=p.index, kind=p.kind, source=p.source, row_group=p.row_group,
                       row_offset=p.row_offset, rows=p.rows, fingerprint=_fingerprint(target)) for p in planned]

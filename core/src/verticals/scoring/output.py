@@ -378,6 +378,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "device": session.device,
         "provider": session.provider,
         "variant": session.variant,
+        "variant_reason": getattr(session, "variant_reason", ""),
         "seconds": round(seconds, 4),
         "rows_per_second": round(rows_now / seconds, 1),
         "parts_resumed": len(resumed),

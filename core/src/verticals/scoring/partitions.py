@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verticals.data.files import CsvOptions, check_header, csv_error, parquet_error
+from verticals.data.files import (
+    CsvOptions,
+    csv_error,
+    csv_header,
+    csv_parse_options,
+    csv_read_options,
+    parquet_error,
+    text_columns,
+)
 from verticals.errors import DataValidationError, NotFoundError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,44 +204,8 @@ def source_columns(partition: Partition) -> list[str] | None:
     if partition.kind == "parquet":
         return list(_open_parquet(partition.source).schema_arrow.names)
     if partition.kind == "csv":
-        return _csv_header(partition.source, partition.csv)
+        return csv_header(partition.source, partition.csv)
     return None
-
-
-def _csv_header(path: Path, csv: CsvOptions | None = None) -> list[str] | None:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    csv = csv or CsvOptions()
-    try:
-        reader = pacsv.open_csv(path, read_options=_csv_read(csv, 1 << 16), parse_options=_csv_parse(path, csv),
-                                convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=True))
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        if "empty" in str(exc).lower():
-            return None
-        raise csv_error(path, exc, csv) from exc
-    names = list(reader.schema.names)
-    reader.close()
-    check_header(path, names, csv)
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise DataValidationError(f"{path}: column(s) {', '.join(repr(d) for d in dupes)} appear more than once "
-                                  "in the header", hint="rename or remove the duplicate columns")
-    return names
-
-
-def _csv_read(csv: CsvOptions, block_size: int, use_threads: bool = False) -> Any:
-    import pyarrow.csv as pacsv
-
-    # pyarrow transcodes any other encoding to UTF-8 while reading
-    return pacsv.ReadOptions(block_size=block_size, use_threads=use_threads,
-                             encoding="utf8" if csv.utf8 else csv.encoding)
-
-
-def _csv_parse(path: Path, csv: CsvOptions | None = None) -> Any:
-    import pyarrow.csv as pacsv
-
-    return pacsv.ParseOptions(delimiter=(csv or CsvOptions()).separator_for(path))
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -296,18 +268,16 @@ def _read_csv(partition: Partition, schema: Schema, batch_size: int) -> Iterator
     import pyarrow.csv as pacsv
 
     csv = partition.csv or CsvOptions()
-    names = _csv_header(partition.source, csv)
+    names = csv_header(partition.source, csv)
     if names is None:  # an empty file: no header, no rows
         return
     columns = _wanted(names, schema)
     try:
         reader = pacsv.open_csv(
             partition.source,
-            read_options=_csv_read(csv, CSV_BLOCK_BYTES, use_threads=True),
-            parse_options=_csv_parse(partition.source, csv),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns, column_types={c: pa.string() for c in columns},
-                strings_can_be_null=True),
+            read_options=csv_read_options(csv, CSV_BLOCK_BYTES, use_threads=True),
+            parse_options=csv_parse_options(partition.source, csv),
+            convert_options=text_columns(columns),
         )
         pending: list[Any] = []  # record batches not yet handed out
         held = 0

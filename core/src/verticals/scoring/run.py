@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("verticals.scoring")
 
-__all__ = ["check_sources", "score", "score_partition", "score_partitions"]
+__all__ = ["ScoringCancelled", "check_sources", "score", "score_partition", "score_partitions"]
 
 Progress = Callable[[int, int], None]  # (rows read, rows scored) since the last call
 
@@ -144,7 +144,7 @@ def _merge_flags(validation: pl.Series | None, batch: Batch) -> pl.Series:
     if validation is not None and len(validation) != n:
         validation = None
     if validation is None and own is None:
-        return pl.Series("flags", [""] * n, dtype=pl.String)
+        return pl.repeat("", n, dtype=pl.String, eager=True).alias("flags")
     if validation is None or own is None:
         return (validation if own is None else own).cast(pl.String).fill_null("").rename("flags")
     frame = pl.DataFrame({"a": validation.cast(pl.String).fill_null(""), "b": own.cast(pl.String).fill_null("")})
@@ -192,9 +192,11 @@ def _own_rejects(session: ScoringSession, partition: Partition, batch: Batch, ch
     values = chunk[pl.Series(at)]
     frame = pl.DataFrame({c: (values.get_column(c).cast(pl.String) if c in values.columns
                               else pl.Series(c, [None] * len(at), dtype=pl.String)) for c in columns})
+    named = np.full(len(at), str(partition.source), dtype=object) if sources is None \
+        else np.asarray(sources, dtype=object)[at]
     return frame.with_columns(pl.Series("_row", np.asarray(numbers)[at], dtype=pl.Int64),
                               own.get_column("_reason").cast(pl.String).alias("_reason"),
-                              pl.Series("_source", np.asarray(sources, dtype=object)[at].astype(str), dtype=pl.String))
+                              pl.Series("_source", named.astype(str), dtype=pl.String))
 
 
 def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame, offset: int,
@@ -223,8 +225,8 @@ def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame,
         return [_Work(partition, frame.height, 0, rejects, None, None, stages)]
     pre = session.preprocessor
     positions = res.rows.cast(pl.Int64).to_numpy()
-    if origin is None:
-        numbers, sources = positions, np.full(positions.size, str(partition.source), dtype=object)
+    if origin is None:  # one source: named per reject row only (see _own_rejects), not per row
+        numbers, sources = positions, None
     else:
         numbers = origin.get_column(SOURCE_ROW).cast(pl.Int64).to_numpy()[positions]
         sources = origin.get_column(SOURCE).to_numpy()[positions]
@@ -240,7 +242,8 @@ def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame,
         chunk = chunk.drop("__pos")
         examples_in = chunk.height if CONTEXT not in chunk.columns else int((~chunk[CONTEXT]).sum())
         batch = transform_checked(pre, chunk, with_target=False, what=f"pipeline {session.name}, {partition.describe()}")
-        own = _own_rejects(session, partition, batch, chunk, numbers[pos], sources[pos], frame.columns)
+        own = _own_rejects(session, partition, batch, chunk, numbers[pos], None if sources is None else sources[pos],
+                           frame.columns)
         if own is not None and CONTEXT in chunk.columns:
             own = own.filter(~pl.Series(chunk[CONTEXT].to_numpy()[batch.rejects["_row"].cast(pl.Int64).to_numpy()]))
         n_own = own.height if own is not None else 0
@@ -252,7 +255,13 @@ def _prepare(session: ScoringSession, partition: Partition, frame: pl.DataFrame,
             kept = np.delete(pos, batch.rejects["_row"].cast(pl.Int64).to_numpy())
         if not session.schema.ids and pre.rowwise and len(batch) == kept.size:
             batch.ids = _row_ids(partition, numbers[kept])
-        flags = _merge_flags(res.flags[pl.Series(kept)] if pre.rowwise else None, batch)
+        if not pre.rowwise:
+            row_flags = None
+        elif kept.size == res.flags.len() and not n_own:  # every valid row, in order: no gather
+            row_flags = res.flags
+        else:
+            row_flags = res.flags[pl.Series(kept)]
+        flags = _merge_flags(row_flags, batch)
         t2 = time.perf_counter()
         # Cast and lay out the inputs as ORT wants them here, in the reader thread, not on the model's.
         if len(batch):
@@ -430,11 +439,18 @@ def _side_dirs(staging: Path, partition: Partition) -> tuple[Path, Path]:
 
 
 def score_partitions(session: ScoringSession, partitions: Sequence[Partition], staging: Path | str, *,
-                     progress: Progress | None = None) -> list[PartResult]:
+                     progress: Progress | None = None, on_result: Callable[[PartResult], None] | None = None,
+                     cancel: threading.Event | None = None) -> list[PartResult]:
     """Score ``partitions`` into ``staging`` with reader threads running ahead of the model.
 
     Partitions already recorded in ``staging`` (same model, same input) are returned as recorded without
     reading them. Each partition's part file and rejects appear atomically, then its marker.
+
+    Args:
+        on_result: called with each partition's result as soon as it is committed (or found recorded),
+            in commit order, from the calling thread.
+        cancel: when set, the run stops at the next batch: partitions not yet committed are abandoned
+            (their temporary files removed) and :class:`ScoringCancelled` is raised.
     """
     staging = Path(staging)
     (staging / STATE).mkdir(parents=True, exist_ok=True)
@@ -446,16 +462,24 @@ def score_partitions(session: ScoringSession, partitions: Sequence[Partition], s
             results[p.index] = done
             if progress:
                 progress(done.rows_in, done.rows_scored)
+            if on_result:
+                on_result(done)
         else:
             shutil.rmtree(_side_dirs(staging, p)[0], ignore_errors=True)  # half-written by a killed run
             todo.append(p)
     if todo:
-        for r in _run(session, todo, staging, progress):
+        for r in _run(session, todo, staging, progress, on_result, cancel):
             results[r.index] = r
     return [results[p.index] for p in partitions]
 
 
-def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progress: Progress | None) -> list[PartResult]:
+class ScoringCancelled(VerticalsError):
+    """A run stopped through its ``cancel`` event; nothing uncommitted was kept."""
+
+
+def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progress: Progress | None,
+         on_result: Callable[[PartResult], None] | None = None,
+         cancel: threading.Event | None = None) -> list[PartResult]:
     from verticals.registry import get_registry
 
     registry = get_registry()
@@ -494,6 +518,8 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
             record_result(staging, item.partition, result)
             done.append(result)
             del states[item.partition.index]
+            if on_result:
+                on_result(result)
             return
         for stage, seconds in item.stages.items():
             st.add(stage, seconds)
@@ -542,7 +568,16 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
         running = len(threads)
         while running:
             t_get = time.perf_counter()
-            item = q.get()
+            if cancel is None:
+                item = q.get()
+            else:
+                item = None
+                while item is None:
+                    if cancel.is_set():
+                        raise ScoringCancelled("scoring run cancelled", hint="run it again: committed partitions "
+                                                                             "are kept")
+                    with contextlib.suppress(queue.Empty):
+                        item = q.get(timeout=0.1)
             if item is _DONE:
                 running -= 1
                 continue
@@ -613,12 +648,12 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
 
 def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | int | None = None,
           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, overwrite: bool = False,
-          home: Path | str | None = None, progress: bool = True, variant: str = "fp32",
+          home: Path | str | None = None, progress: bool = True, variant: str = "auto",
           threads: int | None = None, csv: Any = None, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Score ``input`` (Parquet/CSV file or folder) with ``pipeline``'s model into the folder ``output``.
 
     ``csv`` (:class:`~verticals.data.files.CsvOptions`) sets the encoding and separator of CSV input;
-    ``params`` the pipeline's scoring parameters (:meth:`~verticals.spec.Pipeline.scoring_parameters`,
+    ``params`` the pipeline's scoring parameters (:meth:`~verticals.pipeline.Pipeline.scoring_parameters`,
     e.g. ``{"k": 20}``), checked before the output is touched.
 
     The output folder appears only when complete (parts, ``_rejects.parquet``, ``_manifest.json``); a

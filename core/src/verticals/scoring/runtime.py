@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("verticals.scoring")
 
-__all__ = ["CpuRunner", "CudaRunner", "Runtime", "available_cores", "cuda_device_count", "open_runtime",
-           "resolve_device"]
+__all__ = ["CpuRunner", "CudaRunner", "Runtime", "available_cores", "cuda_device_count", "fast_int8",
+           "open_runtime", "resolve_device"]
 
 
 def available_cores() -> int:
@@ -50,6 +50,32 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+"""CPU features with which ONNX Runtime's int8 matrix kernels beat fp32 (VNNI on x86, dot product on
+ARM). Without them x86 multiplies int8 with 16-bit intermediates (``VPMADDUBSW``), measured no faster
+than fp32 (bench/README.md)."""
+
+
+def fast_int8() -> str | None:
+    """The CPU feature that makes int8 inference fast here (``avx512_vnni``, ...), or ``None``.
+
+    ``$VERTICALS_FAST_INT8`` overrides the detection: ``1`` (yes) or ``0`` (no).
+    """
+    forced = os.environ.get("VERTICALS_FAST_INT8", "").strip()
+    if forced in ("0", "1"):
+        return "VERTICALS_FAST_INT8=1" if forced == "1" else None
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return next((f for f in INT8_FLAGS if f in flags), None)
 
 
 def cuda_device_count() -> int:

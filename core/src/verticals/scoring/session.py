@@ -13,11 +13,14 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from verticals.errors import NotFoundError, PluginError, UserError
 from verticals.manifest import ModelManifest
-from verticals.spec import Pipeline, Preprocessor, Schema, ScoringContext
+from verticals.spec import Preprocessor, Schema, ScoringContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from verticals.pipeline import Pipeline
 
 log = logging.getLogger("verticals.scoring")
 
@@ -91,7 +94,8 @@ class ScoringSession:
         version: the verified :class:`~verticals.store.ModelVersion`.
         schema: the model's input schema (``manifest["input_schema"]``).
         preprocessor: fitted from ``manifest["preprocessor"]``.
-        variant: ``fp32`` (``model.onnx``), ``int8`` or ``fp16``.
+        variant: ``fp32`` (``model.onnx``), ``int8`` or ``fp16``: what ``auto`` (the default) chose, or
+            what was asked for; ``variant_reason`` says why.
         runtime: the ORT session, the provider that actually runs it and the runner.
         batch_size: rows per model call.
         target: the dataset's target column, which scoring input may carry (ignored without a warning).
@@ -111,12 +115,14 @@ class ScoringSession:
     output_names: list[str]
     open_args: dict[str, Any]
     target: str | None = None
+    variant_reason: str = ""
+    """Why this variant scores (``auto``'s choice, or ``asked for``); in the run's manifest."""
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
     def open(cls, pipeline: str, model: str | int | None = None, device: str = "auto",
              batch_size: int = DEFAULT_BATCH_SIZE, home: Path | str | None = None, *,
-             variant: str = "fp32", threads: int | None = None,
+             variant: str = "auto", threads: int | None = None,
              params: Mapping[str, Any] | None = None) -> ScoringSession:
         """Load and verify ``pipeline``'s model ``model`` (version, alias, ``latest``; default: the
         ``production`` alias, else the latest) and open it on ``device`` (``auto``, ``cpu``, ``cuda``).
@@ -126,7 +132,7 @@ class ScoringSession:
             ModelIntegrityError: a model file does not match the sha256 in its manifest.
             UserError: a bad option (batch size, variant, device), or a scoring parameter the pipeline
                 does not declare or whose value is out of its bounds (``params``, see
-                :meth:`~verticals.spec.Pipeline.scoring_parameters`).
+                :meth:`~verticals.pipeline.Pipeline.scoring_parameters`).
         """
         from verticals import artifacts as named
         from verticals.registry import get_registry
@@ -149,7 +155,7 @@ class ScoringSession:
         values = scoring_params(pipe, manifest.extras, params)
         preprocessor = _preprocessor(pipe, registry, manifest, schema)
         target = resolve_device(device)
-        chosen, model_file = _pick_variant(version, variant, target)
+        chosen, model_file, why = _pick_variant(version, variant, target)
         signature = manifest.signature
         requested = batch_size
         batch_size = batch_rows(batch_size, signature)
@@ -166,12 +172,12 @@ class ScoringSession:
 
         runtime = start(model_file, device)
         if variant == "auto" and runtime.device != target:  # CUDA did not load: the CPU's choice instead
-            again, again_file = _pick_variant(version, "auto", runtime.device)
+            again, again_file, why = _pick_variant(version, "auto", runtime.device)
             if again_file != model_file:
                 runtime.close()
                 runtime = start(again_file, "cpu")
             chosen, model_file = again, again_file
-        log.info("%s (%s, %s) on %s", version.label, chosen, model_file, runtime.provider)
+        log.info("%s (%s, %s: %s) on %s", version.label, chosen, model_file, why, runtime.provider)
         dataset_target = registry.dataset_of(pipe).schema.target
         return cls(pipeline=pipe, version=version, schema=schema, preprocessor=preprocessor,
                    vocabularies=dict(preprocessor.vocabularies() or {}), extras=dict(manifest.extras),
@@ -179,7 +185,7 @@ class ScoringSession:
                                           params=values),
                    variant=chosen, model_file=model_file, runtime=runtime, batch_size=batch_size,
                    output_names=outputs or [o.name for o in runtime.session.get_outputs()], open_args=args,
-                   target=dataset_target.name if dataset_target is not None else None)
+                   target=dataset_target.name if dataset_target is not None else None, variant_reason=why)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as the opening arguments: ORT sessions and GPU buffers do not travel."""
@@ -237,7 +243,8 @@ class ScoringSession:
 
     def describe(self) -> dict[str, Any]:
         return {"pipeline": self.name, "model_version": self.model_version, "variant": self.variant,
-                "model_file": self.model_file, "batch_size": self.batch_size, **self.runtime.describe()}
+                "variant_reason": self.variant_reason, "model_file": self.model_file, "batch_size": self.batch_size,
+                **self.runtime.describe()}
 
 
 def _reopen(args: dict[str, Any]) -> ScoringSession:
@@ -278,18 +285,33 @@ def _preferred(device: str) -> str:
     return "fp16" if device == "cuda" else "int8"
 
 
-def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str]:
-    """(variant name, file) for ``variant``; ``auto`` takes int8 on the CPU / fp16 on CUDA if accepted."""
+def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str, str]:
+    """(variant name, file, why) for ``variant``.
+
+    ``auto`` (the default) takes fp16 on CUDA, and int8 on a CPU with fast int8 kernels (VNNI, ARM dot
+    product: :func:`~verticals.scoring.runtime.fast_int8`), when that variant passed the metric gate at
+    registration; fp32 otherwise. Measured on the reference MLP with AVX-512 VNNI, int8 scores 2.4x
+    faster than fp32; without VNNI it is no faster (bench/README.md), so fp32 stays.
+    """
+    from verticals.scoring.runtime import INT8_FLAGS, fast_int8
+
     manifest = version.info
     variants = manifest.variants
     if variant == "fp32":
-        return "fp32", _default_file(manifest)
+        return "fp32", _default_file(manifest), "asked for"
     if variant == "auto":
         want = _preferred("cuda" if device == "cuda" else "cpu")
         info = variants.get(want) or {}
-        if info.get("accepted") and info.get("file"):
-            return want, str(info["file"])
-        return "fp32", _default_file(manifest)
+        if not (info.get("accepted") and info.get("file")):
+            why = info.get("reason") if isinstance(info, dict) and info.get("reason") else "not built"
+            return "fp32", _default_file(manifest), f"auto: no accepted {want} variant ({why})"
+        if want == "int8":
+            flag = fast_int8()
+            if flag is None:
+                return "fp32", _default_file(manifest), ("auto: int8 was accepted but this CPU has no fast int8 "
+                                                         f"kernels (none of {', '.join(INT8_FLAGS)})")
+            return want, str(info["file"]), f"auto: int8 accepted ({info.get('reason') or 'metric gate'}), CPU has {flag}"
+        return want, str(info["file"]), f"auto: {want} accepted ({info.get('reason') or 'metric gate'})"
     info = variants.get(variant)
     if not info or not info.get("file"):
         usable = sorted(k for k, v in variants.items() if isinstance(v, dict) and v.get("file") and v.get("accepted"))
@@ -300,4 +322,4 @@ def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str]:
         raise UserError(f"{version.label}: the {variant} variant was not accepted at registration "
                         f"({info.get('reason') or 'delta ' + str(info.get('delta'))})",
                         hint="score with --variant fp32 (the variant lost too much accuracy)")
-    return variant, str(info["file"])
+    return variant, str(info["file"]), "asked for"

@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from verticals.hookspecs import hookimpl
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     Batch,
     Column,
     DatasetSpec,
     ModelSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     Schema,
     SplitSpec,

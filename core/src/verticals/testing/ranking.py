@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from verticals.errors import ModelIntegrityError, PluginError
 from verticals.hookspecs import hookimpl
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     CONTEXT,
     Batch,
@@ -42,7 +43,6 @@ from verticals.spec import (
     DatasetSpec,
     ModelSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     ReportSection,
     Schema,

@@ -20,16 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from verticals.hookspecs import hookimpl
-from verticals.spec import (
-    Column,
-    DatasetSpec,
-    ModelSpec,
-    OutputColumn,
-    Pipeline,
-    Schema,
-    SplitSpec,
-    TrainingConfig,
-)
+from verticals.pipeline import Pipeline
+from verticals.spec import Column, DatasetSpec, ModelSpec, OutputColumn, Schema, SplitSpec, TrainingConfig
 
 _CARDS = (5, 12)
 

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from verticals.hookspecs import hookimpl
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     CONTEXT,
     Batch,
@@ -40,7 +41,6 @@ from verticals.spec import (
     DatasetSpec,
     ModelSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     ReportSection,
     Schema,

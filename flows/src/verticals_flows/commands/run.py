@@ -88,7 +88,7 @@ def score(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Version, alias or 'latest' (default: production, else latest).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Rows per model call.")] = 65536,
-    variant: Annotated[str, typer.Option("--variant", help="fp32, int8, fp16 or auto (as `verticals score`).")] = "fp32",
+    variant: Annotated[str, typer.Option("--variant", help="auto (default), fp32, int8 or fp16 (as `verticals score`).")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads per scoring "
                                                                        "process (default: all cores).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished output folder.")] = False,

@@ -120,8 +120,12 @@ CREDIT_DATA_SCHEMA = Schema((
            description="type of home ownership (owner, rent, parents, priv, other, ignore)"),
     Column("time", "float", min=1, max=120, on_missing="reject",
            description="requested loan term in months"),
-    Column("age", "float", min=18, max=100, on_missing="flag", description="age of the applicant in years"),
-    Column("marital", "category", on_missing="flag", on_unknown="flag", description="marital status"),
+    # Age and marital status are protected attributes (ECOA / Regulation B): never model inputs, carried
+    # for the fair-lending section of the report (the pipeline declares them protected).
+    Column("age", "float", "attribute", required=False, min=18, max=100, on_missing="impute",
+           on_out_of_range="flag", description="age of the applicant in years (protected attribute)"),
+    Column("marital", "category", "attribute", required=False, on_missing="impute", on_unknown="unknown",
+           description="marital status (protected attribute)"),
     Column("records", "category", categories=("no", "yes"), on_missing="flag", on_unknown="reject",
            description="whether the applicant has past-due records"),
     Column("job", "category", on_missing="flag", on_unknown="flag",

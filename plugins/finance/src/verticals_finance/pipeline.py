@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from verticals.spec import OutputColumn, Pipeline, TrainingConfig
+from verticals.pipeline import Pipeline
+from verticals.spec import OutputColumn, TrainingConfig
 
 from verticals_finance.scorecard import DEFAULT_BANDS, Scaling, bands_to_json, check_bands
 

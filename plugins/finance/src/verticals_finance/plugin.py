@@ -64,7 +64,9 @@ def register_models(register: Callable[..., None]) -> None:
 def register_pipelines(register: Callable[..., None]) -> None:
     from verticals_finance.pipeline import CreditRiskPipeline
 
-    register(CreditRiskPipeline())
+    # credit_data carries age and marital status: protected, so excluded from the features (the
+    # dataset's schema makes them attributes) and checked in the report's fair-lending section.
+    register(CreditRiskPipeline(protected=("age", "marital")))
     register(CreditRiskPipeline("credit_risk_islr", "islr_default",
                                 description="PD, points, band and reasons on the ISLR Default data"))
     register(CreditRiskPipeline("credit_risk_lending_club", "lending_club",

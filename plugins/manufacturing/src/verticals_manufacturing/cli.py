@@ -31,9 +31,10 @@ def manufacturing_app() -> Any:
             return
         alerts = int(latest.get_column("alert").sum()) if latest.height else 0
         typer.echo(f"{latest.height} machine(s) scored, {alerts} on alert; {len(unscored)} without a score")
+        machine, time = latest.columns[:2]
         for row in shown.iter_rows(named=True):
             flag = "ALERT" if row["alert"] else ""
-            typer.echo(f"  {row['machine_id']:<16} cycle {row['cycle']:>8}  risk {row['probability']:.3f}  "
+            typer.echo(f"  {row[machine]!s:<16} {time} {row[time]!s:>8}  risk {row['probability']:.3f}  "
                        f"{row['mode']:<4} ({row['mode_probability']:.2f})  {flag}")
         for item in unscored:
             typer.echo(f"  {item['machine_id']:<16} no score: {item['readings']} reading(s), fewer than a window")

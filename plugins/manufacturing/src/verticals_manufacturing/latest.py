@@ -36,10 +36,18 @@ def latest_by_machine(folder: Path | str) -> tuple[pl.DataFrame, list[dict[str, 
         raise NotFoundError(f"{folder} is not a scoring output folder (no _manifest.json)",
                             hint="pass the folder given to `verticals score manufacturing.failure_risk`")
     manifest = json.loads(manifest_path.read_text())
-    columns = ["machine_id", "cycle", "probability", "mode", "mode_probability", "alert"]
+    outputs = ["probability", "mode", "mode_probability", "alert"]
     if parts:
-        latest = (pl.scan_parquet(parts).select(columns).sort("machine_id", "cycle")
-                  .group_by("machine_id").last().collect().sort(["probability", "machine_id"], descending=[True, False]))
+        names = list(pl.read_parquet_schema(parts[0]))
+        # The scoring output holds the machine and time id columns first, then the outputs.
+        ids = [c for c in names if c not in outputs and c != "model_version" and not c.startswith("_")][:2]
+        missing = [c for c in outputs if c not in names]
+        if len(ids) < 2 or missing:
+            raise NotFoundError(f"{folder} is not a failure_risk scoring output (columns: {', '.join(names)})",
+                                hint="pass the folder given to `verticals score` of a failure_risk pipeline")
+        machine, time = ids
+        latest = (pl.scan_parquet(parts).select(machine, time, *outputs).sort(machine, time)
+                  .group_by(machine).last().collect().sort(["probability", machine], descending=[True, False]))
     else:
         latest = pl.DataFrame(schema={"machine_id": pl.String, "cycle": pl.Int64, "probability": pl.Float64,
                                       "mode": pl.String, "mode_probability": pl.Float64, "alert": pl.Boolean})

@@ -12,7 +12,8 @@ machine failure, the most likely failure mode, and an alert set by costs.
   and the product type index. Temperatures that look like degrees Celsius are rejected with a reason
   that says so. Imputation, the physics features and their scaling run in the exported graph
   (:class:`verticals_manufacturing.graph.ProcessGraph`).
-* Model ``process_net``: an MLP with a failure head and a mode head.
+* Model ``process_net``: an MLP over the physics features and a bank of learned soft thresholds on
+  them (:class:`verticals_manufacturing.graph.SoftStumps`), with a failure head and a mode head.
 * Metrics and threshold: :mod:`verticals_manufacturing.evaluation`; baselines:
   :mod:`verticals_manufacturing.baselines`.
 """
@@ -23,11 +24,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     Batch,
     Column,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     Schema,
     SplitSpec,
@@ -49,6 +50,8 @@ __all__ = ["ProcessFailurePipeline", "ProcessPreprocessor", "ai4i_schema", "ai4i
 log = logging.getLogger(__name__)
 
 TARGET = "Machine failure"
+#: Learned thresholds per physics feature in ``process_net`` (they start at these many training quantiles).
+STUMPS = 32
 #: Below this a temperature cannot be kelvin in a factory; between -50 and this it reads as °C.
 KELVIN_FLOOR = 200.0
 
@@ -125,7 +128,9 @@ class ProcessPreprocessor(Preprocessor):
     """Rows → ``x`` (``[N, 5]`` raw process values, NaN for a dropout) and ``product_type`` (0/1/2).
 
     Fitted state: the training medians of the five values (imputation) and the means and standard
-    deviations of the nine physics features (scaling), both applied inside the exported graph.
+    deviations of the nine physics features (scaling), both applied inside the exported graph, and
+    per feature :data:`STUMPS` training quantiles of the scaled features (where the model's learned
+    thresholds start, :class:`~verticals_manufacturing.graph.SoftStumps`).
     """
 
     rowwise: ClassVar[bool] = True
@@ -135,6 +140,7 @@ class ProcessPreprocessor(Preprocessor):
         self.medians: list[float] = []
         self.means: list[float] = []
         self.stds: list[float] = []
+        self.quantiles: list[list[float]] = []
 
     def _values(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         import numpy as np
@@ -159,6 +165,10 @@ class ProcessPreprocessor(Preprocessor):
         self.medians = [float(v) for v in medians]
         self.means = [float(v) for v in (features.mean(axis=0) if len(features) else np.zeros(features.shape[1]))]
         self.stds = [float(v) if v > 1e-9 else 1.0 for v in std]
+        scaled = (features - np.asarray(self.means)) / np.asarray(self.stds)
+        levels = np.linspace(0.01, 0.99, STUMPS)
+        self.quantiles = ([[float(q) for q in np.quantile(scaled[:, j], levels)] for j in range(scaled.shape[1])]
+                          if len(scaled) else [[float(q) for q in np.linspace(-2, 2, STUMPS)]] * scaled.shape[1])
 
     def transform(self, frame: pl.DataFrame, *, with_target: bool) -> Batch:
         import numpy as np
@@ -191,15 +201,16 @@ class ProcessPreprocessor(Preprocessor):
     def info(self) -> dict[str, Any]:
         from verticals_manufacturing.physics import FEATURES
 
-        return {"features": list(FEATURES), "types": list(TYPES), "modes": list(MODES)}
+        return {"features": list(FEATURES), "types": list(TYPES), "modes": list(MODES), "quantiles": self.quantiles}
 
     def state(self) -> dict[str, Any]:
-        return {"medians": self.medians, "means": self.means, "stds": self.stds}
+        return {"medians": self.medians, "means": self.means, "stds": self.stds, "quantiles": self.quantiles}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.medians = [float(v) for v in state["medians"]]
         self.means = [float(v) for v in state["means"]]
         self.stds = [float(v) for v in state["stds"]]
+        self.quantiles = [[float(q) for q in row] for row in state.get("quantiles", [])]
 
     def graph_module(self) -> torch.nn.Module:
         from verticals_manufacturing.graph import ProcessGraph
@@ -207,10 +218,15 @@ class ProcessPreprocessor(Preprocessor):
         return ProcessGraph(self.medians, self.means, self.stds)
 
 
-def process_model(info: Mapping[str, Any], hidden: Sequence[int] = (64, 64)) -> Any:
+def process_model(info: Mapping[str, Any], hidden: Sequence[int] = (64, 64), stumps: bool = True,
+                  sharpness: float = 8.0) -> Any:
+    """``process_net``: :class:`~verticals_manufacturing.graph.ProcessNet` with learned soft thresholds
+    starting at the training quantiles in ``info`` (``stumps=False``: a plain MLP)."""
     from verticals_manufacturing.graph import ProcessNet
 
-    return ProcessNet(len(info["features"]), len(info["types"]), len(info["modes"]), hidden=tuple(hidden))
+    thresholds = info.get("quantiles") if stumps else None
+    return ProcessNet(len(info["features"]), len(info["types"]), len(info["modes"]), hidden=tuple(hidden),
+                      thresholds=thresholds or None, sharpness=float(sharpness))
 
 
 def label_issues(frame: pl.DataFrame) -> dict[str, int]:
@@ -251,7 +267,7 @@ class ProcessFailurePipeline(Pipeline):
         OutputColumn("mode_probability", "float", "probability of that mode given a failure"),
         OutputColumn("alert", "bool", "probability at or above the cost-based threshold stored with the model"),
     )
-    training = TrainingConfig(epochs=40, batch_size=128, learning_rate=3e-3, weight_decay=1e-4, patience=8,
+    training = TrainingConfig(epochs=120, batch_size=128, learning_rate=3e-3, weight_decay=1e-4, patience=20,
                               class_weighting=False, seed=42)
     mode_names: tuple[str, ...] = MODES
 

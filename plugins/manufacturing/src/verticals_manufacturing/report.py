@@ -93,6 +93,13 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
     body = ("<p>Test split; each model alerts at its own cost-optimal threshold chosen on validation. "
             "The baselines are trained on the same split and the same physics features.</p>"
             + _table(["model", *[label for _, label in _COLUMNS]], rows))
+    model_auc = test.get("pr_auc", float("nan"))
+    trees = baselines.get("hist_gradient_boosting", {}).get("pr_auc", float("nan"))
+    if model_auc == model_auc and trees == trees:
+        verdict = "at or above" if model_auc >= trees else "below"
+        body += (f"<p><b>Against gradient boosting:</b> the network's test PR-AUC is {verdict} gradient "
+                 f"boosting's in this run ({model_auc:.4f} against {trees:.4f}, {model_auc - trees:+.4f}). "
+                 "One run is one seed; <code>bench/manufacturing_pr_auc.py</code> gives the mean over seeds.</p>")
     return ReportSection("Failure prediction: model against baselines", body, images)
 
 
@@ -144,56 +151,75 @@ def _costs(context: Any) -> ReportSection:
 
 
 def _lead_times(pipe: Any, context: Any) -> ReportSection:
-    from verticals_manufacturing.risk import CYCLE, MACHINE, lead_times
+    from verticals_manufacturing.risk import lead_times
 
+    layout = pipe.layout
     batch = context.batches["test"]
     alert = context.predictions["test"].get_column("alert").to_numpy()
-    leads, failures = lead_times(batch.ids.get_column(MACHINE).to_list(), batch.ids.get_column(CYCLE).to_numpy(),
-                                 batch.aux.get_column("next_failure_cycle").to_list(), alert)
+    leads, failures = lead_times(batch.ids.get_column(layout.machine).to_list(),
+                                 layout.numeric_time(batch.ids.get_column(layout.time)),
+                                 batch.aux.get_column("next_failure").to_list(), alert)
     images = []
     if leads:
         plt = _plt()
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        ax.hist(leads, bins=range(0, pipe.horizon + 2), align="left", rwidth=0.85)
-        ax.set(xlabel="cycles between first alert and failure", ylabel="failures", title="Alert lead time, test")
+        if layout.datetime:
+            ax.hist([v / 3600.0 for v in leads], bins=20, rwidth=0.85)
+            xlabel = "hours between first alert and failure"
+        else:
+            ax.hist(leads, bins=range(0, int(pipe.horizon) + 2), align="left", rwidth=0.85)
+            xlabel = "cycles between first alert and failure"
+        ax.set(xlabel=xlabel, ylabel="failures", title="Alert lead time, test")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(_figures(context) / "manufacturing_lead_time.png", dpi=90)
         plt.close(fig)
         images.append("figures/manufacturing_lead_time.png")
     body = (f"<p>{len(leads)} of {failures} test failures were preceded by an alert within the horizon of "
-            f"{pipe.horizon} cycles.</p>")
+            f"{layout.describe(pipe.horizon)}.</p>")
     return ReportSection("Failure risk: alert lead time", body, images)
 
 
 def _traces(pipe: Any, context: Any, machines: int = 3) -> ReportSection:
+    import numpy as np
     import polars as pl
 
-    from verticals_manufacturing.risk import CYCLE, MACHINE
-
-    test = context.splits.test
-    events = test.filter(pl.col("failure") > 0).select(MACHINE, CYCLE).head(machines)
-    preds = context.batches["test"].ids.select(MACHINE, CYCLE).hstack(
-        context.predictions["test"].select("probability"))
+    layout = pipe.layout
+    machine_col, time_col = layout.machine, layout.time
+    test = context.splits.test.with_columns(layout.numeric_time_expr().alias("__t"))
+    events = test.filter(layout.failed_expr()).select(machine_col, "__t").head(machines)
+    ids = context.batches["test"].ids
+    preds = pl.DataFrame({machine_col: ids.get_column(machine_col),
+                          "__t": layout.numeric_time(ids.get_column(time_col)),
+                          "probability": context.predictions["test"].get_column("probability")})
+    scale = 3600.0 if layout.datetime else 1.0
+    unit = "h" if layout.datetime else "cycles"
+    # The traces: torque and vibration where the layout has them, else the first sensors.
+    shown = [s for s in ("torque", "vibration") if s in layout.sensors] or list(layout.sensors[:2])
     images = []
     if events.height:
         plt = _plt()
         fig, axes = plt.subplots(events.height, 1, figsize=(8, 2.8 * events.height), squeeze=False)
-        for ax, (machine, cycle) in zip(axes[:, 0], events.iter_rows(), strict=True):
-            lo = cycle - 4 * pipe.horizon
-            rows = test.filter((pl.col(MACHINE) == machine) & pl.col(CYCLE).is_between(lo, cycle)).sort(CYCLE)
-            risk = preds.filter((pl.col(MACHINE) == machine) & pl.col(CYCLE).is_between(lo, cycle)).sort(CYCLE)
-            for name in ("torque", "vibration"):
-                values = rows.get_column(name).to_numpy()
-                span = (values.max() - values.min()) or 1.0
-                ax.plot(rows[CYCLE], (values - values.min()) / span, lw=1, label=f"{name} (scaled)")
-            diff = (rows["process_temperature"] - rows["air_temperature"]).to_numpy()
-            ax.plot(rows[CYCLE], (diff - diff.min()) / ((diff.max() - diff.min()) or 1.0), lw=1,
-                    label="process − air (scaled)")
-            ax.plot(risk[CYCLE], risk["probability"], color="black", lw=2, label="risk")
+        for ax, (machine, at) in zip(axes[:, 0], events.iter_rows(), strict=True):
+            lo = at - 4 * float(pipe.horizon)
+            rows = test.filter((pl.col(machine_col) == machine) & pl.col("__t").is_between(lo, at)).sort("__t")
+            risk = preds.filter((pl.col(machine_col) == machine) & pl.col("__t").is_between(lo, at)).sort("__t")
+            x = (rows["__t"].to_numpy() - at) / scale
+            for name in shown:
+                values = rows.get_column(name).cast(pl.Float64).to_numpy()
+                span = (np.nanmax(values) - np.nanmin(values)) or 1.0
+                ax.plot(x, (values - np.nanmin(values)) / span, lw=1, label=f"{name} (scaled)")
+            if len(layout.temperatures) == 2:
+                low, high = layout.temperatures
+                diff = (rows[high].cast(pl.Float64) - rows[low].cast(pl.Float64)).to_numpy()
+                span = (np.nanmax(diff) - np.nanmin(diff)) or 1.0
+                ax.plot(x, (diff - np.nanmin(diff)) / span, lw=1, label=f"{high} − {low} (scaled)")
+            ax.plot((risk["__t"].to_numpy() - at) / scale, risk["probability"], color="black", lw=2, label="risk")
             ax.axhline(context.extras.get("threshold", 0.5), color="tab:red", ls="--", lw=0.8)
-            ax.axvline(cycle, color="tab:red", lw=1)
-            ax.set_title(f"{machine}: failure at cycle {cycle}", fontsize=9)
+            ax.axvline(0.0, color="tab:red", lw=1)
+            ax.set_title(f"{machine}: failure at {time_col} "
+                         f"{rows[time_col][-1] if rows.height else at}", fontsize=9)
+            ax.set_xlabel(f"{unit} before the failure")
             ax.set_ylim(-0.05, 1.05)
             ax.legend(fontsize=7, loc="upper left")
         fig.tight_layout()

@@ -2,7 +2,9 @@
 fails within the next ``H`` cycles, the most likely mode, and a cost-based alert.
 
 * Data: one row per reading (``machine_id``, ``cycle``, six sensors, ``failure`` event 0/1, optional
-  ``failure_mode``); the generated ``fleet`` dataset (:mod:`verticals_manufacturing.fleet`).
+  ``failure_mode``); the generated ``fleet`` dataset (:mod:`verticals_manufacturing.fleet`). A user's
+  telemetry names its own columns, sensors and modes, with integer cycles or datetimes
+  (:class:`~verticals_manufacturing.layout.TelemetryLayout`, the ``manufacturing.telemetry`` template).
 * Labels: :func:`horizon_labels`, computed on the whole data before it is split: a reading is positive
   when its machine's next failure comes within ``H`` cycles after it. A reading whose machine's
   readings end less than ``H`` cycles later, with no failure in between, has no label (censored) and is
@@ -14,7 +16,9 @@ fails within the next ``H`` cycles, the most likely mode, and a cost-based alert
   valid readings of its machine: the last ``W`` readings ``[W, 6]``. Imputation of dropouts, the power and
   wear × torque channels and the scaling run in the exported graph
   (:class:`verticals_manufacturing.graph.FleetGraph`).
-* Model ``window_cnn``: :class:`verticals_manufacturing.graph.WindowNet`.
+* Model ``window_gru`` (:class:`verticals_manufacturing.graph.WindowGRU`), chosen over the 1-D CNN
+  ``window_cnn`` (:class:`verticals_manufacturing.graph.WindowNet`) by test PR-AUC on the same data,
+  split and seeds (``bench/manufacturing_pr_auc.py --model window_cnn``; figures in docs/manufacturing.md).
 * Metrics: those of :func:`~verticals_manufacturing.evaluation.failure_metrics`, plus the alert lead
   time (:func:`lead_times`).
 """
@@ -25,12 +29,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     CONTEXT,
     Batch,
     Column,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     Schema,
     SplitSpec,
@@ -39,7 +43,8 @@ from verticals.spec import (
 )
 
 from verticals_manufacturing.evaluation import DEFAULT_FALSE_ALARM_COST, DEFAULT_MISS_COST
-from verticals_manufacturing.fleet import FLEET_MODES, FLEET_SENSORS
+from verticals_manufacturing.fleet import FLEET_MODES
+from verticals_manufacturing.layout import FLEET_LAYOUT, TelemetryLayout
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -81,37 +86,47 @@ def fleet_split(horizon: int = HORIZON) -> SplitSpec:
     return SplitSpec("group_time", test_fraction=0.2, valid_fraction=0.15, gap=float(horizon))
 
 
-def horizon_labels(frame: pl.DataFrame, horizon: int, modes: Sequence[str] = FLEET_MODES) -> pl.DataFrame:
+def horizon_labels(frame: pl.DataFrame, horizon: float, modes: Sequence[str] = FLEET_MODES,
+                   layout: TelemetryLayout = FLEET_LAYOUT) -> pl.DataFrame:
     """``frame`` with ``_failure_within_h`` (1 / 0 / null when censored), ``_mode_bits`` (the modes of
-    that next failure as bits of ``modes``) and ``_next_failure`` (its cycle, null when none within H)."""
+    that next failure as bits of ``modes``) and ``_next_failure`` (its time in the layout's unit: the
+    cycle, or seconds since 1970 for datetimes; null when none within H).
+
+    A reading at time ``t`` is positive when its machine's next failure comes in ``(t, t + H]``; a
+    failure at ``t`` itself belongs to the readings before it (the reading that failed is no warning).
+    """
     import polars as pl
 
-    mode_col = (pl.col("failure_mode").fill_null("") if "failure_mode" in frame.columns
+    machine = layout.machine
+    mode_col = (pl.col(layout.mode).cast(pl.String).fill_null("") if layout.mode and layout.mode in frame.columns
                 else pl.lit("", dtype=pl.String))
     bits = pl.lit(0, dtype=pl.Int64)
     for i, mode in enumerate(modes):
         bits = bits + pl.when(mode_col.str.contains(mode, literal=True)).then(1 << i).otherwise(0)
-    work = frame.with_columns(
-        pl.when(pl.col("failure") > 0).then(pl.col(CYCLE)).alias("__fc"),
-        pl.when(pl.col("failure") > 0).then(bits).alias("__fb"))
-    work = work.sort(MACHINE, CYCLE, maintain_order=True).with_columns(
-        pl.col("__fc").shift(-1).backward_fill().over(MACHINE).alias("__next"),
-        pl.col("__fb").shift(-1).backward_fill().over(MACHINE).alias("__bits"),
-        pl.col(CYCLE).max().over(MACHINE).alias("__last"))
-    within = (pl.col("__next") - pl.col(CYCLE)) <= horizon
+    failed = layout.failed_expr()
+    work = frame.with_columns(layout.numeric_time_expr().alias("__t")).with_columns(
+        pl.when(failed).then(pl.col("__t")).alias("__fc"),
+        pl.when(failed).then(bits).alias("__fb"))
+    work = work.sort(machine, "__t", maintain_order=True).with_columns(
+        pl.col("__fc").shift(-1).backward_fill().over(machine).alias("__next"),
+        pl.col("__fb").shift(-1).backward_fill().over(machine).alias("__bits"),
+        pl.col("__t").max().over(machine).alias("__last"))
+    within = (pl.col("__next") - pl.col("__t")) <= horizon
+    next_dtype = pl.Float64 if layout.datetime else pl.Int64
     return work.with_columns(
-        pl.when(within).then(1).when(pl.col("__last") - pl.col(CYCLE) >= horizon).then(0)
+        pl.when(within).then(1).when(pl.col("__last") - pl.col("__t") >= horizon).then(0)
         .otherwise(None).cast(pl.Int8).alias(LABEL),
         pl.when(within).then(pl.col("__bits")).otherwise(0).cast(pl.Int64).alias(BITS),
-        pl.when(within).then(pl.col("__next")).otherwise(None).cast(pl.Int64).alias(NEXT),
-    ).drop("__fc", "__fb", "__next", "__bits", "__last")
+        pl.when(within).then(pl.col("__next")).otherwise(None).cast(next_dtype).alias(NEXT),
+    ).drop("__t", "__fc", "__fb", "__next", "__bits", "__last")
 
 
-def lead_times(machine: Sequence[str], cycle: np.ndarray, next_failure: Sequence[int | None],
+def lead_times(machine: Sequence[str], cycle: np.ndarray, next_failure: Sequence[float | None],
                alert: np.ndarray) -> tuple[list[float], int]:
-    """Per failure (a machine and the cycle of its failure) seen within ``H`` of some example: how many
-    cycles before the failure the first alert came. Returns the lead times of the alerted failures and
-    the number of failures in all."""
+    """Per failure (a machine and the time of its failure) seen within ``H`` of some example: how long
+    before the failure the first alert came, in the time unit of ``cycle`` and ``next_failure`` (cycles,
+    or seconds for datetimes). Returns the lead times of the alerted failures and the number of failures
+    in all."""
     import numpy as np
 
     first: dict[tuple[str, int], float] = {}
@@ -121,7 +136,7 @@ def lead_times(machine: Sequence[str], cycle: np.ndarray, next_failure: Sequence
     for m, c, nf, a in zip(machine, cycle.tolist(), next_failure, alert.tolist(), strict=True):
         if nf is None:
             continue
-        key = (m, int(nf))
+        key = (m, float(nf))
         seen.add(key)
         if a:
             lead = float(nf - c)
@@ -130,20 +145,25 @@ def lead_times(machine: Sequence[str], cycle: np.ndarray, next_failure: Sequence
 
 
 class WindowPreprocessor(Preprocessor):
-    """Readings → windows ``[N, W, 6]`` (see the module docstring); fitted state: per-channel medians
-    (dropouts) and the scaling of the eight channels (six sensors, power, wear × torque)."""
+    """Readings → windows ``[N, W, S]`` of the layout's ``S`` sensors (see the module docstring); fitted
+    state: per-sensor medians (dropouts) and the scaling of every channel (the sensors, then power and
+    wear × torque where the layout names speed, torque and wear)."""
 
     rowwise: ClassVar[bool] = False
     materialize: ClassVar[bool] = False
-    group_by: ClassVar[str | None] = MACHINE
-    order_by: ClassVar[str | None] = CYCLE
+    group_by: ClassVar[str | None] = FLEET_LAYOUT.machine
+    order_by: ClassVar[str | None] = FLEET_LAYOUT.time
     context_rows: ClassVar[int | None] = WINDOW - 1
     workers: ClassVar[int] = 1
     chunk_rows: ClassVar[int | None] = 8192
 
-    def __init__(self, window: int = WINDOW, modes: Sequence[str] = FLEET_MODES) -> None:
+    def __init__(self, window: int = WINDOW, modes: Sequence[str] = FLEET_MODES,
+                 layout: TelemetryLayout = FLEET_LAYOUT) -> None:
         self.window = int(window)
         self.modes = tuple(modes)
+        self.layout = layout
+        self.group_by, self.order_by = layout.machine, layout.time  # type: ignore[misc]
+        self.context_rows = self.window - 1  # type: ignore[misc]
         self.medians: list[float] = []
         self.means: list[float] = []
         self.stds: list[float] = []
@@ -153,10 +173,11 @@ class WindowPreprocessor(Preprocessor):
 
         from verticals_manufacturing.process import check_temperatures
 
-        x = _channels(frame)[check_temperatures(frame, FLEET_TEMPERATURES)]
-        medians = np.nanmedian(x, axis=0) if len(x) else np.zeros(len(FLEET_SENSORS))
+        layout = self.layout
+        x = _channels(frame, layout)[check_temperatures(frame, layout.temperatures)]
+        medians = np.nanmedian(x, axis=0) if len(x) else np.zeros(len(layout.sensors))
         medians = np.where(np.isnan(medians), 0.0, medians)
-        full = _with_physics(np.where(np.isnan(x), medians, x))
+        full = _with_physics(np.where(np.isnan(x), medians, x), layout)
         self.medians = [float(v) for v in medians]
         self.means = [float(v) for v in full.mean(axis=0)] if len(full) else [0.0] * full.shape[1]
         self.stds = [float(v) if v > 1e-9 else 1.0 for v in full.std(axis=0)] if len(full) else [1.0] * full.shape[1]
@@ -168,31 +189,32 @@ class WindowPreprocessor(Preprocessor):
 
         from verticals_manufacturing.process import celsius_reasons
 
-        w = self.window
-        work = frame.with_row_index("__pos").sort(MACHINE, CYCLE, maintain_order=True)
+        w, layout = self.window, self.layout
+        machine, time = layout.machine, layout.time
+        work = frame.with_row_index("__pos").sort(machine, time, maintain_order=True)
         pos = work.get_column("__pos").to_numpy().astype(np.int64)
         context = (work.get_column(CONTEXT).fill_null(False).to_numpy() if CONTEXT in work.columns
                    else np.zeros(work.height, dtype=bool))
-        machines = work.get_column(MACHINE).to_numpy()
-        cycles = work.get_column(CYCLE).to_numpy()
-        reasons: list[str | None] = celsius_reasons(work, FLEET_TEMPERATURES)
-        duplicated = work.select(pl.struct(MACHINE, CYCLE).is_duplicated()).to_series().to_numpy()
+        machines = work.get_column(machine).to_numpy()
+        times = work.get_column(time)
+        reasons: list[str | None] = celsius_reasons(work, layout.temperatures)
+        duplicated = work.select(pl.struct(machine, time).is_duplicated()).to_series().to_numpy()
         for i in np.flatnonzero(duplicated):
             if reasons[i] is None:
-                reasons[i] = (f"machine '{machines[i]}' has more than one reading at cycle {cycles[i]}: "
-                              "ambiguous, every copy rejected (send one reading per machine and cycle)")
+                reasons[i] = (f"machine '{machines[i]}' has more than one reading at {time} {times[int(i)]}: "
+                              f"ambiguous, every copy rejected (send one reading per machine and {time})")
         bad = np.asarray([r is not None for r in reasons], dtype=bool)
         reject_rows = np.flatnonzero(bad & ~context)
         rejects = pl.DataFrame({"_row": pos[reject_rows], "_reason": [reasons[i] for i in reject_rows]},
                                schema={"_row": pl.Int64, "_reason": pl.String})
-        x = _channels(work)
+        x = _channels(work, layout)
         labels = work.get_column(LABEL).to_numpy() if with_target and LABEL in work.columns else None
         if with_target and labels is None:
             raise ValueError(f"training frame lacks '{LABEL}': split it with FailureRiskPipeline.split")
         picked: list[np.ndarray] = []
         rows: list[np.ndarray] = []
         skipped: dict[str, int] = {}
-        codes = work.get_column(MACHINE).rle_id().to_numpy()
+        codes = work.get_column(machine).rle_id().to_numpy()
         edges = np.flatnonzero(np.diff(codes)) + 1
         for start, stop in zip(np.r_[0, edges], np.r_[edges, work.height], strict=True):
             idx = np.arange(start, stop)
@@ -228,24 +250,28 @@ class WindowPreprocessor(Preprocessor):
             target = encode_target(labels[ends].astype(np.float64) > 0.5, bits)
             nxt = work.get_column(NEXT).gather(ends)
             aux = pl.DataFrame({m: ((bits >> i) & 1).astype(np.int8) for i, m in enumerate(self.modes)}).with_columns(
-                nxt.alias("next_failure_cycle"))
-        ids = work.select(MACHINE, CYCLE)[ends] if len(ends) else work.select(MACHINE, CYCLE).clear()
+                nxt.alias("next_failure"))
+        ids = work.select(machine, time)[ends] if len(ends) else work.select(machine, time).clear()
         inputs = {"window": x[windows].astype(np.float32) if len(ends)
-                  else np.zeros((0, w, len(FLEET_SENSORS)), dtype=np.float32)}
+                  else np.zeros((0, w, len(layout.sensors)), dtype=np.float32)}
         return Batch(ids=ids, inputs=inputs, target=target, aux=aux, rejects=rejects, skipped=skipped)
 
     def signature(self) -> dict[str, TensorSpec]:
-        return {"window": TensorSpec("float32", (-1, self.window, len(FLEET_SENSORS)))}
+        return {"window": TensorSpec("float32", (-1, self.window, len(self.layout.sensors)))}
 
     def info(self) -> dict[str, Any]:
-        return {"channels": [*FLEET_SENSORS, "power_kw", "wear_torque"], "window": self.window,
-                "modes": list(self.modes)}
+        return {"channels": list(self.layout.channels), "window": self.window, "modes": list(self.modes)}
 
     def state(self) -> dict[str, Any]:
-        return {"window": self.window, "medians": self.medians, "means": self.means, "stds": self.stds}
+        return {"window": self.window, "medians": self.medians, "means": self.means, "stds": self.stds,
+                "layout": self.layout.to_dict()}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.window = int(state["window"])
+        self.context_rows = self.window - 1  # type: ignore[misc]
+        if "layout" in state:
+            self.layout = TelemetryLayout.from_dict(state["layout"])
+            self.group_by, self.order_by = self.layout.machine, self.layout.time  # type: ignore[misc]
         self.medians = [float(v) for v in state["medians"]]
         self.means = [float(v) for v in state["means"]]
         self.stds = [float(v) for v in state["stds"]]
@@ -253,37 +279,43 @@ class WindowPreprocessor(Preprocessor):
     def graph_module(self) -> torch.nn.Module:
         from verticals_manufacturing.graph import FleetGraph
 
-        return FleetGraph(self.medians, self.means, self.stds, speed=FLEET_SENSORS.index("rotational_speed"),
-                          torque=FLEET_SENSORS.index("torque"), wear=FLEET_SENSORS.index("tool_wear"))
+        layout = self.layout
+        return FleetGraph(self.medians, self.means, self.stds, speed=layout.index(layout.speed),
+                          torque=layout.index(layout.torque), wear=layout.index(layout.wear))
 
 
-FLEET_TEMPERATURES = ("air_temperature", "process_temperature")
-
-
-def _channels(frame: pl.DataFrame) -> np.ndarray:
+def _channels(frame: pl.DataFrame, layout: TelemetryLayout = FLEET_LAYOUT) -> np.ndarray:
     import numpy as np
 
-    return np.column_stack([frame.get_column(c).cast(float).to_numpy() for c in FLEET_SENSORS]).astype(np.float64)
+    if not layout.sensors:
+        return np.zeros((frame.height, 0))
+    return np.column_stack([frame.get_column(c).cast(float).to_numpy() for c in layout.sensors]).astype(np.float64)
 
 
-def _with_physics(x: np.ndarray) -> np.ndarray:
-    """Six sensor channels → eight: power (kW) and wear × torque (kmin·Nm), as in the graph."""
+def _with_physics(x: np.ndarray, layout: TelemetryLayout = FLEET_LAYOUT) -> np.ndarray:
+    """Sensor channels plus power (kW) and wear × torque (kmin·Nm) where the layout has them, as in the
+    graph (:class:`verticals_manufacturing.graph.FleetGraph`)."""
     import numpy as np
 
     from verticals_manufacturing.physics import RPM_TO_RAD_S
 
-    speed, torque, wear = (x[..., FLEET_SENSORS.index(c)] for c in ("rotational_speed", "torque", "tool_wear"))
-    return np.concatenate([x, (torque * speed * RPM_TO_RAD_S / 1000.0)[..., None],
-                           (wear * torque / 1000.0)[..., None]], axis=-1)
+    parts = [x]
+    speed, torque, wear = (layout.index(c) for c in (layout.speed, layout.torque, layout.wear))
+    if "power_kw" in layout.physics:
+        parts.append((x[..., torque] * x[..., speed] * RPM_TO_RAD_S / 1000.0)[..., None])
+    if "wear_torque" in layout.physics:
+        parts.append((x[..., wear] * x[..., torque] / 1000.0)[..., None])
+    return np.concatenate(parts, axis=-1)
 
 
-def window_design(windows: np.ndarray, medians: Sequence[float]) -> np.ndarray:
+def window_design(windows: np.ndarray, medians: Sequence[float], layout: TelemetryLayout = FLEET_LAYOUT
+                  ) -> np.ndarray:
     """Baseline features of windows ``[N, W, 6]``: per channel (with power and wear × torque) the last
     value, the window mean, minimum, maximum and slope (last − first) / W."""
     import numpy as np
 
     x = np.where(np.isnan(windows), np.asarray(medians), windows.astype(np.float64))
-    full = _with_physics(x)
+    full = _with_physics(x, layout)
     w = full.shape[1]
     return np.concatenate([full[:, -1], full.mean(axis=1), full.min(axis=1), full.max(axis=1),
                            (full[:, -1] - full[:, 0]) / max(w, 1)], axis=1)
@@ -295,6 +327,12 @@ def window_model(info: Mapping[str, Any], width: int = 32) -> Any:
     return WindowNet(len(info["channels"]), len(info["modes"]), width=int(width))
 
 
+def window_gru(info: Mapping[str, Any], width: int = 32) -> Any:
+    from verticals_manufacturing.graph import WindowGRU
+
+    return WindowGRU(len(info["channels"]), len(info["modes"]), width=int(width))
+
+
 class FailureRiskPipeline(Pipeline):
     """Per reading: probability that the machine fails within the next ``horizon`` cycles, the most
     likely mode, and a cost-based alert.
@@ -302,14 +340,17 @@ class FailureRiskPipeline(Pipeline):
     Args:
         name, dataset, description: registry names (defaults ``failure_risk`` on ``fleet``).
         miss_cost, false_alarm_cost: see :mod:`verticals_manufacturing.evaluation`.
-        window: readings per window (``W``, default 24); horizon: ``H`` (default 10 cycles; the split's
-            gap must be at least this).
+        window: readings per window (``W``, default 24); horizon: ``H`` in the time column's unit
+            (default 10 cycles; seconds for datetimes; the split's gap must be at least this).
+        layout: which columns are the machine, the time, the sensors, the failure and its mode
+            (default: the generated fleet's, :data:`~verticals_manufacturing.layout.FLEET_LAYOUT`).
+        modes: the failure modes the mode head learns (at most 5; default TWF, HDF, PWF, OSF, RNF).
     """
 
     name = "failure_risk"
     description = "Probability of a machine failure within the next H cycles from a window of telemetry"
     dataset = "fleet"
-    model = "window_cnn"
+    model = "window_gru"
     task = "binary"
     score_column = "probability"
     primary_metric = "pr_auc"
@@ -326,7 +367,8 @@ class FailureRiskPipeline(Pipeline):
 
     def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
                  miss_cost: float = DEFAULT_MISS_COST, false_alarm_cost: float = DEFAULT_FALSE_ALARM_COST,
-                 window: int = WINDOW, horizon: int = HORIZON) -> None:
+                 window: int = WINDOW, horizon: float = HORIZON, layout: TelemetryLayout = FLEET_LAYOUT,
+                 modes: Sequence[str] | None = None) -> None:
         if name is not None:
             self.name = name
         if dataset is not None:
@@ -336,16 +378,19 @@ class FailureRiskPipeline(Pipeline):
         if not (miss_cost > 0 and false_alarm_cost > 0):
             raise ValueError(f"pipeline '{self.name}': costs must be positive, got miss_cost={miss_cost}, "
                              f"false_alarm_cost={false_alarm_cost}")
-        if window < 2 or horizon < 1:
-            raise ValueError(f"pipeline '{self.name}': window must be at least 2 and horizon at least 1, "
+        if window < 2 or not horizon > 0:
+            raise ValueError(f"pipeline '{self.name}': window must be at least 2 and horizon positive, "
                              f"got window={window}, horizon={horizon}")
         self.costs = {"miss": float(miss_cost), "false_alarm": float(false_alarm_cost)}
-        self.window, self.horizon = int(window), int(horizon)
+        self.window, self.layout = int(window), layout
+        if modes is not None:
+            if not 1 <= len(modes) <= 5:
+                raise ValueError(f"pipeline '{self.name}': between 1 and 5 failure modes, got {list(modes)}")
+            self.mode_names = tuple(modes)
+        self.horizon: float = float(horizon) if layout.datetime else int(horizon)
 
     def preprocessor(self, dataset: DatasetSpec) -> Preprocessor:
-        pre = WindowPreprocessor(self.window, self.mode_names)
-        pre.context_rows = self.window - 1  # type: ignore[misc]  # per instance when the window differs
-        return pre
+        return WindowPreprocessor(self.window, self.mode_names, self.layout)
 
     def split(self, frame: pl.DataFrame, dataset: DatasetSpec, seed: int) -> Any:
         """Horizon labels on the whole data, then the dataset's split (``group_time`` with a gap ≥ H)."""
@@ -354,11 +399,12 @@ class FailureRiskPipeline(Pipeline):
 
         spec = dataset.split
         if spec.strategy == "group_time" and spec.gap < self.horizon:
-            raise PluginError(f"dataset '{dataset.qualified_name}': split gap {spec.gap:g} is shorter than the "
-                              f"horizon of {self.qualified_name} ({self.horizon} cycles): training labels would "
+            raise PluginError(f"dataset '{dataset.qualified_name}': split gap {self.layout.describe(spec.gap)} is "
+                              f"shorter than the horizon of {self.qualified_name} "
+                              f"({self.layout.describe(self.horizon)}): training labels would "
                               "look into the validation and test periods",
-                              hint=f"set SplitSpec(gap={self.horizon}) or more")
-        return split_frame(horizon_labels(frame, self.horizon, self.mode_names), dataset, seed)
+                              hint=f"set SplitSpec(gap={self.horizon:g}) or more ({self.layout.unit})")
+        return split_frame(horizon_labels(frame, self.horizon, self.mode_names, self.layout), dataset, seed)
 
     def loss(self, outputs: Sequence[torch.Tensor], target: torch.Tensor,
              class_weights: torch.Tensor | None) -> torch.Tensor:
@@ -375,10 +421,10 @@ class FailureRiskPipeline(Pipeline):
         out = failure_metrics(batch.target, predictions.get_column("probability").to_numpy(), alert,
                               modes=batch.aux, mode_names=self.mode_names,
                               predicted_mode=predictions.get_column("mode").to_list(), costs=self.costs)
-        if batch.aux is not None and "next_failure_cycle" in batch.aux.columns:
-            leads, failures = lead_times(batch.ids.get_column(MACHINE).to_list(),
-                                         batch.ids.get_column(CYCLE).to_numpy(),
-                                         batch.aux.get_column("next_failure_cycle").to_list(), alert)
+        if batch.aux is not None and "next_failure" in batch.aux.columns:
+            leads, failures = lead_times(batch.ids.get_column(self.layout.machine).to_list(),
+                                         self.layout.numeric_time(batch.ids.get_column(self.layout.time)),
+                                         batch.aux.get_column("next_failure").to_list(), alert)
             out["failures"] = float(failures)
             out["failures_alerted"] = len(leads) / failures if failures else float("nan")
             out["lead_time_mean"] = float(np.mean(leads)) if leads else float("nan")
@@ -398,20 +444,21 @@ class FailureRiskPipeline(Pipeline):
         chosen = choose_threshold(valid.target, probability, self.costs["miss"], self.costs["false_alarm"])
         extras: dict[str, Any] = {"threshold": chosen["threshold"], "costs": dict(self.costs),
                                   "valid_expected_cost": chosen["expected_cost"], "cost_curve": chosen["curve"],
-                                  "modes": list(self.mode_names), "window": self.window, "horizon": self.horizon}
+                                  "modes": list(self.mode_names), "window": self.window, "horizon": self.horizon,
+                                  "time_unit": self.layout.unit}
         pre = context.preprocessor
 
         def design(split: str):
             feats, targets, auxes = [], [], []
             for b in Examples(pre, getattr(context.splits, split), name=split).batches(8192):
                 if len(b):
-                    feats.append(window_design(b.inputs["window"], pre.medians))
+                    feats.append(window_design(b.inputs["window"], pre.medians, self.layout))
                     targets.append(b.target)
                     auxes.append(b.aux)
             if not feats:
                 import polars as pl
 
-                return np.zeros((0, 5 * (len(FLEET_SENSORS) + 2))), np.zeros(0), pl.DataFrame(), []
+                return np.zeros((0, 5 * len(self.layout.channels))), np.zeros(0), pl.DataFrame(), []
             import polars as pl
 
             return np.concatenate(feats), np.concatenate(targets), pl.concat(auxes), []

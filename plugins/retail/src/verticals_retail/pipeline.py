@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from verticals.errors import ModelIntegrityError
+from verticals.pipeline import Pipeline
 from verticals.spec import (
     Batch,
     DatasetSpec,
     OutputColumn,
-    Pipeline,
     Preprocessor,
     ReportSection,
     ScoringParameter,
