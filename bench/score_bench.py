@@ -460,6 +460,16 @@ def mode_memory(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _hwm_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` belongs to the process's own address space;
+    ``ru_maxrss`` is not used because Linux carries it over ``exec`` from the forked parent, so a child
+    of a parent that held a large file in memory would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def mode_memchild(args: argparse.Namespace) -> None:
     """One scoring run in a fresh process (no torch): peak RSS from getrusage."""
     from verticals.scoring import score
@@ -469,10 +479,10 @@ def mode_memchild(args: argparse.Namespace) -> None:
     out = Path(args.out)
     with use_plugins({"reference": reference_plugin()}):
         ScoringSession.open(PIPELINE, None, "cpu", args.batch_size, out / "home").close()
-        after_open = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        after_open = _hwm_mb()
         manifest = score(PIPELINE, Path(args.input), out / "mem_scores", device="cpu", batch_size=args.batch_size,
                          overwrite=True, home=out / "home", progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _hwm_mb()
     print(json.dumps({"peak_rss_mb": peak, "rss_after_open_mb": after_open, "rows_per_second": manifest["rows_per_second"],
                       "seconds": manifest["seconds"], "torch_imported": "torch" in sys.modules}))
 

@@ -203,14 +203,40 @@ def test_verticals_scoring_reproduces_evaluation(run, tmp_path: Path) -> None:
     source = tmp_path / "test_rows.parquet"
     _raw_test_rows(run).drop("target").write_parquet(source)
     with use_plugins({"reference": TemperedPlugin(rows=ROWS)}):
+        # fp32 explicitly: the default (auto) scores with the int8 variant on a CPU with VNNI, whose
+        # scores differ from fp32 evaluation by the quantization error the metric gate accepted.
         result = scoring.score("reference.mlp", source, tmp_path / "scored", device="cpu", home=run["home"],
-                               progress=False)
+                               progress=False, variant="fp32")
     assert result["rows_scored"] == run["splits"].test.height and result["rows_rejected"] == 0
     scored = pl.read_parquet(tmp_path / "scored" / "part-*.parquet")
     joined = run["evaluation"].predictions["test"].join(scored, on="row_id", suffix="_scored")
     assert joined.height == run["splits"].test.height
     assert np.abs(joined["score"].to_numpy() - joined["score_scored"].to_numpy()).max() <= 1e-5
     assert set(scored["model_version"].unique().to_list()) == {1}
+
+
+def test_default_scoring_uses_the_accepted_int8_variant_where_the_cpu_has_fast_int8(run, tmp_path: Path,
+                                                                                   monkeypatch) -> None:
+    from verticals.metrics import auc
+
+    scoring = pytest.importorskip("verticals.scoring")
+    int8 = run["exported"].variants["int8"]
+    source = tmp_path / "test_rows.parquet"
+    _raw_test_rows(run).drop("target").write_parquet(source)
+    monkeypatch.setenv("VERTICALS_FAST_INT8", "1")
+    with use_plugins({"reference": TemperedPlugin(rows=ROWS)}):
+        result = scoring.score("reference.mlp", source, tmp_path / "scored", device="cpu", home=run["home"],
+                               progress=False)
+    assert result["variant"] == ("int8" if int8["accepted"] else "fp32"), result["variant_reason"]
+    assert result["variant_reason"].startswith("auto: ")
+    if int8["accepted"]:  # the variant's scores move by its quantization error, its metric by at most the gate's
+        scored = pl.read_parquet(tmp_path / "scored" / "part-*.parquet")
+        joined = run["evaluation"].predictions["test"].join(scored, on="row_id", suffix="_scored") \
+            .join(run["splits"].test.select(pl.col("row_id").cast(pl.Int64), "target"), on="row_id")
+        assert np.abs(joined["score"].to_numpy() - joined["score_scored"].to_numpy()).max() <= 0.05
+        y = joined["target"].to_numpy().astype(int)
+        got = auc(y, joined["score_scored"].to_numpy())
+        assert abs(got - auc(y, joined["score"].to_numpy())) <= int8["tolerance"] + 1e-9
 
 
 def test_hooks_fire_in_order_with_their_arguments(run) -> None:

@@ -175,3 +175,34 @@ def test_a_run_killed_mid_partition_leaves_no_side_outputs_behind(model, tmp_pat
     table = _parts(out)
     assert {out / h for h in table["heatmap"]} == set(out.rglob("*.png"))
     assert not staging.exists()
+
+
+def test_summaries_and_the_input_folder_reach_the_pipeline(model, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Pipeline.summarize`` sees every part and its tables land next to them (listed in the manifest);
+    postprocess learns the scored folder (``ScoringContext.input_root``) to name files relative to it."""
+    from verticals.errors import PluginError
+    from verticals.testing.files import ShapesPipeline
+
+    roots = []
+    original = ShapesPipeline.postprocess
+
+    def postprocess(self, outputs, batch, extras):
+        roots.append(extras.input_root)
+        return original(self, outputs, batch, extras)
+
+    def summarize(self, parts, context):
+        rows = pl.concat([pl.read_parquet(p) for p in parts])
+        return {"by_label": rows.group_by("label").agg(pl.len().alias("images")).sort("label")}
+
+    monkeypatch.setattr(ShapesPipeline, "postprocess", postprocess)
+    monkeypatch.setattr(ShapesPipeline, "summarize", summarize)
+    manifest = _score(model, model["inbox"], tmp_path / "out")
+    assert set(roots) == {str(model["inbox"])}
+    assert manifest["summaries"]["by_label"]["file"] == "_by_label.parquet"
+    table = pl.read_parquet(tmp_path / "out" / "_by_label.parquet")
+    assert table["images"].sum() == manifest["rows_out"]
+    assert table.height == manifest["summaries"]["by_label"]["rows"] == 2
+    monkeypatch.setattr(ShapesPipeline, "summarize", lambda self, parts, context: {"../escape": pl.DataFrame()})
+    with pytest.raises(PluginError, match=r"summarize returned table '\.\./escape'"):
+        _score(model, model["inbox"], tmp_path / "out2")

@@ -252,3 +252,48 @@ def test_row_numbers_stand_in_for_ids_in_training_and_scoring(tmp_path, toy) -> 
     assert scores.columns[:2] == ["_row", "_source"]
     assert scores["_row"].to_list() == [i for i in range(30) if i != 4]
     assert pl.read_parquet(tmp_path / "out" / "_rejects.parquet")["_row"].to_list() == [4]
+
+
+def test_a_files_template_reads_a_folder_without_features_and_defaults_the_target(tmp_path, verticals_plugins,
+                                                                                   verticals_home) -> None:
+    """A template with ``read`` (images): ``data`` may be a folder, ``[features]`` and ``[target]`` may be
+    left out (the label column is ``label``), the template's reader is what the loader and the checks
+    call, and the dataset is of kind ``files``."""
+    from verticals.testing.files import files_schema
+
+    calls = []
+
+    def read(config):
+        calls.append(config.data)
+        files = sorted(p for p in config.data.rglob("*.png"))
+        return pl.DataFrame({"path": [str(p) for p in files], "label": [p.parent.name for p in files]})
+
+    class Images(ReferencePlugin):
+        @hookimpl
+        def register_data_templates(self, register):
+            register(DataTemplate(name="images", pipeline=_pipeline, read=read, task="multiclass", min_rows=4,
+                                  adjust_schema=lambda config, columns: list(files_schema().columns)))
+
+    folder = tmp_path / "pics"
+    for label in ("square", "disc"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            (folder / label / f"{i}.png").write_bytes(b"")
+    (tmp_path / "pics.toml").write_text('name = "pics"\ndata = "pics"\n')
+    verticals_plugins({"img": Images(rows=50)})
+    from verticals.registry import get_registry
+
+    templates = get_registry().templates
+    config = load_config(tmp_path / "pics.toml", templates)
+    assert config.target == "label" and config.features == [] and config.data == folder
+    summary = check_data(config, templates["img.images"])
+    assert summary["rows"] == 6 and summary["labels"] == {"square": 3, "disc": 3}
+    assert calls == [folder]
+    from verticals.owndata import dataset_of
+
+    dataset = dataset_of(config, templates["img.images"])
+    assert dataset.kind == "files" and dataset.loader().height == 6
+    (tmp_path / "plain.toml").write_text('name = "plain"\ndata = "pics"\n[target]\ncolumn = "target"\n'
+                                         'positive = "1"\nnegative = "0"\n')
+    with pytest.raises(UserError, match="no features"):  # a tabular template still needs features
+        load_config(tmp_path / "plain.toml", {"t": DataTemplate(name="t", pipeline=_pipeline)})

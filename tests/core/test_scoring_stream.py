@@ -177,3 +177,15 @@ def test_stream_results_can_be_awaited_from_several_threads(tmp_path, home, plug
             for t in threads:
                 t.join()
     assert sorted(got) == [p.index for p in partitions] and all(v is not None for v in got.values())
+
+
+def test_the_summary_line_says_which_variant_scored_and_why_auto_chose_it():
+    from verticals.cli.score import summary
+
+    base = {"rows_in": 10, "rows_scored": 10, "rows_rejected": 0, "pipeline": "p.q", "model_version": 2,
+            "provider": "CPUExecutionProvider", "rows_per_second": 5.0, "seconds": 2.0, "output": "/o", "parts": []}
+    auto = summary({**base, "variant": "int8",
+                    "variant_reason": "auto: int8 accepted (|Δ auc| = 0.0003 ≤ 0.005), CPU has avx512_vnni"})[0]
+    assert "(int8; auto: int8 accepted" in auto and "avx512_vnni) on CPUExecutionProvider" in auto
+    asked = summary({**base, "variant": "fp32", "variant_reason": "asked for"})[0]
+    assert "(fp32) on CPUExecutionProvider" in asked

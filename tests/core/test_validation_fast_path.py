@@ -88,3 +88,4 @@ def test_a_nan_an_infinity_or_a_value_out_of_range_makes_its_column_take_the_ful
     assert res.valid["flagged"].to_list() == [0.0, 5.0]  # infinity clipped to the finite bound, and flagged
     assert res.flags.to_list() == ["", "flagged:out_of_range"]
     assert res.valid["plain"].to_list()[0] is None  # NaN is missing (imputed in the model), as before
+

@@ -136,6 +136,10 @@ class DataTemplate:
             whole.
         splits: the ``[split]`` strategies the template accepts; ``group_time`` also reads ``gap`` (in
             the time column's unit). A template's ``parse`` may set ``config.split`` itself.
+        read: ``read(config) -> DataFrame``: a *files* template's reader. The config's ``data`` may
+            then be a folder as well as a file, ``[features]`` may be left out (the pixels are the
+            features), ``[target]`` defaults to the column ``label``, and this function reads the data
+            (and checks it, raising ``OwnDataError``) wherever the core would call :func:`read_data`.
     """
 
     name: str
@@ -151,6 +155,7 @@ class DataTemplate:
     env: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     splits: tuple[str, ...] = ("stratified", "random")
+    read: Callable[[OwnDataConfig], pl.DataFrame] | None = None
     plugin: str = ""
 
     @property
@@ -267,10 +272,13 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
             data_path = ((base or path.parent) / data_path).absolute()
     ids = _names(path, raw.get("id"), "id")
     target = raw.get("target")
+    if template.read is not None and (target is None or (isinstance(target, dict) and "column" not in target)):
+        target = {**(target or {}), "column": "label"}  # files templates: the label column is 'label'
+
     if not isinstance(target, dict) or not isinstance(target.get("column"), str):
         raise _fail(path, "'target' needs a column (and, for a yes/no outcome, its positive label)",
                     '[target]\ncolumn = "defaulted"\npositive = "yes"\nnegative = "no"')
-    extra = sorted(set(target) - {"column", "positive", "negative"})
+    extra = sorted(set(target) - {"column", "positive", "negative", *(("classes",) if template.read else ())})
     if extra:
         raise _fail(path, f"unknown key(s) {', '.join(extra)} in [target]", "use column, positive and negative")
     positive, negative = "", []
@@ -293,7 +301,7 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
         raise _fail(path, f"unknown key(s) {', '.join(extra)} in [features]", "use numeric and categorical")
     numeric = _names(path, features.get("numeric"), "features.numeric")
     categorical = _names(path, features.get("categorical"), "features.categorical")
-    if not numeric and not categorical:
+    if not numeric and not categorical and template.read is None:
         raise _fail(path, "no features", "list them under [features] numeric = [...] and categorical = [...]")
     columns = [*ids, target["column"], *numeric, *categorical]
     dupes = sorted({c for c in columns if columns.count(c) > 1})
@@ -399,10 +407,10 @@ def _loader(config: OwnDataConfig, template: DataTemplate) -> Callable[[], pl.Da
         if config.data is None:
             raise NotFoundError(f"data config {config.path} names no data file",
                                 hint="add data = \"FILE\" to it, or pass --data FILE to verticals train")
-        if not config.data.is_file():
+        if not (config.data.is_file() or (template.read is not None and config.data.is_dir())):
             raise NotFoundError(f"data file {config.data} (from data config {config.path}) does not exist",
                                 hint="fix 'data' in the config and register it again")
-        frame = read_data(config.data)
+        frame = template.read(config) if template.read is not None else read_data(config.data)
         _check_size(config, template, frame)
         return frame
 
@@ -415,6 +423,7 @@ def dataset_of(config: OwnDataConfig, template: DataTemplate) -> DatasetSpec:
     return DatasetSpec(
         name=config.name, loader=_loader(config, template), schema=schema_of(config, template),
         split=config.split, target_positive=config.positive or None,
+        kind="files" if template.read is not None else "tabular",
         description=config.description or f"own data described by {config.path.name}",
         source=f"{config.data or '(no data file)'} described by {config.path}", license="the user's own data")
 
@@ -472,10 +481,10 @@ def check_data(config: OwnDataConfig, template: DataTemplate) -> dict[str, Any]:
     if config.data is None:
         raise NotFoundError(f"data config {config.path} names no data file",
                             hint='add data = "FILE" (relative paths are relative to the config file)')
-    if not config.data.is_file():
+    if not (config.data.is_file() or (template.read is not None and config.data.is_dir())):
         raise NotFoundError(f"data file {config.data} (from data config {config.path}) does not exist",
                             hint="fix 'data' (relative paths are relative to the config file)")
-    frame = read_data(config.data)
+    frame = template.read(config) if template.read is not None else read_data(config.data)
     header = list(frame.columns)
     wanted: dict[str, str] = {**{c: "id" for c in config.ids}, config.target: "target.column",
                               **{c: "features.numeric" for c in config.numeric},

@@ -22,6 +22,7 @@ from verticals.spec import (
     OutputColumn,
     Preprocessor,
     ReportSection,
+    ScoringContext,
     ScoringParameter,
     Task,
     TrainingConfig,
@@ -146,6 +147,16 @@ class Pipeline:
         argmax and its probability; for ``regression``, the value.
         """
         return default_postprocess(self.task, outputs)
+
+    def summarize(self, parts: Sequence[Any], context: ScoringContext) -> Mapping[str, pl.DataFrame]:
+        """Tables over a whole scoring output (per study, per machine), written next to the parts.
+
+        Called once per scoring run, after every part is written and before the output moves into
+        place, with the part files (Parquet paths; empty parts left out) and the scoring context. Each
+        returned frame is written as ``_<name>.parquet`` (``name``: lowercase letters, digits and
+        underscores) and listed in ``_manifest.json`` under ``summaries``. Default: none.
+        """
+        return {}
 
     def scoring_parameters(self, extras: Mapping[str, Any]) -> Sequence[ScoringParameter]:
         """The integer parameters a scoring run of this pipeline takes (e.g. ``k``, the list length),

@@ -511,7 +511,8 @@ class ScoringContext(Mapping[str, Any]):
     """
 
     def __init__(self, extras: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None,
-                 side_dir: Any = None, part: str = "", params: Mapping[str, Any] | None = None) -> None:
+                 side_dir: Any = None, part: str = "", input_root: Any = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         self.extras: dict[str, Any] = dict(extras or {})
         self.artifacts: Mapping[str, Any] = artifacts if artifacts is not None else {}
         #: The run's scoring parameters (:meth:`Pipeline.scoring_parameters`, defaults filled in);
@@ -519,6 +520,9 @@ class ScoringContext(Mapping[str, Any]):
         self.params: dict[str, Any] = dict(params or {})
         self._side_dir = side_dir
         self.part = part
+        #: While scoring a folder of files (images): that folder, so postprocess can name each file
+        #: relative to it (the frame's path column holds full paths). ``None`` otherwise.
+        self.input_root: str | None = str(input_root) if input_root is not None else None
 
     def __getitem__(self, key: str) -> Any:
         return self.extras[key]
@@ -552,8 +556,8 @@ class ScoringContext(Mapping[str, Any]):
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name, f"{self.part}/{name}"
 
-    def with_part(self, side_dir: Any, part: str) -> ScoringContext:
-        return ScoringContext(self.extras, self.artifacts, side_dir, part, self.params)
+    def with_part(self, side_dir: Any, part: str, input_root: Any = None) -> ScoringContext:
+        return ScoringContext(self.extras, self.artifacts, side_dir, part, input_root, self.params)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,14 @@ def max_rows() -> int:
         return MAX_ROWS
 
 
+BUCKET_ROWS = 2_000_000
+"""Output rows per pass of the check: ids are hashed into ``rows / BUCKET_ROWS`` buckets checked one at a
+time, so the check's memory stays that of one bucket's hash table however large the output (one pass
+over 10M distinct ids held ~0.45 GB; each pass re-reads only the id columns)."""
+
+
 def duplicate_ids(files: Sequence[Path], ids: Sequence[str], *, rows: int | None = None,
-                  examples: int = EXAMPLES) -> dict[str, Any]:
+                  examples: int = EXAMPLES, bucket_rows: int = BUCKET_ROWS) -> dict[str, Any]:
     """Ids occurring more than once across the part ``files``.
 
     Returns ``{"checked": True, "ids", "rows", "examples"}``: ``ids`` counts distinct repeated ids,
@@ -46,8 +52,14 @@ def duplicate_ids(files: Sequence[Path], ids: Sequence[str], *, rows: int | None
     if not files or not ids:
         return {"checked": True, "ids": 0, "rows": 0, "examples": []}
     scan = pl.scan_parquet([str(f) for f in files]).select(list(ids))
-    repeated = (scan.group_by(list(ids)).agg(pl.len().alias("_n")).filter(pl.col("_n") > 1)
-                .collect(engine="streaming"))
+    buckets = max(1, -(-int(rows) // max(1, bucket_rows))) if rows else 1
+    key = pl.col(ids[0]).hash(seed=0) if len(ids) == 1 else pl.struct(list(ids)).hash(seed=0)
+    found = []
+    for b in range(buckets):  # equal ids hash alike: a repeated id is repeated within its bucket
+        part = scan if buckets == 1 else scan.filter(key % buckets == b)
+        found.append(part.group_by(list(ids)).agg(pl.len().alias("_n")).filter(pl.col("_n") > 1)
+                     .collect(engine="streaming"))
+    repeated = pl.concat(found) if len(found) > 1 else found[0]
     first = repeated.sort(list(ids), nulls_last=True).head(examples)
     return {
         "checked": True,

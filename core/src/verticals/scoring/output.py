@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from verticals.errors import FileSystemError, UserError, VerticalsError
+from verticals.errors import FileSystemError, PluginError, UserError, VerticalsError
 from verticals.fsutil import fsync_dir as _fsync_dir
 from verticals.fsutil import write_json_atomic
 from verticals.jsonutil import plain_json
@@ -365,6 +365,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
     warn = list(dict.fromkeys([*warnings, *(w for r in results for w in r.warnings)]))
     resumed = [r for r in results if r.reused]
     rows_now = totals["rows_in"] - sum(r.rows_in for r in resumed)  # throughput: this run's rows only
+    summaries = _summaries(session, staging, results)
     duplicates = _duplicates(session, staging, results)
     if duplicates is not None and duplicates.get("ids"):
         from verticals.scoring.checks import describe
@@ -393,6 +394,7 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
                    "rows_no_output": r.rows_no_output, "side_outputs": r.side,
                    "seconds": round(r.seconds, 4), "reused": r.reused} for r in results],
         "rejects_file": REJECTS,
+        "summaries": summaries,
         "stages": _stages(results),
         "session": session.describe(),
         "warnings": warn,
@@ -416,6 +418,35 @@ def _duplicates(session: ScoringSession, staging: Path, results: Sequence[PartRe
     if not ids or not results or any(c not in pq.read_schema(staging / results[0].file).names for c in ids):
         return None
     return duplicate_ids([staging / r.file for r in results if r.rows_out], ids, rows=sum(r.rows_out for r in results))
+
+
+def _summaries(session: ScoringSession, staging: Path, results: Sequence[PartResult]) -> dict[str, Any]:
+    """Write the pipeline's ``summarize`` tables as ``_<name>.parquet``; ``{name: {file, rows}}``."""
+    import polars as pl
+
+    from verticals.names import name_problem
+
+    parts = [staging / r.file for r in results if r.rows_out]
+    try:
+        tables = session.pipeline.summarize(parts, session.context) or {}
+    except VerticalsError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"pipeline {session.name}: summarize failed: {type(exc).__name__}: {exc}",
+                          hint="fix the pipeline's summarize") from exc
+    written: dict[str, Any] = {}
+    for name, frame in tables.items():
+        problem = name_problem(name)
+        if problem or not isinstance(frame, pl.DataFrame):
+            raise PluginError(f"pipeline {session.name}: summarize returned table {name!r:.60} "
+                              f"({'a name that ' + problem if problem else type(frame).__name__})",
+                              hint="return {name: polars.DataFrame} with lowercase names of letters, digits, underscores")
+        file = f"_{name}.parquet"
+        tmp = staging / f".{file}.tmp"
+        frame.write_parquet(tmp)
+        os.replace(tmp, staging / file)
+        written[name] = {"file": file, "rows": frame.height}
+    return written
 
 
 def _stages(results: Sequence[PartResult]) -> dict[str, float]:

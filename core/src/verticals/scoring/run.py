@@ -169,7 +169,8 @@ def _slice_batch(batch: Batch, start: int, stop: int) -> Batch:
 
     return Batch(ids=batch.ids.slice(start, stop - start),
                  inputs={k: v[start:stop] for k, v in batch.inputs.items()},
-                 target=None, flags=None if batch.flags is None else batch.flags.slice(start, stop - start))
+                 target=None, flags=None if batch.flags is None else batch.flags.slice(start, stop - start),
+                 aux=None if batch.aux is None else batch.aux.slice(start, stop - start))
 
 
 def _own_rejects(session: ScoringSession, partition: Partition, batch: Batch, chunk: pl.DataFrame,
@@ -558,7 +559,8 @@ def _run(session: ScoringSession, todo: deque[Partition], staging: Path, progres
         outputs = future.result()
         t_post = time.perf_counter()
         side_tmp, _ = _side_dirs(staging, item.partition)
-        context = session.context.with_part(side_tmp, item.partition.name)
+        context = session.context.with_part(side_tmp, item.partition.name,
+                                            input_root=item.partition.source if item.partition.kind == "files" else None)
         frame = _part_frame(session, item.batch, outputs, item.flags, context)
         return frame, t_post - t_wait, time.perf_counter() - t_post
 
