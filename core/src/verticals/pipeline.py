@@ -23,6 +23,7 @@ from verticals.spec import (
     Preprocessor,
     ReportSection,
     ScoringContext,
+    ScoringParameter,
     Task,
     TrainingConfig,
 )
@@ -156,6 +157,12 @@ class Pipeline:
         underscores) and listed in ``_manifest.json`` under ``summaries``. Default: none.
         """
         return {}
+
+    def scoring_parameters(self, extras: Mapping[str, Any]) -> Sequence[ScoringParameter]:
+        """The integer parameters a scoring run of this pipeline takes (e.g. ``k``, the list length),
+        with bounds for the model version whose manifest ``extras`` are given. Default: none.
+        :meth:`postprocess` reads the run's values as ``extras.params[name]``."""
+        return ()
 
     # -- reporting -----------------------------------------------------------------------------------
     def report_sections(self, context: Any) -> list[ReportSection]:

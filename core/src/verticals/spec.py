@@ -40,6 +40,7 @@ __all__ = [
     "ReportSection",
     "Schema",
     "ScoringContext",
+    "ScoringParameter",
     "SplitSpec",
     "TensorSpec",
     "TrainingConfig",
@@ -513,9 +514,13 @@ class ScoringContext(Mapping[str, Any]):
     """
 
     def __init__(self, extras: Mapping[str, Any] | None = None, artifacts: Mapping[str, Any] | None = None,
-                 side_dir: Any = None, part: str = "", input_root: Any = None) -> None:
+                 side_dir: Any = None, part: str = "", input_root: Any = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         self.extras: dict[str, Any] = dict(extras or {})
         self.artifacts: Mapping[str, Any] = artifacts if artifacts is not None else {}
+        #: The run's scoring parameters (:meth:`Pipeline.scoring_parameters`, defaults filled in);
+        #: empty while training.
+        self.params: dict[str, Any] = dict(params or {})
         self._side_dir = side_dir
         self.part = part
         #: While scoring a folder of files (images): that folder, so postprocess can name each file
@@ -555,7 +560,29 @@ class ScoringContext(Mapping[str, Any]):
         return folder / name, f"{self.part}/{name}"
 
     def with_part(self, side_dir: Any, part: str, input_root: Any = None) -> ScoringContext:
-        return ScoringContext(self.extras, self.artifacts, side_dir, part, input_root)
+        return ScoringContext(self.extras, self.artifacts, side_dir, part, input_root, self.params)
+
+
+@dataclass(frozen=True)
+class ScoringParameter:
+    """A parameter of a scoring run that a pipeline declares (``verticals score --k 20``,
+    ``--param k=20``), checked by the core before anything is scored.
+
+    Attributes:
+        name: the parameter's name (``k``).
+        description: one line for errors and help.
+        default: the value when the run does not set it.
+        minimum, maximum: the inclusive bounds (``None``: unbounded); a pipeline derives them from the
+            model version (e.g. the catalogue size).
+        maximum_reason: why ``maximum`` is the bound, for the error (``"the catalogue has 80 items"``).
+    """
+
+    name: str
+    description: str
+    default: int
+    minimum: int | None = None
+    maximum: int | None = None
+    maximum_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,12 @@ def score_command(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="ONNX Runtime intra-op threads "
                                                                           "(default: all usable cores).",
                                                 show_default=False)] = None,
+    k: Annotated[int | None, typer.Option(
+        "--k", help="Items per list, for a pipeline with a 'k' scoring parameter (recommendations); "
+                    "default: the pipeline's.", show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="A scoring parameter the pipeline declares, NAME=VALUE (repeatable).",
+        show_default=False)] = None,
     encoding: EncodingOpt = "utf-8",
     separator: SeparatorOpt = None,
     home: Annotated[Path | None, typer.Option("--home", help="Model store root (default: $VERTICALS_HOME).",
@@ -58,6 +64,7 @@ def score_command(
     from verticals.scoring import score
 
     csv = CsvOptions(encoding, separator)
+    params = scoring_params(param, k)
     name = installed_pipeline(pipeline, home)
     scoring_log = logging.getLogger("verticals.scoring")
     level = scoring_log.level
@@ -69,7 +76,7 @@ def score_command(
             manifest = score(name, input, output, model=model, device=device, batch_size=batch_size,
                              overwrite=overwrite, home=home, progress=progress and not as_json and _terminal(),
                              variant=variant,
-                             threads=threads, csv=csv)
+                             threads=threads, csv=csv, params=params)
     finally:
         scoring_log.setLevel(level)
         notes = [str(w.message) for w in caught] + list((manifest or {}).get("warnings") or [])
@@ -81,6 +88,23 @@ def score_command(
         return
     for line in summary(manifest):
         typer.echo(line)
+
+
+def scoring_params(pairs: list[str] | None, k: int | None) -> dict[str, str | int] | None:
+    """``--param NAME=VALUE`` pairs and ``--k`` as one dict (checked against the pipeline by the core)."""
+    from verticals.errors import UserError
+
+    params: dict[str, str | int] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--param {pair!r} is not NAME=VALUE", hint="write it as --param k=20")
+        params[name.strip()] = value.strip()
+    if k is not None:
+        if "k" in params and str(params["k"]) != str(k):
+            raise UserError(f"--k {k} and --param k={params['k']} disagree", hint="give k once")
+        params["k"] = k
+    return params or None
 
 
 def _terminal() -> bool:

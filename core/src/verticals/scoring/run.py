@@ -17,7 +17,7 @@ import threading
 import time
 import warnings as pywarnings
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -668,10 +668,12 @@ def _progress_bar(total: int | None) -> tuple[Any, Progress]:
 def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | int | None = None,
           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, overwrite: bool = False,
           home: Path | str | None = None, progress: bool = True, variant: str = "auto",
-          threads: int | None = None, csv: Any = None) -> dict[str, Any]:
+          threads: int | None = None, csv: Any = None, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Score ``input`` (Parquet/CSV file or folder) with ``pipeline``'s model into the folder ``output``.
 
-    ``csv`` (:class:`~verticals.data.files.CsvOptions`) sets the encoding and separator of CSV input.
+    ``csv`` (:class:`~verticals.data.files.CsvOptions`) sets the encoding and separator of CSV input;
+    ``params`` the pipeline's scoring parameters (:meth:`~verticals.pipeline.Pipeline.scoring_parameters`,
+    e.g. ``{"k": 20}``), checked before the output is touched.
 
     The output folder appears only when complete (parts, ``_rejects.parquet``, ``_manifest.json``); a
     rerun after an interruption resumes from the partitions already scored. Returns the manifest.
@@ -686,7 +688,8 @@ def score(pipeline: str, input: Path | str, output: Path | str, *, model: str | 
     output = Path(output).expanduser().absolute()
     check_output(output, overwrite=overwrite)
     partitions = plan_partitions(input, csv=csv)
-    session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads)
+    session = ScoringSession.open(pipeline, model, device, batch_size, home, variant=variant, threads=threads,
+                                  params=params)
     staging: Path | None = None
     lock = OutputLock(output, what="scoring run")
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,39 @@ def batch_rows(requested: int, signature: dict[str, Any], budget: int | None = N
     return max(1, min(requested, budget // per_row))
 
 
+def scoring_params(pipe: Pipeline, extras: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run's scoring parameters checked against the pipeline's declaration, defaults filled in."""
+    declared = {p.name: p for p in (pipe.scoring_parameters(extras) or ())}
+    given = dict(params or {})
+    name = pipe.qualified_name
+    for key in given:
+        if key not in declared:
+            takes = ", ".join(f"{p.name} ({p.description})" for p in declared.values())
+            raise UserError(f"pipeline {name} has no scoring parameter '{key}'",
+                            hint=f"its parameters: {takes}" if takes else "it takes no scoring parameters; drop it")
+    values: dict[str, Any] = {}
+    for key, spec in declared.items():
+        raw = given.get(key, spec.default)
+        try:
+            value = int(raw)
+            if isinstance(raw, float | str) and str(raw).strip() not in (str(value), f"{value}.0"):
+                raise ValueError(raw)
+        except (TypeError, ValueError):
+            raise UserError(f"scoring parameter {key}={raw!r} of pipeline {name} is not an integer",
+                            hint=f"pass a whole number: {key} is {spec.description}") from None
+        if spec.minimum is not None and value < spec.minimum:
+            raise UserError(f"scoring parameter {key}={value} of pipeline {name} is below its minimum {spec.minimum}",
+                            hint=f"pass {key} from {spec.minimum}"
+                                 + (f" to {spec.maximum}" if spec.maximum is not None else "")
+                                 + f" ({spec.description})")
+        if spec.maximum is not None and value > spec.maximum:
+            why = f" ({spec.maximum_reason})" if spec.maximum_reason else ""
+            raise UserError(f"scoring parameter {key}={value} of pipeline {name} is larger than its maximum "
+                            f"{spec.maximum}{why}", hint=f"pass {key} of at most {spec.maximum}")
+        values[key] = value
+    return values
+
+
 @dataclasses.dataclass(eq=False)
 class ScoringSession:
     """Everything needed to score partitions with one model version.
@@ -88,14 +122,17 @@ class ScoringSession:
     @classmethod
     def open(cls, pipeline: str, model: str | int | None = None, device: str = "auto",
              batch_size: int = DEFAULT_BATCH_SIZE, home: Path | str | None = None, *,
-             variant: str = "auto", threads: int | None = None) -> ScoringSession:
+             variant: str = "auto", threads: int | None = None,
+             params: Mapping[str, Any] | None = None) -> ScoringSession:
         """Load and verify ``pipeline``'s model ``model`` (version, alias, ``latest``; default: the
         ``production`` alias, else the latest) and open it on ``device`` (``auto``, ``cpu``, ``cuda``).
 
         Raises:
             NotFoundError: unknown pipeline, version or alias.
             ModelIntegrityError: a model file does not match the sha256 in its manifest.
-            UserError: a bad option (batch size, variant, device).
+            UserError: a bad option (batch size, variant, device), or a scoring parameter the pipeline
+                does not declare or whose value is out of its bounds (``params``, see
+                :meth:`~verticals.pipeline.Pipeline.scoring_parameters`).
         """
         from verticals import artifacts as named
         from verticals.registry import get_registry
@@ -110,10 +147,12 @@ class ScoringSession:
         pipe = registry.pipeline(pipeline)
         name = pipe.qualified_name
         args = {"pipeline": pipeline, "model": model, "device": device, "batch_size": batch_size,
-                "home": str(home) if home is not None else None, "variant": variant, "threads": threads}
+                "home": str(home) if home is not None else None, "variant": variant, "threads": threads,
+                "params": dict(params) if params else None}
         version = ModelStore(home).load(name, model)
         manifest = version.info
         schema = _input_schema(manifest, registry, pipe)
+        values = scoring_params(pipe, manifest.extras, params)
         preprocessor = _preprocessor(pipe, registry, manifest, schema)
         target = resolve_device(device)
         chosen, model_file, why = _pick_variant(version, variant, target)
@@ -142,7 +181,8 @@ class ScoringSession:
         dataset_target = registry.dataset_of(pipe).schema.target
         return cls(pipeline=pipe, version=version, schema=schema, preprocessor=preprocessor,
                    vocabularies=dict(preprocessor.vocabularies() or {}), extras=dict(manifest.extras),
-                   context=ScoringContext(manifest.extras, named.load(version.path, manifest.named_artifacts)),
+                   context=ScoringContext(manifest.extras, named.load(version.path, manifest.named_artifacts),
+                                          params=values),
                    variant=chosen, model_file=model_file, runtime=runtime, batch_size=batch_size,
                    output_names=outputs or [o.name for o in runtime.session.get_outputs()], open_args=args,
                    target=dataset_target.name if dataset_target is not None else None, variant_reason=why)

@@ -1,0 +1,1 @@
+"""verticals-retail: next-item recommendations from interaction logs, top-k inside the ONNX graph."""
