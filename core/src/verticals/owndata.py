@@ -101,6 +101,9 @@ class OwnDataConfig:
     sha256: str = ""
     #: The file's text as read (its sha256 is ``sha256``).
     raw_text: str = field(default="", repr=False)
+    #: The folder the config's relative paths are relative to (its own folder, or the registered
+    #: original's for a stored copy): templates resolve their own file paths against it.
+    base: Path | None = None
 
     @property
     def features(self) -> list[str]:
@@ -125,7 +128,8 @@ class DataTemplate:
             ``config.references`` so they are checked against the data file.
         adjust_schema: ``adjust_schema(config, columns) -> columns``: change the core's schema (add
             monotonic constraints, attribute columns, ...).
-        task: the pipeline's task; ``binary`` configs need ``target.positive`` and ``target.negative``.
+        task: the pipeline's task; ``binary`` configs need ``target.positive`` and ``target.negative``;
+            ``ranking`` configs have no ``[target]`` (the next interaction is what is learned).
         min_rows: the smallest data file (rows) the template trains on; smaller files are refused.
         min_per_class: the fewest rows of each target label it trains on.
         example: path of a complete example config, shown in errors.
@@ -272,7 +276,12 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
             data_path = ((base or path.parent) / data_path).absolute()
     ids = _names(path, raw.get("id"), "id")
     target = raw.get("target")
-    if template.read is not None and (target is None or (isinstance(target, dict) and "column" not in target)):
+    if template.task == "ranking":  # interactions: what comes next is the target, no column holds it
+        if target is not None:
+            raise _fail(path, f"[target] does not apply to template {template.qualified_name} (a ranking: the "
+                              "next interaction is what is learned)", "remove [target]")
+        target = {"column": ""}
+    elif template.read is not None and (target is None or (isinstance(target, dict) and "column" not in target)):
         target = {**(target or {}), "column": "label"}  # files templates: the label column is 'label'
 
     if not isinstance(target, dict) or not isinstance(target.get("column"), str):
@@ -301,9 +310,9 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
         raise _fail(path, f"unknown key(s) {', '.join(extra)} in [features]", "use numeric and categorical")
     numeric = _names(path, features.get("numeric"), "features.numeric")
     categorical = _names(path, features.get("categorical"), "features.categorical")
-    if not numeric and not categorical and template.read is None:
+    if not numeric and not categorical and template.read is None and template.task != "ranking":
         raise _fail(path, "no features", "list them under [features] numeric = [...] and categorical = [...]")
-    columns = [*ids, target["column"], *numeric, *categorical]
+    columns = [*ids, *([target["column"]] if target["column"] else []), *numeric, *categorical]
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise _fail(path, f"column(s) {', '.join(dupes)} listed more than once", "list each column once")
@@ -353,7 +362,7 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
         path=path, name=name, template=template.qualified_name, data=data_path, ids=ids,
         target=target["column"], positive=positive, negative=negative, numeric=numeric, categorical=categorical,
         rules=rules, split=split, values=dict(values), description=str(raw.get("description", "")), raw=raw,
-        sha256=hashlib.sha256(blob).hexdigest(), raw_text=blob.decode("utf-8"))
+        sha256=hashlib.sha256(blob).hexdigest(), raw_text=blob.decode("utf-8"), base=base or path.parent)
     if template.parse is not None:
         config.options = dict(template.parse(config) or {})
     return config
@@ -367,8 +376,9 @@ def schema_of(config: OwnDataConfig, template: DataTemplate | None = None) -> Sc
     normalize = config.values.get("categories", "casefold")
     cols = [Column(name, "string", "id") for name in config.ids]
     labels = (*config.negative, config.positive) if config.positive else None
-    cols.append(Column(config.target, "category", "target", categories=labels,
-                       description=f"'{config.positive}' is the event predicted" if config.positive else ""))
+    if config.target:  # a ranking template has none
+        cols.append(Column(config.target, "category", "target", categories=labels,
+                           description=f"'{config.positive}' is the event predicted" if config.positive else ""))
     for name in config.numeric:
         rule = {"on_missing": "flag", "range_margin": margin, **config.rules.get(name, {})}
         if "min" in rule or "max" in rule:
@@ -423,7 +433,7 @@ def dataset_of(config: OwnDataConfig, template: DataTemplate) -> DatasetSpec:
     return DatasetSpec(
         name=config.name, loader=_loader(config, template), schema=schema_of(config, template),
         split=config.split, target_positive=config.positive or None,
-        kind="files" if template.read is not None else "tabular",
+        kind="files" if template.read is not None and template.task != "ranking" else "tabular",
         description=config.description or f"own data described by {config.path.name}",
         source=f"{config.data or '(no data file)'} described by {config.path}", license="the user's own data")
 
@@ -438,7 +448,7 @@ def _check_size(config: OwnDataConfig, template: DataTemplate, frame: pl.DataFra
         raise OwnDataError(f"{where} has {frame.height} rows; template {template.qualified_name} needs at least "
                            f"{template.min_rows} to train a model worth reading",
                            hint="collect more rows (a model on fewer would be noise, not a risk estimate)")
-    if config.target not in frame.columns:
+    if not config.target or config.target not in frame.columns:
         return {}
     target = frame.get_column(config.target).cast(pl.String).str.strip_chars()
     counts = {label(k) if k is not None else None: n for k, n in target.value_counts().rows()}
@@ -486,7 +496,7 @@ def check_data(config: OwnDataConfig, template: DataTemplate) -> dict[str, Any]:
                             hint="fix 'data' (relative paths are relative to the config file)")
     frame = template.read(config) if template.read is not None else read_data(config.data)
     header = list(frame.columns)
-    wanted: dict[str, str] = {**{c: "id" for c in config.ids}, config.target: "target.column",
+    wanted: dict[str, str] = {**{c: "id" for c in config.ids}, **({config.target: "target.column"} if config.target else {}),
                               **{c: "features.numeric" for c in config.numeric},
                               **{c: "features.categorical" for c in config.categorical}, **config.references}
     for column, key in wanted.items():

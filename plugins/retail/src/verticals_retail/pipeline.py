@@ -65,6 +65,8 @@ class RecommendationPipeline(Pipeline):
     top_k: ClassVar[int] = TOP_K
     ease_lambdas: ClassVar[tuple[float, ...]] = EASE_LAMBDAS
     knn_neighbours: ClassVar[int] = 100
+    #: An own-data config's item table (``data``, ``id``, ``title``), for titles in the report.
+    items_table: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **overrides: Any) -> None:
         for key, value in overrides.items():
@@ -197,8 +199,9 @@ def _ragged(values: pl.Series, keep: np.ndarray, dtype: Any) -> pl.Series:
     full = values.cast(dtype).reshape((rows, k)).cast(pl.List(dtype))
     if bool(np.all(keep)):
         return full
-    lengths = keep.sum(axis=1)  # kept entries are a prefix: masked scores sort last
-    return full.list.head(pl.Series(lengths, dtype=pl.Int64))
+    lengths = pl.Series("n", keep.sum(axis=1), dtype=pl.Int64)  # kept entries are a prefix: masked sort last
+    return pl.DataFrame([full.alias("v"), lengths]).select(pl.col("v").list.head(pl.col("n"))).to_series() \
+        .alias(values.name)
 
 
 def _index_matrix(column: pl.Series) -> np.ndarray:

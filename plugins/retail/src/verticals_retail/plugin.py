@@ -16,7 +16,8 @@ from typing import Any
 from verticals import ModelSpec, hookimpl
 from verticals.spec import DatasetSpec, SplitSpec
 
-__all__ = ["VERTICALS_REQUIRES", "RetailPlugin", "register_datasets", "register_models", "register_pipelines"]
+__all__ = ["VERTICALS_REQUIRES", "RetailPlugin", "register_data_templates", "register_datasets", "register_models",
+           "register_pipelines"]
 
 #: The core versions this plugin supports (kept in step with the ``verticals`` dependency in
 #: pyproject.toml); verticals refuses the plugin at discovery under any other core.
@@ -92,6 +93,14 @@ class RetailPlugin:
 
 
 _DEFAULT = RetailPlugin()
+
+
+@hookimpl
+def register_data_templates(register: Callable[..., None]) -> None:
+    """``retail.interactions``: a user's own interaction log (``verticals data register``)."""
+    from verticals_retail.owndata import interactions_template
+
+    register(interactions_template())
 
 
 @hookimpl

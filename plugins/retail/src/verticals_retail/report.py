@@ -44,7 +44,15 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def _titles(pipe: Any) -> dict[str, str]:
-    """Item id → title for MovieLens; empty (ids are shown) for other data."""
+    """Item id → title for MovieLens or from an own-data config's item table; empty (ids are shown)
+    otherwise."""
+    if getattr(pipe, "items_table", None):
+        from verticals_retail.owndata import item_titles
+
+        try:
+            return item_titles(pipe)
+        except Exception:  # a report never fails for want of titles
+            return {}
     if getattr(pipe, "dataset", "") != "movielens":
         return {}
     try:
