@@ -107,3 +107,22 @@ def test_a_rating_that_is_not_a_number_is_named(shop):
                         .otherwise(pl.col("stars").cast(pl.String)).alias("stars")).write_csv(folder / "orders.csv")
     with pytest.raises(OwnDataError, match="rating column 'stars' holds 'five', not a number"):
         register_config(_write(folder, CONFIG))
+
+
+def test_a_users_file_after_training_never_gets_an_item_from_the_users_whole_log(shop):
+    """The known histories are the whole log, held-out (validation and test) items included."""
+    from verticals.engine import train
+    from verticals.scoring import score
+
+    folder, orders = shop
+    register_config(_write(folder, CONFIG))
+    positives = orders.filter(pl.col("stars") >= 4).with_columns(pl.col("customer_id").cast(pl.String))
+    with use_plugins({"retail": plugin}):
+        train("retail.my_shop", epochs=1, progress=False, variants=())
+        users = positives.select(pl.col("customer_id").unique().sort().alias("user"))
+        users.write_csv(folder / "users.csv")
+        manifest = score("retail.my_shop", folder / "users.csv", folder / "out", progress=False, params={"k": 60})
+    out = pl.read_parquet(sorted((folder / "out").glob("part-*.parquet")))
+    assert manifest["rows_in"] == out.height == users.height
+    logs = dict(positives.group_by("customer_id").agg("sku").iter_rows())
+    assert all(items and not set(logs[user]) & set(items) for user, items in out.select("user", "items").iter_rows())

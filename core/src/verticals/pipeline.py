@@ -117,7 +117,9 @@ class Pipeline:
         """Fit what comes after the network (calibration, reference distributions, baselines).
 
         Called once after training with a :class:`verticals.training.TrainContext`; the returned JSON
-        is stored in the manifest under ``extras`` and handed back to :meth:`postprocess`.
+        is stored in the manifest under ``extras`` and handed back to :meth:`postprocess`. It may also
+        complete ``context.preprocessor``'s scoring-time state (a recommender's known histories with
+        the held-out rows): the model version stores the preprocessor's state as it is afterwards.
         """
         return {}
 

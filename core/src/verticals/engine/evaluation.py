@@ -136,6 +136,9 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
             raise PluginError(f"pipeline '{pipe.qualified_name}' fit_extras returned {type(raw_extras).__name__}",
                               hint="return a dict of JSON values")
         raw_extras = _json_ready(dict(raw_extras), "fit_extras result", pipe.qualified_name)
+        # fit_extras may complete the preprocessor's scoring-time state (e.g. a recommender's known
+        # histories, held-out rows included): the version stores the state as it is now.
+        fitted.preprocessor_state = _json_ready(pre.state(), "preprocessor state", pipe.qualified_name)
         baselines = dict(raw_extras.pop("baseline_metrics", None) or {})
         extras = raw_extras
         context.extras = dict(extras)

@@ -110,7 +110,12 @@ class RecommendationPipeline(Pipeline):
         """The baselines on the same split and masking: popularity, item-kNN, EASE (λ on validation)."""
         from verticals_retail.evaluation import fit_baselines
 
-        return fit_baselines(self, context)
+        extras = fit_baselines(self, context)
+        # The model version's known histories are the whole log, held-out items included: scoring a
+        # users file must never recommend what a user already has (the core saves the state after this).
+        for split in ("valid", "test"):
+            context.preprocessor.remember(getattr(context.splits, split))
+        return extras
 
     def artifacts(self, context: Any) -> Mapping[str, Any]:
         """``catalogue``: item id and training popularity per model index (row ``i`` = index ``i``)."""

@@ -77,6 +77,24 @@ class HistoryPreprocessor(Preprocessor):
                      .group_by("u", maintain_order=True).agg(pl.col("c")))
         self.known = dict(zip(histories.get_column("u").to_list(), histories.get_column("c").to_list(), strict=True))
 
+    def remember(self, frame: pl.DataFrame) -> None:
+        """Add ``frame``'s interactions (not its context rows) to the histories the model knows, after
+        the ones already known: after training, a users file's history is the user's whole log, held-out
+        items included (they are seen items too). Items outside the catalogue are skipped."""
+        import polars as pl
+
+        self._require_fitted("remember")
+        rows = frame.filter(~pl.col(CONTEXT).fill_null(False)) if CONTEXT in frame.columns else frame
+        rows = rows.filter(pl.col(self.item).is_not_null()).sort([self.user, self.time], maintain_order=True)
+        users = rows.get_column(self.user).cast(pl.String).to_list()
+        for user, item in zip(users, rows.get_column(self.item).cast(pl.String).to_list(), strict=True):
+            code = self._index.get(item)
+            if code is None:
+                continue
+            history = self.known.setdefault(user, [])
+            if code not in history:
+                history.append(code)
+
     def _set(self, items: Sequence[str], counts: Sequence[int]) -> None:
         self.items = [str(i) for i in items]
         self.counts = [int(c) for c in counts]
