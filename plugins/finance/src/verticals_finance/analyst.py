@@ -225,7 +225,7 @@ def _fair_lending(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd:
     test = context.splits.test
     opted = [n for n in pipeline.protected_features if n in declared]
     excluded = [n for n in declared if n not in opted]
-    parts = [f"<p>Protected attributes declared in the config: <b>{_esc(', '.join(declared))}</b>. "
+    parts = [f"<p>Protected attributes declared for this pipeline: <b>{_esc(', '.join(declared))}</b>. "
              f"Excluded from the model's features: {_esc(', '.join(excluded) or 'none')}."]
     if opted:
         parts.append(f" <b>Used as model features at the config's explicit request "
