@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from verticals.errors import ModelIntegrityError, PluginError
+from verticals.errors import PluginError
 from verticals.hookspecs import hookimpl
 from verticals.pipeline import Pipeline
 from verticals.spec import (
@@ -446,28 +446,11 @@ class RankingPipeline(Pipeline):
         Before the model version exists (validation while training) there is no catalogue yet: ``items``
         is then null and metrics use ``_index``. A registered version without its catalogue is an error.
         """
-        import numpy as np
-        import polars as pl
+        from verticals.postprocess import top_k_lists
 
-        index = np.asarray(outputs["items"], dtype=np.int64)
-        scores = np.asarray(outputs["scores"], dtype=np.float64)
-        rows, k = index.shape if index.ndim == 2 else (len(batch), 0)
-        catalogue = getattr(extras, "artifacts", {}).get("catalogue")
-        if catalogue is None:
-            if "catalogue_items" in extras:
-                raise ModelIntegrityError(
-                    f"pipeline {self.qualified_name}: the model version has no 'catalogue' artifact to map "
-                    "item indices to ids", hint="retrain the model; its version folder is incomplete")
-            items = pl.Series("items", [None] * rows, dtype=pl.List(pl.String))
-        else:
-            names = catalogue.get_column("item")
-            if index.size and (index.min() < 0 or index.max() >= names.len()):
-                raise ModelIntegrityError(
-                    f"pipeline {self.qualified_name}: the model recommends item index {int(index.max())} but the "
-                    f"catalogue has {names.len()} items", hint="retrain the model; its files do not belong together")
-            items = _lists(names.gather(pl.Series(index.reshape(-1))), rows, k, pl.String).alias("items")
-        return pl.DataFrame([items, _lists(pl.Series(scores.reshape(-1)), rows, k, pl.Float64).alias("scores"),
-                             _lists(pl.Series(index.reshape(-1)), rows, k, pl.Int64).alias("_index")])
+        return top_k_lists(self.qualified_name, outputs["items"], outputs["scores"],
+                           getattr(extras, "artifacts", {}).get("catalogue"), "catalogue_items" in extras,
+                           rows=0 if batch is None else len(batch))
 
     def report_sections(self, context: Any) -> list[ReportSection]:
         """Catalogue coverage and popularity of the recommended items on the test split."""
@@ -495,15 +478,6 @@ class RankingPipeline(Pipeline):
             "<p>Coverage: share of the catalogue recommended to at least one user. Popularity: mean training "
             "share of interactions of a recommended item (higher means more popular items).</p>"
             f"<table><tr><th>recommender</th><th>coverage@{TOP_K}</th><th>mean popularity</th></tr>{body}</table>")]
-
-
-def _lists(values: pl.Series, rows: int, k: int, dtype: Any) -> pl.Series:
-    """A flat series of ``rows * k`` values as ``rows`` lists of ``k``."""
-    import polars as pl
-
-    if rows == 0 or k == 0:
-        return pl.Series(values.name, [[] for _ in range(rows)], dtype=pl.List(dtype))
-    return values.cast(dtype).reshape((rows, k)).cast(pl.List(dtype))
 
 
 def _index_matrix(column: pl.Series) -> np.ndarray:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from verticals.errors import ModelIntegrityError
 from verticals.pipeline import Pipeline
 from verticals.spec import (
     Batch,
@@ -144,32 +143,16 @@ class RecommendationPipeline(Pipeline):
         While training there is no catalogue yet: ``items`` is null and metrics use ``_index``.
         """
         import numpy as np
-        import polars as pl
+        from verticals.postprocess import top_k_lists
 
         index = np.asarray(outputs["items"], dtype=np.int64)
         scores = np.asarray(outputs["scores"], dtype=np.float64)
-        rows = len(batch)
         params = getattr(extras, "params", {}) or {}
         if "k" in params:
             index, scores = index[:, : int(params["k"])], scores[:, : int(params["k"])]
         valid = scores > MASKED / 2  # a seen item fills a slot only when the catalogue runs out
-        catalogue = getattr(extras, "artifacts", {}).get("catalogue")
-        if catalogue is None:
-            if "catalogue_items" in extras:
-                raise ModelIntegrityError(
-                    f"pipeline {self.qualified_name}: the model version has no 'catalogue' artifact to map "
-                    "item indices to ids", hint="retrain the model; its version folder is incomplete")
-            items = pl.Series("items", [None] * rows, dtype=pl.List(pl.String))
-        else:
-            names = catalogue.get_column("item")
-            if index.size and (index.min() < 0 or index.max() >= names.len()):
-                raise ModelIntegrityError(
-                    f"pipeline {self.qualified_name}: the model recommends item index {int(index.max())} but the "
-                    f"catalogue has {names.len()} items", hint="retrain the model; its files do not belong together")
-            flat = names.gather(pl.Series(index.reshape(-1)))
-            items = _ragged(flat, valid, pl.String).alias("items")
-        return pl.DataFrame([items, _ragged(pl.Series(scores.reshape(-1)), valid, pl.Float64).alias("scores"),
-                             _ragged(pl.Series(index.reshape(-1)), np.ones_like(valid), pl.Int64).alias("_index")])
+        return top_k_lists(self.qualified_name, index, scores, getattr(extras, "artifacts", {}).get("catalogue"),
+                           "catalogue_items" in extras, rows=len(batch), keep=valid)
 
     # -- reporting -----------------------------------------------------------------------------------
     def report_sections(self, context: Any) -> list[ReportSection]:
@@ -190,23 +173,6 @@ class _Tracked(HistoryPreprocessor):
 
         super()._set(items, counts)
         self._pipeline._counts = np.asarray(self.counts, dtype=np.float64)
-
-
-def _ragged(values: pl.Series, keep: np.ndarray, dtype: Any) -> pl.Series:
-    """A flat series of ``rows * k`` values as ``rows`` lists, keeping the entries where ``keep``."""
-    import numpy as np
-    import polars as pl
-
-    rows = keep.shape[0]
-    k = keep.shape[1] if keep.ndim == 2 else 0
-    if rows == 0 or k == 0:
-        return pl.Series(values.name, [[] for _ in range(rows)], dtype=pl.List(dtype))
-    full = values.cast(dtype).reshape((rows, k)).cast(pl.List(dtype))
-    if bool(np.all(keep)):
-        return full
-    lengths = pl.Series("n", keep.sum(axis=1), dtype=pl.Int64)  # kept entries are a prefix: masked sort last
-    return pl.DataFrame([full.alias("v"), lengths]).select(pl.col("v").list.head(pl.col("n"))).to_series() \
-        .alias(values.name)
 
 
 def _index_matrix(column: pl.Series) -> np.ndarray:
