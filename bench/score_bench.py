@@ -4,7 +4,8 @@ and the I/O floor, in one process, on the same model and data (see bench/README.
 Modes:
     cpu     throughput ratios on the CPU (reference MLP 64 → 256 → 256 → 1, and finance.credit_risk if
             its plugin is installed and trainable)
-    memory  peak RSS of ``verticals score`` at several input sizes, each in a fresh subprocess
+    memory  peak RSS of ``verticals score`` at several input sizes, each in a fresh subprocess; ``--shape``
+            files|ranking|windows for the image, user and window reference pipelines
     gpu     on a CUDA machine: end-to-end rows/s against the pinned host→device copy limit, the CUDA
             runner's lanes, compute-only and plain ``session.run``, and CUDA-vs-CPU parity
 
@@ -435,29 +436,50 @@ def mode_e2e(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def mode_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS of ``score`` per input size, each size in a fresh process (``_memchild``): the tabular
+    reference MLP, or (``--shape``) the files, ranking or windows reference pipeline (bench/memory_shapes.py)."""
     out = Path(args.out)
-    home = out / "home"
-    build_model(home)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    results: dict[str, Any] = {"mode": "memory", "env": environment(), "batch_size": args.batch_size, "runs": []}
+    if args.shape == "tabular":
+        home = out / "home"
+        build_model(home)
+        sizes = [int(s) for s in (args.sizes or "1000000,10000000").split(",")]
+        inputs = {rows: data_file(out, rows) for rows in sizes}
+        unit, pipeline = "rows", PIPELINE
+    else:
+        from memory_shapes import SHAPES, train
+
+        shape = SHAPES[args.shape]
+        home = out / f"home-{shape.name}"
+        version = train(shape, out, home)
+        sizes = [int(s) for s in (args.sizes or shape.sizes).split(",")]
+        inputs = {n: shape.make_input(out, n, version) for n in sizes}
+        unit, pipeline = shape.unit, shape.pipeline
+    results: dict[str, Any] = {"mode": "memory", "shape": args.shape, "pipeline": pipeline, "unit": unit,
+                               "env": environment(), "batch_size": args.batch_size, "runs": []}
     for rows in sizes:
-        path = data_file(out, rows)
         for rep in range(args.memory_repeat):
-            cmd = [sys.executable, str(Path(__file__).resolve()), "_memchild", "--out", str(out), "--input", str(path),
-                   "--batch-size", str(args.batch_size)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise SystemExit(proc.stderr[-3000:])
-            run = json.loads(proc.stdout.strip().splitlines()[-1])
-            run.update(rows=rows, rep=rep, file_mb=round(path.stat().st_size / 1e6))
-            log(f"  {rows:,} rows: peak RSS {run['peak_rss_mb']:.0f} MB (after open {run['rss_after_open_mb']:.0f} MB), "
-                f"{run['rows_per_second']:,.0f} rows/s, torch imported: {run['torch_imported']}")
+            run = memory_run(out, home, inputs[rows], args.shape, args.batch_size) | {"rows": rows, "rep": rep}
             results["runs"].append(run)
+            log(f"  {rows:,} {unit}: peak RSS {run['peak_rss_mb']:.0f} MB (after open {run['rss_after_open_mb']:.0f} "
+                f"MB), {run['rows_per_second']:,.0f} rows/s, {run['rows_out']:,} output rows, "
+                f"torch imported: {run['torch_imported']}")
     peaks = {rows: min(r["peak_rss_mb"] for r in results["runs"] if r["rows"] == rows) for rows in sizes}
     results["peak_rss_mb"] = peaks
     if len(sizes) >= 2:
         results["growth largest/smallest"] = peaks[sizes[-1]] / peaks[sizes[0]]
     return results
+
+
+def memory_run(out: Path, home: Path, path: Path, shape: str, batch_size: int) -> dict[str, Any]:
+    """Score ``path`` once in a fresh process; its peak RSS (``VmHWM``) and the run's figures."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_memchild", "--out", str(out), "--input", str(path),
+           "--batch-size", str(batch_size), "--shape", shape, "--home", str(home)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    size = path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return run | {"input_mb": round(size / 1e6)}
 
 
 def _hwm_mb() -> float:
@@ -471,20 +493,30 @@ def _hwm_mb() -> float:
 
 
 def mode_memchild(args: argparse.Namespace) -> None:
-    """One scoring run in a fresh process (no torch): peak RSS from getrusage."""
+    """One scoring run in a fresh process (no torch): peak RSS from ``VmHWM``."""
     from verticals.scoring import score
     from verticals.scoring.session import ScoringSession
     from verticals.testing import use_plugins
 
     out = Path(args.out)
-    with use_plugins({"reference": reference_plugin()}):
-        ScoringSession.open(PIPELINE, None, "cpu", args.batch_size, out / "home").close()
+    home = Path(args.home) if args.home else out / "home"
+    if args.shape == "tabular":
+        plugins, pipeline = {"reference": reference_plugin()}, PIPELINE
+    else:
+        from memory_shapes import SHAPES
+
+        shape = SHAPES[args.shape]
+        plugins, pipeline = dict([shape.plugin(out)]), shape.pipeline
+    with use_plugins(plugins):
+        ScoringSession.open(pipeline, None, "cpu", args.batch_size, home).close()
         after_open = _hwm_mb()
-        manifest = score(PIPELINE, Path(args.input), out / "mem_scores", device="cpu", batch_size=args.batch_size,
-                         overwrite=True, home=out / "home", progress=False)
+        manifest = score(pipeline, Path(args.input), out / f"mem_scores-{args.shape}", device="cpu",
+                         batch_size=args.batch_size, overwrite=True, home=home, progress=False)
     peak = _hwm_mb()
     print(json.dumps({"peak_rss_mb": peak, "rss_after_open_mb": after_open, "rows_per_second": manifest["rows_per_second"],
-                      "seconds": manifest["seconds"], "torch_imported": "torch" in sys.modules}))
+                      "seconds": manifest["seconds"], "rows_in": manifest["rows_in"], "rows_out": manifest["rows_out"],
+                      "rows_rejected": manifest["rows_rejected"], "stages": manifest["stages"],
+                      "torch_imported": "torch" in sys.modules}))
 
 
 def mode_gpu(args: argparse.Namespace) -> dict[str, Any]:
@@ -641,7 +673,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=65536)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--sizes", default=None, help="memory mode: input sizes (rows; images for --shape files); "
+                                                   "default 1M,10M rows (files: 2k,20k images)")
+    ap.add_argument("--shape", default="tabular", choices=["tabular", "files", "ranking", "windows"],
+                    help="memory mode: which reference pipeline scores (bench/memory_shapes.py)")
+    ap.add_argument("--home", help="_memchild: the model store")
     ap.add_argument("--memory-repeat", type=int, default=1)
     ap.add_argument("--e2e", default="1:pyarrow,4:pyarrow,8:pyarrow,4:polars,8:polars",
                     help="gpu mode: end-to-end configurations, readers:parquet-reader")

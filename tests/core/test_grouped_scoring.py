@@ -279,3 +279,46 @@ def test_conformance_kit_takes_a_grouping_pipeline_through(tmp_path):
         report = check_pipeline("shapes.lag", home=tmp_path, epochs=1, sample_rows=100)
     assert "layout-independent scoring" in report.checks and "deterministic scoring" in report.checks
     assert report.rows_in == report.rows_scored + report.rows_rejected > 0
+
+
+def test_input_above_the_bucket_size_is_grouped_in_hash_buckets_with_the_same_output(trained, tmp_path,
+                                                                                     monkeypatch):
+    """Above ``BUCKET_ROWS`` input rows the core sorts the input one hash bucket of groups at a time
+    (bounded memory): the scores, the accounting, the rejects (file and row) and the side outputs are
+    those of the one-sort path, from a folder holding a Parquet file in many row groups and a CSV file."""
+    from verticals.scoring import grouping
+
+    home, _ = trained
+    bad = pl.when((pl.col("machine") == "m03") & (pl.col("t") == 7)).then(BAD).otherwise(pl.col("x")).alias("x")
+    first = readings(9, 20, seed=3).with_columns(bad).sort("t", "machine")
+    second = readings(4, 12, seed=4).with_columns(pl.col("machine").str.replace("m", "n")).sort("t", "machine")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first.write_parquet(folder / "a.parquet", row_group_size=7)
+    second.write_csv(folder / "b.csv")
+
+    def run(name: str) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+        with use_plugins({"shapes": LagPlugin()}):
+            manifest = score("shapes.lag", folder, tmp_path / name, home=home, progress=False)
+        parts = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / name).glob("part-*.parquet"))])
+        notes = [(tmp_path / name / rel).read_text() for rel in parts["note"]]
+        return (parts.with_columns(pl.Series("note", notes)).sort("machine", "t"),
+                pl.read_parquet(tmp_path / name / "_rejects.parquet"), manifest)
+
+    one, one_rejects, m1 = run("one-sort")
+    cut = []
+    original = grouping._bucket_files
+    monkeypatch.setattr(grouping, "_bucket_files", lambda *a, **k: cut.append(a[4]) or original(*a, **k))
+    monkeypatch.setattr(grouping, "BUCKET_ROWS", 40)
+    monkeypatch.setattr(grouping, "ROWS_PER_PART", 30)
+    bucketed, bucketed_rejects, m2 = run("bucketed")
+    assert cut == [-(-(first.height + second.height) // 40)]  # the bucketed path ran, in 6 buckets
+    assert m2["rows_in"] == first.height + second.height == m2["rows_scored"] + m2["rows_rejected"]
+    assert len(m2["parts"]) > len(m1["parts"])  # cut into more, smaller partitions
+    for key in ("rows_in", "rows_scored", "rows_rejected", "rows_out", "rows_no_output", "no_output_reasons"):
+        assert m1[key] == m2[key], key
+    assert bucketed.drop("model_version").equals(one.drop("model_version"))
+    assert bucketed_rejects.equals(one_rejects) and bucketed_rejects.height == 1
+    assert bucketed_rejects["_source"][0].endswith("a.parquet")
+    assert bucketed_rejects["_row"][0] == first.with_row_index().filter(pl.col("x") == BAD)["index"][0]
+    assert not list(tmp_path.glob(".bucketed*")) and not list(tmp_path.rglob(".bucket-*"))

@@ -5,8 +5,10 @@ group, in ``order_by`` order, in one piece. Real input is rarely laid out that w
 sorted by time, with users or machines interleaved over the whole file. So before scoring, the core
 rewrites the input rows into one Parquet file in the staging folder:
 
-* sorted by ``(group, order, source row)`` with polars' streaming engine, which spills to disk, so
-  memory stays bounded by the engine's chunks, not by the input;
+* sorted by ``(group, order, source row)``; an input of more than :data:`BUCKET_ROWS` rows is first
+  cut into hash buckets of the group (one streaming pass, each bucket a file in the staging folder), and
+  the buckets are sorted one at a time, so memory is that of sorting one bucket, not the whole input
+  (polars' sort holds its whole input: 2.2 GB for 10M interactions, against 0.4 GB for 1M);
 * cut into row groups on group boundaries (about :data:`ROWS_PER_PART` rows each; a larger group gets a
   row group of its own), so every partition holds whole groups and partitions can be scored in any
   order, on any worker;
@@ -14,7 +16,9 @@ rewrites the input rows into one Parquet file in the staging folder:
   the user's file and row, not the staging copy.
 
 The same rows give the same grouped file whatever their order and row groups in the input, so a file
-scored in one row group and the same rows in fifty give identical output. The grouped file lives in the
+scored in one row group and the same rows in fifty give identical output. Groups follow each other in
+group order up to :data:`BUCKET_ROWS` input rows; above it, in group order within each bucket, bucket
+after bucket (every group is still whole and in ``order_by`` order). The grouped file lives in the
 staging folder's state and is reused by a resumed run; it is deleted when the run finishes.
 """
 
@@ -35,9 +39,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from verticals.scoring.session import ScoringSession
     from verticals.spec import Schema
 
-__all__ = ["ROWS_PER_PART", "SOURCE", "SOURCE_ROW", "grouped_partitions", "needs_grouping"]
+__all__ = ["BUCKET_ROWS", "ROWS_PER_PART", "SOURCE", "SOURCE_ROW", "grouped_partitions", "needs_grouping"]
 
 ROWS_PER_PART = 131_072
+BUCKET_ROWS = 250_000
+"""Input rows sorted at once: a larger input is sorted in ``ceil(rows / BUCKET_ROWS)`` hash buckets of its
+groups (at most :data:`MAX_BUCKETS`), one after the other."""
+MAX_BUCKETS = 256  # bucket files open at once while the input is cut
 SOURCE = "__source"
 SOURCE_ROW = "__source_row"
 GROUPED = "grouped.parquet"
@@ -108,12 +116,14 @@ def _stage_csv(partition: Partition, schema: Schema, target: Path) -> Path | Non
     return target
 
 
-def _scan(partitions: Sequence[Partition], schema: Schema, work: Path) -> pl.LazyFrame:
+def _scan(partitions: Sequence[Partition], schema: Schema, work: Path
+          ) -> tuple[pl.LazyFrame, list[tuple[str, Path]]]:
     """Every input row once, with its source file and its row number there (CSV files are staged as
-    Parquet in ``work`` first)."""
+    Parquet in ``work`` first); and the Parquet file each source is read from (its own, or staged)."""
     import polars as pl
 
     frames = []
+    files: list[tuple[str, Path]] = []
     seen: set[tuple[Path, str]] = set()
     for p in partitions:
         if (p.source, p.kind) in seen:
@@ -122,37 +132,104 @@ def _scan(partitions: Sequence[Partition], schema: Schema, work: Path) -> pl.Laz
         if p.kind == "parquet":
             if p.row_group is None:
                 continue
-            lf = pl.scan_parquet(p.source)
+            path = p.source
         elif p.kind == "csv":
             staged = _stage_csv(p, schema, work / f".csv-{len(frames)}.parquet")
             if staged is None:
                 continue
-            lf = pl.scan_parquet(staged)
+            path = staged
         else:
             raise DataValidationError(f"{p.describe()}: a grouping pipeline scores Parquet or CSV input",
                                       hint="pass the rows as a Parquet or CSV file")
+        lf = pl.scan_parquet(path)
         names = [n for n in lf.collect_schema().names() if n in schema]
         frames.append(lf.select(names).with_row_index(SOURCE_ROW)
                       .with_columns(pl.lit(str(p.source)).alias(SOURCE)))
+        files.append((str(p.source), path))
     if not frames:
-        return pl.LazyFrame()
-    return pl.concat(frames, how="diagonal_relaxed")
+        return pl.LazyFrame(), []
+    return pl.concat(frames, how="diagonal_relaxed"), files
 
 
-def _write_cut(sorted_file: Path, target: Path, group: str) -> None:
-    """Rewrite ``sorted_file`` with row groups cut on ``group`` boundaries (about ROWS_PER_PART rows)."""
+def _bucket_files(files: Sequence[tuple[str, Path]], schema: Schema, columns: pl.Schema, group: str,
+                  buckets: int, work: Path) -> list[Path]:
+    """Cut the rows of ``files`` ((source, Parquet file) pairs) into ``buckets`` Parquet files by a hash
+    of their group, so every row of a group lands in the same file. One pass, a row group (at most
+    :data:`ROWS_PER_PART` rows of it) at a time; rows get the ``columns`` of the whole input (its
+    source and row number included), as :func:`_scan` gives them."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from verticals.scoring.partitions import _plan_parquet, read_partition
+
+    paths = [work / f".bucket-{b:04d}.parquet" for b in range(buckets)]
+    writers: dict[int, Any] = {}
+    empty = pl.DataFrame(schema=columns)
+    key = (pl.col(group).cast(pl.String).hash(seed=0) % buckets).alias("__bucket")
+    try:
+        for source, path in files:
+            for part in _plan_parquet([path], start=0):
+                at = part.row_offset
+                for frame in read_partition(part, schema, ROWS_PER_PART):
+                    frame = frame.with_columns(pl.int_range(at, at + frame.height).alias(SOURCE_ROW),
+                                               pl.lit(source).alias(SOURCE))
+                    at += frame.height
+                    frame = pl.concat([empty, frame], how="diagonal_relaxed").select(columns.names()).cast(columns)
+                    for (b,), piece in frame.with_columns(key).partition_by("__bucket", as_dict=True,
+                                                                             include_key=False).items():
+                        table = piece.to_arrow()
+                        if b not in writers:
+                            writers[b] = pq.ParquetWriter(paths[b], table.schema, compression="lz4")
+                        writers[b].write_table(table.cast(writers[b].schema))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return [paths[b] for b in sorted(writers)]
+
+
+def _sorted_runs(lf: pl.LazyFrame, files: Sequence[tuple[str, Path]], schema: Schema, keys: list[pl.Expr],
+                 group: str, work: Path) -> Any:
+    """Yield Parquet files that, read one after the other, hold every row of ``lf`` with each group
+    contiguous and in ``keys`` order: one sorted file, or (above :data:`BUCKET_ROWS` rows) one sorted
+    file per hash bucket of the groups, each written when the previous one has been consumed."""
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.ParquetFile(path).metadata.num_rows for _, path in files)
+    buckets = min(MAX_BUCKETS, -(-rows // BUCKET_ROWS))
+    if buckets <= 1:
+        out = work / ".sorted-0000.parquet"
+        lf.sort(keys, nulls_last=True).sink_parquet(out)
+        yield out
+        out.unlink(missing_ok=True)
+        return
+    for i, part in enumerate(_bucket_files(files, schema, lf.collect_schema(), group, buckets, work)):
+        import polars as pl
+
+        out = work / f".sorted-{i:04d}.parquet"
+        pl.scan_parquet(part).sort(keys, nulls_last=True).sink_parquet(out)
+        part.unlink()
+        yield out
+        out.unlink(missing_ok=True)
+
+
+def _write_cut(sorted_files: Any, target: Path, group: str) -> None:
+    """Write the rows of ``sorted_files`` (read in turn; no group spans two of them) into ``target``
+    with row groups cut on ``group`` boundaries (about ROWS_PER_PART rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(sorted_file)
+    def batches() -> Any:
+        for path in sorted_files:
+            yield from pq.ParquetFile(path).iter_batches(batch_size=ROWS_PER_PART)
+
     writer = None
     carry: pa.Table | None = None
     try:
-        for batch in pf.iter_batches(batch_size=ROWS_PER_PART):
+        for batch in batches():
             table = pa.Table.from_batches([batch])
             if carry is not None and carry.num_rows:
-                table = pa.concat_tables([carry, table])
+                table = pa.concat_tables([carry, table.cast(carry.schema)])
             writer = writer or pq.ParquetWriter(target, table.schema)
             if table.num_rows < ROWS_PER_PART:
                 carry = table
@@ -194,7 +271,7 @@ def grouped_partitions(session: ScoringSession, partitions: Sequence[Partition],
     target = Path(staging) / STATE / GROUPED
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        lf = _scan(partitions, session.schema, target.parent)
+        lf, files = _scan(partitions, session.schema, target.parent)
         columns = lf.collect_schema()
         if not columns.names():
             return []
@@ -205,20 +282,18 @@ def grouped_partitions(session: ScoringSession, partitions: Sequence[Partition],
         if order and order in columns:
             keys.append(_sort_key(order, session.schema, columns[order]))
         keys += [pl.col(SOURCE), pl.col(SOURCE_ROW)]
-        tmp_sorted = target.with_name(f".{GROUPED}.sorted.tmp")
         tmp_cut = target.with_name(f".{GROUPED}.tmp")
         try:
-            lf.sort(keys, nulls_last=True).sink_parquet(tmp_sorted)
-            _write_cut(tmp_sorted, tmp_cut, group)
+            _write_cut(_sorted_runs(lf, files, session.schema, keys, group, target.parent), tmp_cut, group)
             os.replace(tmp_cut, target)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise DataValidationError(f"{partitions[0].source}: cannot group the input by '{group}' "
                                       f"({_one_line(exc)})", hint="check that the files are readable") from exc
         finally:
-            tmp_sorted.unlink(missing_ok=True)
             tmp_cut.unlink(missing_ok=True)
-            for staged in target.parent.glob(".csv-*.parquet"):
-                staged.unlink(missing_ok=True)
+            for pattern in (".csv-*.parquet", ".bucket-*.parquet", ".sorted-*.parquet"):
+                for leftover in target.parent.glob(pattern):
+                    leftover.unlink(missing_ok=True)
     planned = _plan_parquet([target], start=0)
     return [Partition(index=p.index, kind=p.kind, source=p.source, row_group=p.row_group,
                       row_offset=p.row_offset, rows=p.rows, fingerprint=_fingerprint(target)) for p in planned]
