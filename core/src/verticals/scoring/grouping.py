@@ -212,11 +212,27 @@ def _sorted_runs(lf: pl.LazyFrame, files: Sequence[tuple[str, Path]], schema: Sc
         out.unlink(missing_ok=True)
 
 
+def _cut(table: Any, group: str, rows: int) -> int | None:
+    """Where to end a row group of ``table`` (whose groups are contiguous) near ``rows`` rows: the start
+    of the group holding row ``rows``, or, where that group starts the table, its end (a large group
+    gets a row group of its own); ``None`` while that group may go on past the table."""
+    import pyarrow.compute as pc
+
+    keys = table.column(group)
+    value = keys[rows]
+    same = pc.is_null(keys) if not value.is_valid else pc.fill_null(pc.equal(keys, value), False)
+    start = pc.index(same, True).as_py()
+    if start > 0:
+        return start
+    end = pc.index(same.slice(rows), False).as_py()
+    return None if end < 0 else rows + end
+
+
 def _write_cut(sorted_files: Any, target: Path, group: str) -> None:
     """Write the rows of ``sorted_files`` (read in turn; no group spans two of them) into ``target``
-    with row groups cut on ``group`` boundaries (about ROWS_PER_PART rows)."""
+    with row groups of at most ROWS_PER_PART rows cut on ``group`` boundaries (a larger group: one row
+    group of its own)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     def batches() -> Any:
@@ -231,19 +247,13 @@ def _write_cut(sorted_files: Any, target: Path, group: str) -> None:
             if carry is not None and carry.num_rows:
                 table = pa.concat_tables([carry, table.cast(carry.schema)])
             writer = writer or pq.ParquetWriter(target, table.schema)
-            if table.num_rows < ROWS_PER_PART:
-                carry = table
-                continue
-            keys = table.column(group)
-            last = keys[table.num_rows - 1]
-            # The last group may continue in the next batch: keep it back.
-            same = pc.equal(keys, last)
-            first_of_last = table.num_rows - int(pc.sum(same.cast(pa.int64())).as_py() or 0)
-            if first_of_last == 0:  # one group fills the batch: wait for its end
-                carry = table
-                continue
-            writer.write_table(table.slice(0, first_of_last), row_group_size=first_of_last)
-            carry = table.slice(first_of_last)
+            while table.num_rows > ROWS_PER_PART:
+                cut = _cut(table, group, ROWS_PER_PART)
+                if cut is None:  # one group fills the table: wait for its end
+                    break
+                writer.write_table(table.slice(0, cut), row_group_size=cut)
+                table = table.slice(cut)
+            carry = table
         if carry is not None and carry.num_rows:
             writer = writer or pq.ParquetWriter(target, carry.schema)
             writer.write_table(carry, row_group_size=carry.num_rows)
@@ -281,7 +291,9 @@ def grouped_partitions(session: ScoringSession, partitions: Sequence[Partition],
         keys = [pl.col(group).cast(pl.String)]
         if order and order in columns:
             keys.append(_sort_key(order, session.schema, columns[order]))
-        keys += [pl.col(SOURCE), pl.col(SOURCE_ROW)]
+        # Ties in (group, order) keep the input's order; the source's name is a key only where there are
+        # several (a sort key of ~50 bytes per row, in memory, for nothing).
+        keys += [pl.col(SOURCE), pl.col(SOURCE_ROW)] if len(files) > 1 else [pl.col(SOURCE_ROW)]
         tmp_cut = target.with_name(f".{GROUPED}.tmp")
         try:
             _write_cut(_sorted_runs(lf, files, session.schema, keys, group, target.parent), tmp_cut, group)
