@@ -185,7 +185,7 @@ def _windows_input(out: Path, n: int, version: Any) -> Path:
 
 
 SHAPES: dict[str, Shape] = {
-    "files": Shape("files", "files.shapes", _files_plugin, _files_input, "images", "2000,20000"),
+    "files": Shape("files", "files.shapes", _files_plugin, _files_input, "images", "5000,50000"),
     "ranking": Shape("ranking", "ranking.next_item", _ranking_plugin, _ranking_input, "interactions",
                      "1000000,10000000"),
     "windows": Shape("windows", "windows.failure_windows", _windows_plugin, _windows_input, "readings",

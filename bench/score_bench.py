@@ -6,6 +6,8 @@ Modes:
             its plugin is installed and trainable)
     memory  peak RSS of ``verticals score`` at several input sizes, each in a fresh subprocess; ``--shape``
             files|ranking|windows for the image, user and window reference pipelines
+    copies  the platform path as it is against it without two copies of the part-file path (float outputs
+            widened to Float64, ``model_version`` filled per row), fp32 and int8, interleaved
     gpu     on a CUDA machine: end-to-end rows/s against the pinned host→device copy limit, the CUDA
             runner's lanes, compute-only and plain ``session.run``, and CUDA-vs-CPU parity
 
@@ -415,6 +417,80 @@ def credit_risk(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             "manifest": {k: v for k, v in paths["credit e2e (Parquet→Parquet)"].manifest.items() if k != "parts"}}
 
 
+def mode_copies(args: argparse.Namespace) -> dict[str, Any]:
+    """What two copies of the part-file path cost: float outputs widened to Float64, and ``model_version``
+    filled per row. The platform path as it is against the same path with ``_part_frame`` replaced by
+    one that keeps float32 outputs float32 and writes no ``model_version`` column (the most removing
+    them could give), fp32 and int8, interleaved in one process; plus both operations timed alone on one
+    batch."""
+    import numpy as np
+    import polars as pl
+    import pyarrow.parquet as pq
+    from verticals.data.dtypes import output_dtype
+    from verticals.scoring import run as scoring_run
+    from verticals.testing import use_plugins
+
+    out = Path(args.out)
+    home = out / "home"
+    build_model(home)
+    path = data_file(out, args.rows)
+    original = scoring_run._part_frame
+
+    def lean(session: Any, batch: Any, outputs: Any, flags: Any, context: Any = None) -> Any:
+        post = session.pipeline.postprocess(outputs, batch, context if context is not None else session.context)
+        columns = [post[oc.name] if oc.dtype == "float" and post[oc.name].dtype == pl.Float32
+                   else post[oc.name].cast(output_dtype(oc.dtype)) for oc in session.pipeline.output_columns]
+        return pl.concat([batch.ids, pl.DataFrame(columns), pl.DataFrame([flags.rename("flags")])], how="horizontal")
+
+    def with_part_frame(fn: Callable[[], int], part_frame: Any) -> Callable[[], int]:
+        def run() -> int:
+            scoring_run._part_frame = part_frame
+            try:
+                return fn()
+            finally:
+                scoring_run._part_frame = original
+        run.inner = fn  # type: ignore[attr-defined]
+        return run
+
+    results: dict[str, Any] = {"mode": "copies", "env": environment(), "rows": args.rows, "batch_size": args.batch_size}
+    with use_plugins({"reference": reference_plugin()}):
+        paths = {}
+        for variant in ("fp32", "int8"):
+            for name, part_frame in (("as is", original), ("without the two copies", lean)):
+                target = out / f"scores-copies-{variant}-{name.split()[0]}"
+                paths[f"platform e2e {variant}, {name}"] = with_part_frame(
+                    platform_e2e(path, target, home, "cpu", args.batch_size, variant=variant), part_frame)
+        results["paths"] = interleave(paths, args.repeat, args.warmup)
+        results["stages"] = {k: v.inner.manifest["stages"] for k, v in paths.items()}
+    med = {k: v["rows_per_s_median"] for k, v in results["paths"].items()}
+    results["ratios"] = {f"{v}: without / as is": (med[f"platform e2e {v}, without the two copies"]
+                                                  / med[f"platform e2e {v}, as is"],) * 2 for v in ("fp32", "int8")}
+    # The two operations alone, on one batch of scores (best of 20).
+    scores = pl.DataFrame({"score": np.random.default_rng(0).random(args.batch_size, dtype=np.float32)})
+
+    def best(fn: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) / args.batch_size * 1e6
+
+    def write(frame: Any) -> Callable[[], None]:
+        return lambda: pq.write_table(frame.to_arrow(), out / "copies-one-batch.parquet", use_dictionary=False)
+
+    widened = scores.with_columns(pl.col("score").cast(pl.Float64))
+    results["one batch, µs per row"] = {
+        "cast float32 → Float64": best(lambda: scores.with_columns(pl.col("score").cast(pl.Float64))),
+        "fill model_version": best(lambda: scores.with_columns(pl.lit(3, dtype=pl.Int64).alias("model_version"))),
+        "write score float32": best(write(scores)),
+        "write score Float64": best(write(widened)),
+        "write score Float64 + model_version": best(write(widened.with_columns(
+            pl.lit(3, dtype=pl.Int64).alias("model_version")))),
+    }
+    return results
+
+
 def mode_e2e(args: argparse.Namespace) -> dict[str, Any]:
     """Only the platform path, ``--repeat`` times (for a profiler: ``py-spy record -- python ... e2e``)."""
     from verticals.testing import use_plugins
@@ -665,7 +741,7 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["cpu", "credit", "memory", "gpu", "torchfree", "e2e", "_memchild"])
+    ap.add_argument("mode", choices=["cpu", "credit", "memory", "copies", "gpu", "torchfree", "e2e", "_memchild"])
     ap.add_argument("--variant", default="auto", help="e2e mode: the variant to score with")
     ap.add_argument("--device", default="auto", help="torchfree mode: the --device to pass")
     ap.add_argument("--out", default=str(HERE / "out"))
@@ -674,7 +750,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--sizes", default=None, help="memory mode: input sizes (rows; images for --shape files); "
-                                                   "default 1M,10M rows (files: 2k,20k images)")
+                                                   "default 1M,10M rows (files: 5k,50k images)")
     ap.add_argument("--shape", default="tabular", choices=["tabular", "files", "ranking", "windows"],
                     help="memory mode: which reference pipeline scores (bench/memory_shapes.py)")
     ap.add_argument("--home", help="_memchild: the model store")
@@ -689,7 +765,7 @@ def main() -> None:
     if args.mode == "_memchild":
         mode_memchild(args)
         return
-    modes = {"cpu": mode_cpu, "e2e": mode_e2e, "memory": mode_memory, "gpu": mode_gpu, "torchfree": mode_torchfree,
+    modes = {"cpu": mode_cpu, "e2e": mode_e2e, "memory": mode_memory, "copies": mode_copies, "gpu": mode_gpu, "torchfree": mode_torchfree,
              "credit": lambda a: {"mode": "credit", "env": environment(), **credit_risk(a, Path(a.out))}}
     results = modes[args.mode](args)
     (Path(args.out) / f"results-{args.mode}.json").write_text(json.dumps(results, indent=2, default=str))

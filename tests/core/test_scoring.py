@@ -76,6 +76,12 @@ def test_parquet_scores_match_the_model_and_account_for_every_row(tmp_path, home
     assert scores.columns == ["id", "score", "flags", "model_version"]
     assert scores.schema["id"] == pl.Int64 and scores.schema["score"] == pl.Float64
     assert scores["model_version"].unique().to_list() == [1]
+    # model_version is one value per part: dictionary-encoded (a value and run lengths), not 8 bytes a row
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(out / "part-00000.parquet").metadata
+    column = meta.schema.names.index("model_version")
+    assert any("DICTIONARY" in e for e in meta.row_group(0).column(column).encodings)
     assert sorted(scores["id"].to_list()) == list(range(2500))
     expected = reference_scores(model_files, frame)
     joined = scores.join(expected, on="id")
