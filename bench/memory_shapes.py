@@ -9,6 +9,8 @@ process, and the peak is that process's ``VmHWM``. This module holds what differ
 * ``ranking``: the ranking reference pipeline (``verticals.testing.ranking``: item embeddings, top-10 in
   the graph), scoring an event log of ``n`` interactions, 10 per user, the users interleaved over the
   whole file in time order (so the core must group it: ``n / 10`` users, one output row each);
+* ``retail``: the retail plugin's ``movielens`` pipeline trained on the same generated log as
+  ``ranking`` (300 users), scoring the same inputs;
 * ``windows``: the telemetry reference pipeline (``verticals.testing.windows``: a Conv1d over windows of
   16 readings), scoring ``n`` readings of ``n / 1000`` machines, 1,000 readings each, the machines
   interleaved in time order (one output row per reading after a machine's first 15).
@@ -82,6 +84,17 @@ def _ranking_plugin(out: Path) -> tuple[str, Any]:
     return "ranking", RankingPlugin(users=400, seed=0)
 
 
+def _retail_plugin(out: Path) -> tuple[str, Any]:
+    """The retail plugin (a real one: EASE / item-kNN / popularity baselines, known histories, catalogue
+    titles) on the reference interaction log of 300 users, as its own tests train it."""
+    from verticals.testing.ranking import make_interactions
+    from verticals_retail.plugin import RetailPlugin
+
+    frame = make_interactions(300, seed=0)
+    return "retail", RetailPlugin(lambda: frame.lazy(), description="generated interactions", source="bench",
+                                  top_k=30, ease_lambdas=(10.0, 100.0))
+
+
 def _windows_plugin(out: Path) -> tuple[str, Any]:
     from verticals.testing.windows import WindowsPlugin
 
@@ -131,7 +144,13 @@ def _ranking_input(out: Path, n: int, version: Any) -> Path:
     import numpy as np
     import polars as pl
 
-    items = np.asarray(version.manifest["preprocessor"]["items"], dtype=object)
+    state = version.manifest["preprocessor"]
+    if "items" in state:
+        items = np.asarray(state["items"], dtype=object)
+    else:  # another preprocessor's state: the reference catalogue, which it was trained on
+        from verticals.testing.ranking import make_interactions
+
+        items = np.asarray(sorted(set(make_interactions(300, seed=0)["item"].to_list())), dtype=object)
     users = max(1, n // INTERACTIONS_PER_USER)
     origin = np.datetime64("2026-03-01T00:00:00", "us").astype(np.int64)
     hour = 3_600_000_000
@@ -188,6 +207,8 @@ SHAPES: dict[str, Shape] = {
     "files": Shape("files", "files.shapes", _files_plugin, _files_input, "images", "5000,50000"),
     "ranking": Shape("ranking", "ranking.next_item", _ranking_plugin, _ranking_input, "interactions",
                      "1000000,10000000"),
+    "retail": Shape("retail", "retail.movielens", _retail_plugin, _ranking_input, "interactions",
+                    "1000000,10000000"),
     "windows": Shape("windows", "windows.failure_windows", _windows_plugin, _windows_input, "readings",
                      "1000000,10000000"),
 }
