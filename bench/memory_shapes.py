@@ -11,6 +11,8 @@ process, and the peak is that process's ``VmHWM``. This module holds what differ
   whole file in time order (so the core must group it: ``n / 10`` users, one output row each);
 * ``retail``: the retail plugin's ``movielens`` pipeline trained on the same generated log as
   ``ranking`` (300 users), scoring the same inputs;
+* ``manufacturing``: the manufacturing plugin's ``failure_risk`` (trained on its 36-machine test fleet),
+  scoring blocks of 500 machines of its own fleet generator (~270 readings each);
 * ``windows``: the telemetry reference pipeline (``verticals.testing.windows``: a Conv1d over windows of
   16 readings), scoring ``n`` readings of ``n / 1000`` machines, 1,000 readings each, the machines
   interleaved in time order (one output row per reading after a machine's first 15).
@@ -28,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from verticals.hookspecs import hookimpl
 
 READINGS_PER_MACHINE = 1000
 INTERACTIONS_PER_USER = 10
@@ -93,6 +97,51 @@ def _retail_plugin(out: Path) -> tuple[str, Any]:
     frame = make_interactions(300, seed=0)
     return "retail", RetailPlugin(lambda: frame.lazy(), description="generated interactions", source="bench",
                                   top_k=30, ease_lambdas=(10.0, 100.0))
+
+
+class _ManufacturingPlugin:
+    """The manufacturing plugin with its generated datasets at test size (a 36-machine fleet)."""
+
+    @hookimpl
+    def register_datasets(self, register: Any) -> None:
+        from verticals_manufacturing import datasets
+
+        register(datasets.ai4i_dataset(3000, seed=0))
+        register(datasets.fleet_dataset(36, seed=0))
+
+    @hookimpl
+    def register_models(self, register: Any) -> None:
+        import verticals_manufacturing.plugin as plugin
+
+        plugin.register_models(register)
+
+    @hookimpl
+    def register_pipelines(self, register: Any) -> None:
+        import verticals_manufacturing.plugin as plugin
+
+        plugin.register_pipelines(register)
+
+
+def _manufacturing_plugin(out: Path) -> tuple[str, Any]:
+    return "manufacturing", _ManufacturingPlugin()
+
+
+def _fleet_input(out: Path, n: int, version: Any) -> Path:
+    """About ``n`` readings of the manufacturing fleet generator (``generate_fleet``, ~270 cycles per
+    machine), 500 machines per row group, machines interleaved by cycle within it; labels dropped."""
+    import polars as pl
+    from verticals_manufacturing.fleet import generate_fleet
+
+    per = generate_fleet(500, seed=0).height
+    blocks = max(1, round(n / per))
+
+    def chunks() -> Any:
+        for b in range(blocks):
+            fleet = generate_fleet(500, seed=1000 + b).drop("failure", "failure_mode")
+            yield fleet.with_columns(pl.format("B{}-{}", pl.lit(b), pl.col("machine_id")).alias("machine_id")) \
+                .sort("cycle", "machine_id")
+
+    return _write_chunks(out / f"fleet-{n}.parquet", chunks())
 
 
 def _windows_plugin(out: Path) -> tuple[str, Any]:
@@ -207,6 +256,8 @@ SHAPES: dict[str, Shape] = {
     "files": Shape("files", "files.shapes", _files_plugin, _files_input, "images", "5000,50000"),
     "ranking": Shape("ranking", "ranking.next_item", _ranking_plugin, _ranking_input, "interactions",
                      "1000000,10000000"),
+    "manufacturing": Shape("manufacturing", "manufacturing.failure_risk", _manufacturing_plugin, _fleet_input,
+                           "readings", "1000000,10000000"),
     "retail": Shape("retail", "retail.movielens", _retail_plugin, _ranking_input, "interactions",
                     "1000000,10000000"),
     "windows": Shape("windows", "windows.failure_windows", _windows_plugin, _windows_input, "readings",

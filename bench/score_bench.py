@@ -751,7 +751,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--sizes", default=None, help="memory mode: input sizes (rows; images for --shape files); "
                                                    "default 1M,10M rows (files: 5k,50k images)")
-    ap.add_argument("--shape", default="tabular", choices=["tabular", "files", "ranking", "retail", "windows"],
+    ap.add_argument("--shape", default="tabular", choices=["tabular", "files", "manufacturing", "ranking", "retail", "windows"],
                     help="memory mode: which reference pipeline scores (bench/memory_shapes.py)")
     ap.add_argument("--home", help="_memchild: the model store")
     ap.add_argument("--memory-repeat", type=int, default=1)
