@@ -354,7 +354,11 @@ class Batch:
         return self.ids.height
 
     def take(self, index: Any) -> Batch:
-        """The examples at ``index`` (a slice or an integer array), as a new batch."""
+        """The examples at ``index`` (a slice or an integer array), as a new batch.
+
+        ``rejects`` and ``skipped`` stay with this batch: they describe input rows that produced no
+        example, so no subset of the examples owns them (the engine counts them once, per transform).
+        """
         import numpy as np
         import polars as pl
 
