@@ -68,6 +68,12 @@ def _window_model(info: Any, **options: Any) -> Any:
     return window_model(info, **options)
 
 
+def _window_wide(info: Any, **options: Any) -> Any:
+    from verticals_manufacturing.risk import window_wide
+
+    return window_wide(info, **options)
+
+
 def _window_gru(info: Any, **options: Any) -> Any:
     from verticals_manufacturing.risk import window_gru
 
@@ -105,6 +111,10 @@ def register_models(register: Callable[..., None]) -> None:
     register(ModelSpec(
         name="window_gru", factory=_window_gru, outputs=("logits", "mode_logits"),
         description="GRU over a sliding window of sensor readings; failure-within-H and mode heads"))
+    register(ModelSpec(
+        name="window_wide", factory=_window_wide, outputs=("logits", "mode_logits"),
+        description="wide and deep: GRU over a sliding window next to the window summaries (last, mean, min, max, "
+                    "slope per channel) and their learned soft thresholds; failure-within-H and mode heads"))
 
 
 @hookimpl
