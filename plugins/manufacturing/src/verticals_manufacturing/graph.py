@@ -183,6 +183,11 @@ class WindowWide(nn.Module):
     failures. The summaries are standardised with training statistics (``summary_means``,
     ``summary_stds``) and the thresholds start at training quantiles of the standardised summaries
     (``thresholds``, one row per summary).
+
+    Measured on the built-in fleet (docs/manufacturing.md): level with ``window_gru`` on validation and
+    below it on test, so it is not the default. Options: ``deep_summaries`` also feeds the standardised
+    summaries to the deep head; ``learn_stumps=False`` fixes the thresholds and slopes; ``dropout``
+    drops steps in training.
     """
 
     def __init__(self, channels: int, n_modes: int, summary_means: Sequence[float], summary_stds: Sequence[float],

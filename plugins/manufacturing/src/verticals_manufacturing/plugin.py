@@ -6,7 +6,8 @@ Registered (all qualified ``manufacturing.<name>``):
   :mod:`verticals_manufacturing.ai4i`) and ``fleet`` (time-ordered sensor readings of many machines,
   :mod:`verticals_manufacturing.fleet`);
 * models ``process_net`` (MLP over physics features and their learned soft thresholds; failure and mode
-  heads), ``window_gru`` (GRU over a window, the fleet default) and ``window_cnn`` (1-D CNN over a window);
+  heads), ``window_gru`` (GRU over a window, the fleet default), ``window_cnn`` (1-D CNN over a window) and
+  ``window_wide`` (GRU next to learned soft thresholds on the window summaries);
 * pipelines ``process_failure`` (per process: probability, most likely mode, alert) and
   ``failure_risk`` (per machine reading: probability of a failure within the next H cycles, mode, alert);
 * command ``verticals manufacturing latest SCORES``: per machine, the latest risk, mode and alert;
