@@ -299,7 +299,8 @@ def test_a_files_template_reads_a_folder_without_features_and_defaults_the_targe
         load_config(tmp_path / "plain.toml", {"t": DataTemplate(name="t", pipeline=_pipeline)})
 
 
-def test_a_template_check_refuses_a_file_its_options_contradict(tmp_path, verticals_plugins, verticals_home) -> None:
+def test_a_template_check_refuses_a_file_its_options_contradict(tmp_path, verticals_plugins, verticals_home,
+                                                                 monkeypatch) -> None:
     """``DataTemplate.check`` sees the parsed options and the file at registration, after the header
     checks; its error reaches the user as is and nothing is stored."""
     seen = []
@@ -326,3 +327,12 @@ def test_a_template_check_refuses_a_file_its_options_contradict(tmp_path, vertic
     with pytest.raises(UserError, match="names column 'f9'"):
         register_config(_files(tmp_path, CONFIG.replace('"f02"', '"f9"') + '[extra]\nnote = "any"\n'))
     assert len(seen) == 2
+    # A config that reaches training without registration (VERTICALS_DATA_CONFIG) is checked when the
+    # loader reads its file.
+    remove_config("mine")
+    monkeypatch.setenv(CONFIG_ENV, str(_files(tmp_path, CONFIG + '[extra]\nnote = "positive"\n')))
+    registry = verticals_plugins({"toy": Checked(rows=400, n_numeric=4, n_categorical=1)})
+    loader = registry.dataset_of(registry.pipeline("toy.mine")).loader
+    with pytest.raises(UserError, match=r"extra\.note = 'positive'"):
+        loader()
+    assert seen[-1] == ("positive", 300)

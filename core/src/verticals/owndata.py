@@ -145,7 +145,8 @@ class DataTemplate:
             features), ``[target]`` defaults to the column ``label``, and this function reads the data
             (and checks it, raising ``OwnDataError``) wherever the core would call :func:`read_data`.
         check: ``check(config, frame)``: checks the template's parsed options against the data file
-            when the config is registered (after the core's own checks of the header); raise
+            when the config is registered (after the core's own checks of the header) and again when
+            training reads the file (a config from ``VERTICALS_DATA_CONFIG`` is never registered); raise
             ``config.fail(...)`` naming the column, the value and the fix (e.g. a horizon in cycles for
             a time column of datetimes).
     """
@@ -426,6 +427,8 @@ def _loader(config: OwnDataConfig, template: DataTemplate) -> Callable[[], pl.Da
             raise NotFoundError(f"data file {config.data} (from data config {config.path}) does not exist",
                                 hint="fix 'data' in the config and register it again")
         frame = template.read(config) if template.read is not None else read_data(config.data)
+        if template.check is not None:  # the file may have changed since registration, or never was registered
+            template.check(config, frame)
         _check_size(config, template, frame)
         return frame
 
