@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 from verticals.report import figures_folder, fmt, html_table, pyplot
