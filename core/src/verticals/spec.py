@@ -607,6 +607,11 @@ class TrainingConfig:
     #: (:mod:`verticals.crossfit`); 0 turns it off.
     crossfit_below: int = 0
     crossfit_folds: int = 5
+    #: What the model of a cross-fitted run is: ``"refit"`` — one model trained on every pooled row for
+    #: the folds' median best epoch; ``"bag"`` — the average of the K early-stopped fold models, which
+    #: share one preprocessor fitted on the pooled rows (one exported graph; every output averaged, so
+    #: only for outputs that average meaningfully, such as logits and additive contributions).
+    crossfit_final: str = "refit"
 
 
 @dataclass

@@ -109,7 +109,9 @@ class CreditRiskPipeline(Pipeline):
         crossfit = getattr(context, "crossfit", None)
         if crossfit is not None:  # small data: calibrate on every pooled row's out-of-fold logit
             calibration = fit_platt(crossfit.outputs["logits"], crossfit.target)
-            calibration["fitted_on"] = f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds)"
+            calibration["fitted_on"] = (f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds"
+                                        + ("; the fold models the final model averages)"
+                                           if getattr(crossfit, "final", "refit") == "bag" else ")"))
             if "note" not in calibration:
                 pooled = np.concatenate([np.asarray(context.outputs[s]["logits"]).reshape(-1) for s in ("train", "valid")])
                 calibration = match_mean(calibration, pooled, crossfit.target)
