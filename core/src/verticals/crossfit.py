@@ -233,7 +233,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
                             batch_size=config.batch_size, lr=config.learning_rate,
                             weight_decay=config.weight_decay, patience=config.patience, seed=seed + k + 1,
                             device=device, class_weighting=config.class_weighting, progress=progress,
-                            output_names=spec.outputs)
+                            output_names=spec.outputs, stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
         members.append(out)
         best_epochs.append(int(out.best_epoch))
         if graph is not None:

@@ -612,6 +612,10 @@ class TrainingConfig:
     #: share one preprocessor fitted on the pooled rows (one exported graph; every output averaged, so
     #: only for outputs that average meaningfully, such as logits and additive contributions).
     crossfit_final: str = "refit"
+    #: What the fold models of a cross-fitted run early-stop on: ``"metric"`` (the pipeline's primary
+    #: metric) or ``"loss"`` (the held-out fold's loss: on a fold of a few hundred rows a ranking
+    #: metric such as AUC is noisy enough to stop a fold model after a handful of epochs).
+    crossfit_stop_on: str = "metric"
 
 
 @dataclass

@@ -5,7 +5,8 @@ What the engine calls, and what each step does here:
 * :meth:`CreditRiskPipeline.preprocessor` — the core's tabular preprocessor plus quantile knots.
 * the model factory (:func:`verticals_finance.model.build_credit_model`) — an additive network whose
   second output is each feature's exact contribution to the logit.
-* :meth:`CreditRiskPipeline.fit_extras` — Platt calibration on the validation split, the features the
+* :meth:`CreditRiskPipeline.fit_extras` — Platt calibration on the validation split (on small data: on
+  the out-of-fold logits of the cross-fitted fold models, whose average is the model), the features the
   model uses, the scaling and bands, and both baselines (their test metrics go to ``metrics.json``
   under ``baselines``).
 * :meth:`CreditRiskPipeline.postprocess` — numpy only: PD, points, band, reasons.
@@ -31,7 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SMALL_DATA_ROWS", "CreditRiskPipeline"]
 
 #: Below this many training + validation rows, early stopping and Platt calibration use 5-fold
-#: cross-fitting instead of the validation split (see verticals.crossfit and docs/finance.md).
+#: cross-fitting instead of the validation split, and the model is the average of the five fold models
+#: (``crossfit_final="bag"``; see verticals.crossfit and docs/finance.md for the measurements).
 SMALL_DATA_ROWS = 2000
 
 
@@ -64,7 +66,8 @@ class CreditRiskPipeline(Pipeline):
         OutputColumn("reason_texts", "list[string]", "each reason in words, for adverse-action notices"),
     )
     training = TrainingConfig(epochs=60, batch_size=256, learning_rate=1e-2, weight_decay=1e-4, patience=10,
-                              class_weighting=False, seed=42, crossfit_below=SMALL_DATA_ROWS, crossfit_folds=5)
+                              class_weighting=False, seed=42, crossfit_below=SMALL_DATA_ROWS, crossfit_folds=5,
+                              crossfit_final="bag")
 
     def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
                  scaling: Scaling | None = None, bands: Sequence[tuple[str, float]] | None = None,
