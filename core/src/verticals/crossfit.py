@@ -198,7 +198,14 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     import numpy as np
     import polars as pl
 
-    from verticals.training import FitOutput, cpu_threads, evaluate_split, fit_model, predict_outputs, seed_everything
+    from verticals.training import (
+        FitOutput,
+        cpu_threads,
+        evaluate_split,
+        fit_model,
+        predict_outputs,
+        seed_everything,
+    )
 
     config = pipe.training
     final = _final_of(pipe)
