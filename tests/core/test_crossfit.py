@@ -142,7 +142,7 @@ def test_bag_refuses_a_preprocessor_that_learns_from_the_target() -> None:
 class BaggedPipeline(SmallPipeline):
     name = "bagged"
     training = TrainingConfig(epochs=4, batch_size=128, learning_rate=5e-3, patience=2, crossfit_below=1000,
-                              crossfit_folds=3, crossfit_final="bag")
+                              crossfit_folds=2, crossfit_repeats=2, crossfit_final="bag")
 
 
 class TypoPipeline(SmallPipeline):
@@ -171,29 +171,36 @@ def test_bagged_model_is_one_graph_averaging_the_fold_models(verticals_plugins, 
     result = train("ref.bagged", progress=False, variants=("int8",))
     record = SmallPipeline.seen[-1]
     summary = result.manifest["training"]["crossfit"]
-    assert summary["final"] == "bag" and summary["final_model"].startswith("average of 3 fold models")
-    assert "average of 3 fold models" in (result.path / "report.html").read_text()
-    assert result.manifest["parity"]["passed"] and result.manifest["variants"]["int8"]["file"]
+    assert summary["final"] == "bag" and summary["repeats"] == 2 and len(summary["best_epochs"]) == 4
+    assert summary["final_model"].startswith("average of 4 fold models")
+    assert summary["final_model"].endswith("2 × 2-fold cross-fitting)")
+    assert "average of 4 fold models" in (result.path / "report.html").read_text()
+    int8 = result.manifest["variants"]["int8"]  # the averaged graph quantizes and is evaluated like any other
+    assert result.manifest["parity"]["passed"] and int8["metric"] is not None, int8["reason"]
     graph = onnx.load(result.path / result.manifest["model_file"])
     assert [i.name for i in graph.graph.input] == ["x_num", "x_cat"] and len(graph.graph.output) == 1
     history = result.manifest["training"]["history"]
-    assert history[0]["folds"] == 3 and len(history) >= max(summary["best_epochs"])
+    assert history[0]["folds"] == 4 and len(history) >= max(summary["best_epochs"])
     # The out-of-fold logits came from the very fold models the final model averages.
     splits = split_data("ref.bagged", validate_data("ref.bagged", load_data("ref.bagged")), seed=42)
     fitted = pickle.loads(pickle.dumps(fit("ref.bagged", splits, progress=False)))
     pre, graph_module, model = fitted.modules()  # rebuilt from plain weights, as a Prefect worker would
-    assert isinstance(model, AveragedModel) and len(model.members) == fitted.members == 3
+    assert isinstance(model, AveragedModel) and len(model.members) == fitted.members == 4
     np.testing.assert_allclose(fitted.crossfit.outputs["logits"], record.outputs["logits"], atol=1e-6)
-    from verticals.crossfit import fold_labels
+    from verticals.crossfit import fold_labels, repeat_seed
 
     pool = splits.train.vstack(splits.valid)
     batch = pre.transform(pool, with_target=True)
-    labels = fold_labels(batch.target, pool.height, 3, 42)
     with torch.no_grad():
         prepared = graph_module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.inputs.items()})
-        held = np.flatnonzero(labels == 1)
-        member = model.members[1](**{k: v[held] for k, v in prepared.items()}).numpy()
-    np.testing.assert_allclose(member, fitted.crossfit.outputs["logits"][held], atol=1e-5)
+        logits = [m(**prepared).numpy() for m in model.members]  # members: repeat 0 folds 0, 1; repeat 1 folds 0, 1
+    expected = np.zeros(pool.height)
+    for r in range(2):  # each row's out-of-fold logit: the mean of the two members (one per repeat) that never saw it
+        labels = fold_labels(batch.target, pool.height, 2, repeat_seed(42, r))
+        for k in range(2):
+            held = labels == k
+            expected[held] += logits[2 * r + k][held] / 2
+    np.testing.assert_allclose(fitted.crossfit.outputs["logits"], expected, atol=1e-5)
     with pytest.raises(PluginError, match=r"crossfit_final is 'bagging'.*'refit', 'bag'"):
         train("ref.typo", progress=False, variants=())
 

@@ -9,13 +9,15 @@ setting; the credit pipelines use 2,000), the engine instead
    ``crossfit_folds`` stratified folds (seeded);
 2. for each fold, trains a fresh model on the other folds, early-stopping on that fold, and keeps the
    fold's best epoch and the model's outputs on it (out-of-fold outputs: every pooled row is predicted
-   once, by a model that never saw it);
+   once, by a model that never saw it). With ``crossfit_repeats = R > 1`` this is done R times over
+   different fold assignments (seeded), and a row's out-of-fold output is the mean of the R models
+   that never saw it;
 3. makes the final model, as :attr:`TrainingConfig.crossfit_final` says:
 
    * ``"refit"`` (the default): each fold model has its own preprocessor, fitted on its training
      folds; the final preprocessor and model are fitted on the whole pool for the median best epoch,
      without early stopping.
-   * ``"bag"``: the final model is the **average of the K fold models**
+   * ``"bag"``: the final model is the **average of the K fold models** (R × K with repeats)
      (:class:`verticals.ensemble.AveragedModel`: every output is the members' mean, one module, one
      exported graph). Averaging needs one input encoding, so a single preprocessor is fitted on the
      whole pool and every fold model trains on its transform. Its *unsupervised* statistics (medians,
@@ -50,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from verticals.spec import DatasetSpec, ModelSpec, Preprocessor, TrainingConfig
     from verticals.training import FitOutput
 
-__all__ = ["FINALS", "CrossFit", "applies", "check_target_free", "fit_crossfitted", "fold_labels"]
+__all__ = ["FINALS", "CrossFit", "applies", "check_target_free", "fit_crossfitted", "fold_labels", "repeat_seed"]
 
 #: The values of :attr:`TrainingConfig.crossfit_final`.
 FINALS = ("refit", "bag")
@@ -70,6 +72,9 @@ class CrossFit:
         target: the pooled rows' encoded target, in the same order.
         fold_metrics: each fold model's primary metric on its held-out fold.
         final: ``"refit"`` or ``"bag"`` (:attr:`TrainingConfig.crossfit_final`).
+        repeats: how many times the K-fold procedure ran over different fold assignments
+            (:attr:`TrainingConfig.crossfit_repeats`); ``best_epochs`` and ``fold_metrics`` have
+            ``folds * repeats`` entries.
     """
 
     folds: int
@@ -80,13 +85,20 @@ class CrossFit:
     target: np.ndarray | None = None
     fold_metrics: list[float] = field(default_factory=list)
     final: str = "refit"
+    repeats: int = 1
+
+    @property
+    def models(self) -> int:
+        """Fold models trained: ``folds * repeats``."""
+        return self.folds * self.repeats
 
     @property
     def final_model(self) -> str:
         """What the final model is, in words (manifest and report)."""
         if self.final == "bag":
-            return (f"average of {self.folds} fold models, each early-stopped on its held-out fold "
-                    f"(one preprocessor fitted on the {self.rows} pooled rows)")
+            runs = f"; {self.repeats} × {self.folds}-fold cross-fitting" if self.repeats > 1 else ""
+            return (f"average of {self.models} fold models, each early-stopped on its held-out fold "
+                    f"(one preprocessor fitted on the {self.rows} pooled rows{runs})")
         return (f"one model trained on all {self.rows} pooled rows for {self.epochs} epochs "
                 "(the fold models' median best epoch)")
 
@@ -94,7 +106,7 @@ class CrossFit:
         """JSON for the manifest and the report (no arrays)."""
         return {"folds": self.folds, "rows": self.rows, "best_epochs": list(self.best_epochs),
                 "epochs": self.epochs, "fold_metrics": [round(float(v), 6) for v in self.fold_metrics],
-                "final": self.final, "final_model": self.final_model}
+                "repeats": self.repeats, "final": self.final, "final_model": self.final_model}
 
 
 def applies(config: TrainingConfig, splits: Splits) -> bool:
@@ -117,6 +129,12 @@ def fold_labels(target: np.ndarray | None, n: int, folds: int, seed: int) -> np.
         labels[rows] = (np.arange(rows.size) + start) % folds
         start += rows.size  # continue the round-robin so small classes do not all land in fold 0
     return labels
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The seed of repeat ``repeat`` (0-based) of K-fold cross-fitting: its fold assignment and, offset
+    by fold, its models' training seeds. Repeat 0 uses ``seed`` itself."""
+    return int(seed) + 7919 * int(repeat)
 
 
 def _final_of(pipe: Pipeline) -> str:
@@ -210,6 +228,10 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     config = pipe.training
     final = _final_of(pipe)
     folds = int(getattr(config, "crossfit_folds", 5))
+    repeats = int(getattr(config, "crossfit_repeats", 1))
+    if repeats < 1:
+        raise PluginError(f"pipeline '{pipe.qualified_name}': TrainingConfig.crossfit_repeats is {repeats}",
+                          hint="set it to 1 (one K-fold run) or more")
     pool = pl.concat([splits.train, splits.valid], how="vertical_relaxed")
     shared = pipe.preprocessor(dataset)
     shared.fit(pool)
@@ -217,45 +239,53 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
         check_target_free(pipe, dataset, pool, shared, seed)
     pool_target = shared.transform(pool, with_target=True).target
     stratify = pool_target if pipe.task in ("binary", "multiclass") else None
-    labels = fold_labels(None if stratify is None else np.asarray(stratify), pool.height, folds, seed)
     members: list[FitOutput] = []
     best_epochs: list[int] = []
     fold_metrics: list[float] = []
     oof: dict[str, np.ndarray] = {}
-    for k in range(folds):
-        held = labels == k
-        inner, outer = pool.filter(pl.Series(~held)), pool.filter(pl.Series(held))
-        if final == "bag":
-            pre = shared
-        else:
-            pre = pipe.preprocessor(dataset)
-            pre.fit(inner)
-        train_batch, valid_batch = pre.transform(inner, with_target=True), pre.transform(outer, with_target=True)
-        info = dict(pre.info())
-        seed_everything(seed + k + 1)
-        model = spec.factory(info, **dict(pipe.model_options(dataset, info)))
-        graph = pre.graph_module()
-        with cpu_threads(model, device):
-            out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                            batch_size=config.batch_size, lr=config.learning_rate,
-                            weight_decay=config.weight_decay, patience=config.patience, seed=seed + k + 1,
-                            device=device, class_weighting=config.class_weighting, progress=progress,
-                            output_names=spec.outputs, stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
-        members.append(out)
-        best_epochs.append(int(out.best_epoch))
-        if graph is not None:
-            graph.to("cpu").eval()
-        outputs = predict_outputs(out.model, graph, valid_batch, device="cpu", batch_size=65536, names=spec.outputs)
-        _, metrics = evaluate_split(pipe, outputs, valid_batch, {})
-        fold_metrics.append(float(metrics.get(pipe.primary_metric, float("nan"))))
-        for name, values in outputs.items():
-            values = np.asarray(values)
-            if name not in oof:
-                oof[name] = np.zeros((pool.height, *values.shape[1:]), dtype=values.dtype)
-            oof[name][np.flatnonzero(held)] = values
+    for r in range(repeats):
+        labels = fold_labels(None if stratify is None else np.asarray(stratify), pool.height, folds, repeat_seed(seed, r))
+        for k in range(folds):
+            run_seed = repeat_seed(seed, r) + k + 1
+            held = labels == k
+            inner, outer = pool.filter(pl.Series(~held)), pool.filter(pl.Series(held))
+            if final == "bag":
+                pre = shared
+            else:
+                pre = pipe.preprocessor(dataset)
+                pre.fit(inner)
+            train_batch, valid_batch = pre.transform(inner, with_target=True), pre.transform(outer, with_target=True)
+            info = dict(pre.info())
+            seed_everything(run_seed)
+            model = spec.factory(info, **dict(pipe.model_options(dataset, info)))
+            graph = pre.graph_module()
+            with cpu_threads(model, device):
+                out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
+                                batch_size=config.batch_size, lr=config.learning_rate,
+                                weight_decay=config.weight_decay, patience=config.patience, seed=run_seed,
+                                device=device, class_weighting=config.class_weighting, progress=progress,
+                                output_names=spec.outputs,
+                                stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
+            members.append(out)
+            best_epochs.append(int(out.best_epoch))
+            if graph is not None:
+                graph.to("cpu").eval()
+            outputs = predict_outputs(out.model, graph, valid_batch, device="cpu", batch_size=65536,
+                                      names=spec.outputs)
+            _, metrics = evaluate_split(pipe, outputs, valid_batch, {})
+            fold_metrics.append(float(metrics.get(pipe.primary_metric, float("nan"))))
+            for name, values in outputs.items():
+                values = np.asarray(values)
+                if name not in oof:
+                    dtype = values.dtype if repeats == 1 else np.float64
+                    oof[name] = np.zeros((pool.height, *values.shape[1:]), dtype=dtype)
+                if repeats == 1:
+                    oof[name][np.flatnonzero(held)] = values
+                else:
+                    oof[name][np.flatnonzero(held)] += values / repeats
     final_epochs = max(1, round(float(np.median(best_epochs))))
     record = CrossFit(folds=folds, rows=pool.height, best_epochs=best_epochs, epochs=final_epochs, outputs=oof,
-                      target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final)
+                      target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final, repeats=repeats)
     if final == "bag":
         from verticals.ensemble import AveragedModel
 

@@ -616,6 +616,10 @@ class TrainingConfig:
     #: metric) or ``"loss"`` (the held-out fold's loss: on a fold of a few hundred rows a ranking
     #: metric such as AUC is noisy enough to stop a fold model after a handful of epochs).
     crossfit_stop_on: str = "metric"
+    #: How many times K-fold cross-fitting runs, over different (seeded) fold assignments: each pooled
+    #: row's out-of-fold output is then the mean of that many models that never saw it, and ``"bag"``
+    #: averages ``crossfit_folds * crossfit_repeats`` models. Training time grows in proportion.
+    crossfit_repeats: int = 1
 
 
 @dataclass
