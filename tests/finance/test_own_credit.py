@@ -86,13 +86,15 @@ def test_small_data_is_cross_fitted_and_calibrated_out_of_fold(credit) -> None:
     result, _ = credit
     crossfit = result.manifest["training"]["crossfit"]
     assert crossfit["folds"] == 5 and crossfit["rows"] == 800
-    # The credit pipelines bag on small data: the model is the average of the five fold models, one graph.
-    assert crossfit["final"] == "bag" and crossfit["final_model"].startswith("average of 5 fold models")
+    # The credit pipelines bag on small data: the model is the average of the ten fold models (5-fold
+    # cross-fitting run twice), one graph.
+    assert crossfit["final"] == "bag" and crossfit["repeats"] == 2
+    assert crossfit["final_model"].startswith("average of 10 fold models")
     assert result.manifest["parity"]["passed"]
     calibration = result.manifest["extras"]["calibration"]
     assert calibration["rows"] == 800 and calibration["fitted_on"].startswith("out-of-fold logits of 800 rows")
-    assert "the fold models the final model averages" in calibration["fitted_on"]
-    # No model is trained after the five fold models: a 1,000-row file trains in seconds.
+    assert "mean of the 2 models that never saw it; the fold models the final model averages" in calibration["fitted_on"]
+    # No model is trained after the fold models: a 1,000-row file trains in seconds.
     assert result.manifest["training"]["seconds"] < 60
     test = result.metrics["test"]
     assert abs(test["mean_score"] - test["positive_rate"]) < 0.05  # calibrated on 800 rows, not 100
@@ -107,7 +109,9 @@ def test_report_reads_as_an_analyst_needs(credit) -> None:
     result, _ = credit
     html = (result.path / "report.html").read_text()
     for text in ("What “bad” means here:</b> the loan was not repaid as agreed", "95 % bootstrap interval",
-                 "Small data.", "5-fold cross-fitting", "the final model is the average of 5 fold models", "scorecard points per category", "Credit risk: risk bands",
+                 "Small data.", "5-fold cross-fitting (run 2 times over different folds)",
+                 "the final model is the average of 10 fold models", "scorecard points per category",
+                 "Credit risk: risk bands",
                  "cut-off (points ≥)", "bads declined", "Credit risk: fair lending", "adverse-impact ratio",
                  "Excluded from the model's features: Marital, Age", "62 and over", "<td>married</td>",
                  "AUC minus the best baseline"):
@@ -263,7 +267,7 @@ def test_bagged_loanapp_model_scores_reasons_from_used_unprotected_features(loan
     from verticals.scoring import score
 
     result, folder, frame = loanapp
-    assert result.manifest["training"]["crossfit"]["final_model"].startswith("average of 5 fold models")
+    assert result.manifest["training"]["crossfit"]["final_model"].startswith("average of 10 fold models")
     columns = ["hrat", "obrat", "loanprc", "unem", "dep", "chist", "pubrec", "mortlat1", "mortlat2", "appinc",
                "married", "race", "sex"]
     frame.select(columns).head(400).write_parquet(folder / "applications.parquet")

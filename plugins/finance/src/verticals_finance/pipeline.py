@@ -32,8 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SMALL_DATA_ROWS", "CreditRiskPipeline"]
 
 #: Below this many training + validation rows, early stopping and Platt calibration use 5-fold
-#: cross-fitting instead of the validation split, and the model is the average of the five fold models
-#: (``crossfit_final="bag"``; see verticals.crossfit and docs/finance.md for the measurements).
+#: cross-fitting, run twice over different folds, instead of the validation split, and the model is the
+#: average of the ten fold models (``crossfit_final="bag"``, ``crossfit_repeats=2``; see verticals.crossfit
+#: and docs/finance.md for the measurements).
 SMALL_DATA_ROWS = 2000
 
 
@@ -67,7 +68,7 @@ class CreditRiskPipeline(Pipeline):
     )
     training = TrainingConfig(epochs=60, batch_size=256, learning_rate=1e-2, weight_decay=1e-4, patience=10,
                               class_weighting=False, seed=42, crossfit_below=SMALL_DATA_ROWS, crossfit_folds=5,
-                              crossfit_final="bag")
+                              crossfit_final="bag", crossfit_repeats=2)
 
     def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
                  scaling: Scaling | None = None, bands: Sequence[tuple[str, float]] | None = None,
@@ -112,9 +113,13 @@ class CreditRiskPipeline(Pipeline):
         crossfit = getattr(context, "crossfit", None)
         if crossfit is not None:  # small data: calibrate on every pooled row's out-of-fold logit
             calibration = fit_platt(crossfit.outputs["logits"], crossfit.target)
-            calibration["fitted_on"] = (f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds"
-                                        + ("; the fold models the final model averages)"
-                                           if getattr(crossfit, "final", "refit") == "bag" else ")"))
+            repeats = int(getattr(crossfit, "repeats", 1))
+            calibration["fitted_on"] = (
+                f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds"
+                + (f" × {repeats} runs; a row's logit is the mean of the {repeats} models that never saw it"
+                   if repeats > 1 else "")
+                + ("; the fold models the final model averages)" if getattr(crossfit, "final", "refit") == "bag"
+                   else ")"))
             if "note" not in calibration:
                 pooled = np.concatenate([np.asarray(context.outputs[s]["logits"]).reshape(-1) for s in ("train", "valid")])
                 calibration = match_mean(calibration, pooled, crossfit.target)
