@@ -17,7 +17,7 @@ setting; the credit pipelines use 2,000), the engine instead
    * ``"refit"`` (the default): each fold model has its own preprocessor, fitted on its training
      folds; the final preprocessor and model are fitted on the whole pool for the median best epoch,
      without early stopping.
-   * ``"bag"``: the final model is the **average of the K fold models** (R × K with repeats)
+   * ``"bag"``: the final model is the **average of the K fold models**, R × K with repeats
      (:class:`verticals.ensemble.AveragedModel`: every output is the members' mean, one module, one
      exported graph). Averaging needs one input encoding, so a single preprocessor is fitted on the
      whole pool and every fold model trains on its transform. Its *unsupervised* statistics (medians,
@@ -26,7 +26,8 @@ setting; the credit pipelines use 2,000), the engine instead
      labels themselves, so a preprocessor whose fitted state changes when the pool's target column is
      shuffled is refused (:class:`~verticals.errors.PluginError`: use ``"refit"``). The tabular
      preprocessor learns only the label set and the positive class from the target, which a shuffle
-     does not change. No model is trained after the folds, so bagging costs less time than refitting.
+     does not change. No model is trained after the folds, so a single run (R = 1) costs less time
+     than refitting.
      Use it where averaging the outputs is meaningful (logits; an additive model's contributions).
 
 The out-of-fold outputs reach :meth:`Pipeline.fit_extras` as ``context.crossfit`` (a
