@@ -89,7 +89,8 @@ def test_stopping_on_the_validation_loss_keeps_the_lowest_loss_epoch(reference):
     assert out.best_epoch == best["epoch"]
     outputs = predict_outputs(out.model, pre.graph_module(), batches["valid"], "cpu", 512, spec.outputs)
     logits = torch.from_numpy(outputs["logits"])
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batches["valid"].target))
+    target = torch.from_numpy(np.array(batches["valid"].target, dtype=np.float32))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
     assert float(loss) == pytest.approx(best["valid_loss"], rel=1e-4)
     with pytest.raises(PluginError, match=r"early stopping on 'brier'"):
         fit_model(pipeline, spec.factory(pre.info()), pre.graph_module(), batches["train"], batches["valid"],
