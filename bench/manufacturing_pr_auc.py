@@ -4,11 +4,14 @@ Trains each pipeline on its generated dataset (dataset seed = training seed) in 
 home and prints, per seed and on average, the network's test PR-AUC next to the baselines' (same run,
 same split, same features). Usage::
 
-    python bench/manufacturing_pr_auc.py [--pipelines process_failure failure_risk] [--seeds 0 1 2]
-        [--epochs N] [--model window_cnn]
+    python bench/manufacturing_pr_auc.py [--pipelines process_failure failure_risk] [--seeds 0 1 2 3 4]
+        [--epochs N] [--models window_wide window_gru window_cnn]
 
-``--model`` trains the pipelines with another registered model of the plugin (e.g. ``window_cnn``
-against the default ``window_gru`` for ``failure_risk``): same data, split, seeds and baselines.
+``--models`` trains the pipelines with each of these registered models of the plugin in turn (default:
+the pipeline's own; ``--model-options JSON`` passes options to the model factory), on the same data,
+split and seed; the baselines come from the same runs (they do not depend on the model: the first
+run's are printed). Prints per seed and the mean and standard deviation over seeds, each model's
+validation PR-AUC (at its kept epoch: compare models on it, never on test) and its training time.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import tempfile
 import time
 
 
-def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None) -> dict[str, float]:
+def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
+        options: dict | None = None) -> dict[str, float]:
     import verticals_manufacturing.plugin as plugin
     from verticals.engine import train
     from verticals.testing import use_plugins
@@ -37,6 +41,8 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None) 
             def with_model(pipe, **kwargs):
                 if model is not None and pipe.name == pipeline:
                     pipe.model = model
+                if options and pipe.name == pipeline:
+                    pipe.model_options = lambda dataset, info: dict(options)
                 register(pipe, **kwargs)
 
             plugin.register_pipelines(with_model)
@@ -52,7 +58,7 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None) 
         result = train(f"manufacturing.{pipeline}", home=home, progress=False, variants=(), seed=seed, epochs=epochs)
         seconds = time.perf_counter() - started
         stored = json.loads((result.path / "metrics.json").read_text())
-    out = {"model": stored["test"]["pr_auc"]}
+    out = {"model": stored["test"]["pr_auc"], "valid": stored.get("valid", {}).get("pr_auc", float("nan"))}
     for name, metrics in stored.get("baselines", {}).items():
         out[name] = metrics["pr_auc"]
     out["seconds"] = seconds
@@ -62,20 +68,42 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pipelines", nargs="+", default=["process_failure", "failure_risk"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--model", default=None, help="another registered model of the plugin, e.g. window_cnn")
+    parser.add_argument("--models", nargs="+", default=[None],
+                        help="registered models of the plugin to train in turn, e.g. window_wide window_gru")
+    parser.add_argument("--model-options", type=json.loads, default=None,
+                        help='keyword options of the model factory, as JSON, e.g. \'{"dropout": 0.5}\'')
     args = parser.parse_args()
     for pipeline in args.pipelines:
-        rows = []
+        rows: list[dict[str, float]] = []
         for seed in args.seeds:
-            row = run(pipeline, seed, args.epochs, args.model)
+            row: dict[str, float] = {}
+            for model in args.models:
+                out = run(pipeline, seed, args.epochs, model, args.model_options)
+                label = model or "model"
+                row[label], row[f"{label} seconds"] = out.pop("model"), out.pop("seconds")
+                row[f"{label} valid"] = out.pop("valid")
+                for name, value in out.items():
+                    row.setdefault(name, value)
             rows.append(row)
-            print(f"{pipeline} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()), flush=True)
-        keys = [k for k in rows[0] if k != "seconds"]
-        means = {k: statistics.mean(r[k] for r in rows) for k in keys}
-        print(f"{pipeline} mean over {len(rows)} seeds: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()),
-              flush=True)
+            print(f"{pipeline} seed {seed}: " + ", ".join(f"{k} {v:.4f}" if "seconds" not in k else f"{k} {v:.0f}"
+                                                        for k, v in row.items()), flush=True)
+        keys = [k for k in rows[0] if "seconds" not in k]
+        summary = ", ".join(f"{k} {statistics.mean(r[k] for r in rows):.4f}"
+                            + (f" ± {statistics.stdev(r[k] for r in rows):.4f}" if len(rows) > 1 else "") for k in keys)
+        print(f"{pipeline} mean over {len(rows)} seeds (± SD): {summary}", flush=True)
+        if len(rows) > 1 and len(keys) > 1:
+            gbm = "hist_gradient_boosting"
+            for k in keys:
+                if k != gbm and gbm in rows[0] and not k.endswith(" valid"):
+                    diffs = [r[k] - r[gbm] for r in rows]
+                    print(f"{pipeline} {k} − {gbm}: mean {statistics.mean(diffs):+.4f}, per seed "
+                          + ", ".join(f"{d:+.3f}" for d in diffs), flush=True)
+        for k in rows[0]:
+            if "seconds" in k:
+                print(f"{pipeline} {k}: median {statistics.median(r[k] for r in rows):.0f} s (train() end to end: "
+                      "data, fit, baselines, evaluation, export, report)", flush=True)
 
 
 if __name__ == "__main__":

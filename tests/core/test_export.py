@@ -89,9 +89,11 @@ def test_variants_are_kept_only_within_tolerance(exported: dict, tmp_path: Path)
         out = session.run(None, sample)[0]
         return float(np.mean((out > np.median(fp32)) == target)), session.get_providers()[0]
 
-    records = ex.build_variants(source, accuracy, 1.0, metric_name="accuracy")
+    records = ex.build_variants(source, accuracy, 1.0, metric_name="accuracy", sample=sample)
     int8 = records["int8"]
     assert int8["provider"] == "CPUExecutionProvider" and int8["metric"] is not None
+    if int8["accepted"]:  # timed against fp32 on the sample, for ``auto``
+        assert int8["speedup"] > 0 and "rows per call" in int8["timed_on"], int8
     assert int8["accepted"] == (abs(int8["delta"]) <= ex.VARIANT_TOLERANCE)
     assert (tmp_path / "model.int8.onnx").exists() == int8["accepted"]
     assert int8["file"] == ("model.int8.onnx" if int8["accepted"] else None)

@@ -297,3 +297,42 @@ def test_a_files_template_reads_a_folder_without_features_and_defaults_the_targe
                                          'positive = "1"\nnegative = "0"\n')
     with pytest.raises(UserError, match="no features"):  # a tabular template still needs features
         load_config(tmp_path / "plain.toml", {"t": DataTemplate(name="t", pipeline=_pipeline)})
+
+
+def test_a_template_check_refuses_a_file_its_options_contradict(tmp_path, verticals_plugins, verticals_home,
+                                                                 monkeypatch) -> None:
+    """``DataTemplate.check`` sees the parsed options and the file at registration, after the header
+    checks; its error reaches the user as is and nothing is stored."""
+    seen = []
+
+    def check(config, frame):
+        seen.append((config.options["note"], frame.height))
+        if frame.get_column("f00").cast(pl.Float64).max() < 0 and config.options["note"] == "positive":
+            raise config.fail("extra.note = 'positive', but column 'f00' holds negative values",
+                              "write note = \"any\"")
+
+    class Checked(ReferencePlugin):
+        @hookimpl
+        def register_data_templates(self, register):
+            register(DataTemplate(name="table", pipeline=_pipeline, parse=_parse, check=check,
+                                  sections={"extra": "note = text"}))
+
+    verticals_plugins({"toy": Checked(rows=400, n_numeric=4, n_categorical=1)})
+    with pytest.raises(UserError, match=r"extra\.note = 'positive', but column 'f00' holds negative values") as err:
+        register_config(_files(tmp_path, CONFIG + '[extra]\nnote = "positive"\n'))
+    assert err.value.hint == 'write note = "any"' and registered() == []
+    register_config(_files(tmp_path, CONFIG + '[extra]\nnote = "any"\n'))
+    assert seen == [("positive", 300), ("any", 300)] and [e["name"] for e in registered()] == ["mine"]
+    # A column the config names but the file lacks is reported by the core before the check runs.
+    with pytest.raises(UserError, match="names column 'f9'"):
+        register_config(_files(tmp_path, CONFIG.replace('"f02"', '"f9"') + '[extra]\nnote = "any"\n'))
+    assert len(seen) == 2
+    # A config that reaches training without registration (VERTICALS_DATA_CONFIG) is checked when the
+    # loader reads its file.
+    remove_config("mine")
+    monkeypatch.setenv(CONFIG_ENV, str(_files(tmp_path, CONFIG + '[extra]\nnote = "positive"\n')))
+    registry = verticals_plugins({"toy": Checked(rows=400, n_numeric=4, n_categorical=1)})
+    loader = registry.dataset_of(registry.pipeline("toy.mine")).loader
+    with pytest.raises(UserError, match=r"extra\.note = 'positive'"):
+        loader()
+    assert seen[-1] == ("positive", 300)

@@ -103,3 +103,18 @@ def test_report_without_history_or_baselines(tmp_path: Path) -> None:
     page = write_report(tmp_path, bare).read_text()
     assert "lower is better" in page and "<img" not in page
     assert "baselines" not in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_report_helpers_format_escape_and_place_figures(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from verticals.report import figures_folder, fmt, html_table
+
+    assert [fmt(v) for v in (0.91834, 12_000.0, 1234, None, True, float("nan"), 2e-5)] == \
+        ["0.9183", "12,000", "1,234", "–", "yes", "–", "2.000e-05"]
+    assert fmt(0.91834, digits=2) == "0.92"
+    table = html_table(["name <b>", "value"], [["a&b", 0.5]], highlight=0)
+    assert "<th>name &lt;b&gt;</th>" in table and "<td>a&amp;b</td>" in table
+    assert '<td class="num">0.5000</td>' in table and '<tr class="hl">' in table
+    folder = figures_folder(SimpleNamespace(workdir=tmp_path))
+    assert folder == tmp_path / "figures" and folder.is_dir()

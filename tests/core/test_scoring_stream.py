@@ -119,7 +119,7 @@ def test_a_failing_partition_ends_the_stream_and_callers_score_theirs_directly(t
             score_partitions(session, [p for p in partitions if p.source.name == "b.parquet"], staging)
 
 
-def _with_int8(home, model_files, tmp_path, accepted=True):
+def _with_int8(home, model_files, tmp_path, accepted=True, **int8):
     from verticals.export import quantize_int8
     from verticals.store import ModelStore
 
@@ -128,7 +128,7 @@ def _with_int8(home, model_files, tmp_path, accepted=True):
     quantize_int8(files / "model.onnx", files / "model.int8.onnx")
     manifest = json.loads((model_files.parent / "manifest.json").read_text())
     manifest["variants"] = {"int8": {"file": "model.int8.onnx" if accepted else None, "accepted": accepted,
-                                     "reason": "|Δ auc| = 0.0003 ≤ 0.005 on CPUExecutionProvider"}}
+                                     "reason": "|Δ auc| = 0.0003 ≤ 0.005 on CPUExecutionProvider", **int8}}
     if not accepted:
         (files / "model.int8.onnx").unlink()
     return ModelStore(home).register(PIPELINE, files, manifest)
@@ -150,6 +150,30 @@ def test_default_variant_is_int8_only_with_fast_int8_and_an_accepted_variant(tmp
     rejected = _with_int8(home, model_files, tmp_path / "r", accepted=False)
     m = score(PIPELINE, data, tmp_path / "o4", home=home, progress=False, model=rejected.version)
     assert m["variant"] == "fp32" and "no accepted int8" in m["variant_reason"]
+
+
+def test_auto_keeps_fp32_where_registration_timed_int8_no_faster(tmp_path, home, model_files, plugin, monkeypatch):
+    import verticals.scoring.runtime as runtime
+
+    detect = runtime.fast_int8
+    monkeypatch.delenv("VERTICALS_FAST_INT8", raising=False)
+    monkeypatch.setattr(runtime, "fast_int8", lambda: "avx512_vnni")
+    data = write_parquet(make_rows(300, seed=9), tmp_path / "in.parquet")
+    cases = {"slow": (1.02, "avx512_vnni, 4000 rows per call", "fp32"),
+             "fast": (1.8, "avx512_vnni, 4000 rows per call", "int8"),
+             "timed_without_vnni": (1.02, "no fast int8 kernels, 4000 rows per call", "int8")}
+    versions = {}
+    for name, (speedup, timed_on, want) in cases.items():
+        versions[name] = _with_int8(home, model_files, tmp_path / name, speedup=speedup, timed_on=timed_on)
+        m = score(PIPELINE, data, tmp_path / f"out-{name}", home=home, progress=False,
+                  model=versions[name].version)
+        assert m["variant"] == want, (name, m["variant_reason"])
+    slow = score(PIPELINE, data, tmp_path / "again", home=home, progress=False, model=versions["slow"].version)
+    assert "ran only 1.02x fp32 when timed at registration (avx512_vnni" in slow["variant_reason"]
+    monkeypatch.setattr(runtime, "fast_int8", detect)
+    monkeypatch.setenv("VERTICALS_FAST_INT8", "1")  # forcing int8 skips the timing check
+    forced = score(PIPELINE, data, tmp_path / "forced", home=home, progress=False, model=versions["slow"].version)
+    assert forced["variant"] == "int8"
 
 
 def test_fast_int8_reads_the_cpu_flags(monkeypatch):

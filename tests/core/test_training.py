@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from verticals.data.splits import split_frame  # noqa: E402
 from verticals.data.validation import validate  # noqa: E402
-from verticals.errors import UserError  # noqa: E402
+from verticals.errors import PluginError, UserError  # noqa: E402
 from verticals.testing import use_plugins  # noqa: E402
 from verticals.testing.reference import ReferencePlugin  # noqa: E402
 from verticals.training import (  # noqa: E402
@@ -77,6 +77,25 @@ def test_best_weights_are_restored_and_predictions_reproduce_the_best_metric(ref
     assert set(outputs) == {"logits"} and outputs["logits"].shape == (len(batches["valid"]),)
     _, metrics = evaluate_split(pipeline, outputs, batches["valid"])
     assert metrics["auc"] == pytest.approx(best["valid_auc"], abs=1e-9)
+
+
+def test_stopping_on_the_validation_loss_keeps_the_lowest_loss_epoch(reference):
+    pipeline, spec, pre, batches = reference
+    seed_everything(7)
+    out = fit_model(pipeline, spec.factory(pre.info()), pre.graph_module(), batches["train"], batches["valid"],
+                    epochs=4, batch_size=256, lr=3e-2, weight_decay=0.0, patience=10, seed=7, device="cpu",
+                    progress=False, stop_on="loss")
+    best = min(out.history, key=lambda r: r["valid_loss"])
+    assert out.best_epoch == best["epoch"]
+    outputs = predict_outputs(out.model, pre.graph_module(), batches["valid"], "cpu", 512, spec.outputs)
+    logits = torch.from_numpy(outputs["logits"])
+    target = torch.from_numpy(np.array(batches["valid"].target, dtype=np.float32))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    assert float(loss) == pytest.approx(best["valid_loss"], rel=1e-4)
+    with pytest.raises(PluginError, match=r"early stopping on 'brier'"):
+        fit_model(pipeline, spec.factory(pre.info()), pre.graph_module(), batches["train"], batches["valid"],
+                  epochs=1, batch_size=256, lr=1e-3, weight_decay=0.0, patience=1, seed=7, device="cpu",
+                  progress=False, stop_on="brier")
 
 
 def test_early_stopping_when_the_metric_stops_improving(reference):

@@ -86,8 +86,16 @@ def test_small_data_is_cross_fitted_and_calibrated_out_of_fold(credit) -> None:
     result, _ = credit
     crossfit = result.manifest["training"]["crossfit"]
     assert crossfit["folds"] == 5 and crossfit["rows"] == 800
+    # The credit pipelines bag on small data: the model is the average of the ten fold models (5-fold
+    # cross-fitting run twice), one graph.
+    assert crossfit["final"] == "bag" and crossfit["repeats"] == 2
+    assert crossfit["final_model"].startswith("average of 10 fold models")
+    assert result.manifest["parity"]["passed"]
     calibration = result.manifest["extras"]["calibration"]
     assert calibration["rows"] == 800 and calibration["fitted_on"].startswith("out-of-fold logits of 800 rows")
+    assert "mean of the 2 models that never saw it; the fold models the final model averages" in calibration["fitted_on"]
+    # No model is trained after the fold models: a 1,000-row file trains in seconds.
+    assert result.manifest["training"]["seconds"] < 60
     test = result.metrics["test"]
     assert abs(test["mean_score"] - test["positive_rate"]) < 0.05  # calibrated on 800 rows, not 100
 
@@ -101,7 +109,9 @@ def test_report_reads_as_an_analyst_needs(credit) -> None:
     result, _ = credit
     html = (result.path / "report.html").read_text()
     for text in ("What “bad” means here:</b> the loan was not repaid as agreed", "95 % bootstrap interval",
-                 "Small data.", "5-fold cross-fitting", "scorecard points per category", "Credit risk: risk bands",
+                 "Small data.", "5-fold cross-fitting (run 2 times over different folds)",
+                 "the final model is the average of 10 fold models", "scorecard points per category",
+                 "Credit risk: risk bands",
                  "cut-off (points ≥)", "bads declined", "Credit risk: fair lending", "adverse-impact ratio",
                  "Excluded from the model's features: Marital, Age", "62 and over", "<td>married</td>",
                  "AUC minus the best baseline"):
@@ -120,7 +130,7 @@ def test_report_reads_as_an_analyst_needs(credit) -> None:
 def test_scoring_a_file_without_ids_with_bad_values(credit, capsys, monkeypatch) -> None:
     from verticals.scoring import score
 
-    _, folder = credit
+    result, folder = credit
     base = {"Seniority": 1, "Home": "rent", "Time": 60, "Age": 30, "Marital": "single", "Records": "yes",
             "Job": "partime", "Expenses": 90, "Income": 60, "Assets": 0, "Debt": 0, "Amount": 1800, "Price": 1900}
     changes = [{}, {"Amount": -500}, {"Amount": 900000}, {"Home": " RENT "}, {"Records": "YES"},
@@ -141,8 +151,9 @@ def test_scoring_a_file_without_ids_with_bad_values(credit, capsys, monkeypatch)
     assert pd[6] == pytest.approx(pd[0])  # age is not a model input
     warnings = " ".join(manifest["warnings"])
     assert "' RENT ' as 'rent'" in warnings and "'YES' as 'yes'" in warnings and "did you mean 'rent'?" in warnings
+    used = set(result.manifest["extras"]["used_features"])
     for names, texts in zip(out["reasons"].to_list(), out["reason_texts"].to_list(), strict=True):
-        assert len(names) == len(texts) <= 4 and not {"Marital", "Age"} & set(names)
+        assert len(names) == len(texts) <= 4 and not {"Marital", "Age"} & set(names) and set(names) <= used
         for name, text in zip(names, texts, strict=True):
             if name == "Records":
                 assert text == "Earlier payment problems on record"
@@ -220,6 +231,7 @@ numeric = ["hrat", "obrat", "loanprc", "unem", "dep", "chist", "pubrec", "mortla
 categorical = ["married"]
 [fair_lending]
 protected = ["race", "sex", "married"]
+use_as_features = ["married"]
 cutoff = 0.2
 [report]
 bad = "the application was denied"
@@ -230,19 +242,44 @@ bad = "the application was denied"
         mp.delenv("VERTICALS_FINANCE_CONFIG", raising=False)
         _register(folder, frame, text, csv="loanapp.csv")
         with use_plugins({"finance": finance_plugin}):
-            yield train("finance.boston_mortgages", epochs=12, progress=False, variants=())
+            yield train("finance.boston_mortgages", epochs=12, progress=False, variants=()), folder, frame
 
 
 @pytest.mark.slow
 def test_loanapp_fair_lending_by_race(loanapp) -> None:
-    result = loanapp
-    assert not {"race", "sex", "married"} & set(result.manifest["extras"]["features"])
+    result, _, _ = loanapp
+    extras = result.manifest["extras"]
+    assert not {"race", "sex"} & set(extras["features"]) and "married" in extras["features"]
+    assert extras["protected_features"] == ["married"] and "married" not in extras["used_features"]
     html = (result.path / "report.html").read_text()
     start = html.index("Credit risk: fair lending</h2>")
     section = html[start:html.index("<h2", start + 10)]
     for group in ("<td>white</td>", "<td>black</td>", "<td>hispanic</td>", "<td>male</td>", "<td>female</td>"):
         assert group in section
-    assert "the application was denied" in html and "Excluded from the model's features: race, sex, married" in section
+    assert "the application was denied" in html and "Excluded from the model's features: race, sex." in section
+    assert "(fair_lending.use_as_features): married</b>; they are never reason codes" in section
+
+
+@pytest.mark.slow
+def test_bagged_loanapp_model_scores_reasons_from_used_unprotected_features(loanapp) -> None:
+    """1,591 pooled rows: cross-fitted and bagged. Scored through ONNX Runtime, the averaged graph's
+    contributions give reasons only from features the model uses, never the opted-in protected one."""
+    from verticals.scoring import score
+
+    result, folder, frame = loanapp
+    assert result.manifest["training"]["crossfit"]["final_model"].startswith("average of 10 fold models")
+    columns = ["hrat", "obrat", "loanprc", "unem", "dep", "chist", "pubrec", "mortlat1", "mortlat2", "appinc",
+               "married", "race", "sex"]
+    frame.select(columns).head(400).write_parquet(folder / "applications.parquet")
+    with use_plugins({"finance": finance_plugin}):
+        manifest = score("finance.boston_mortgages", folder / "applications.parquet", folder / "scored",
+                         home=folder / "home", progress=False)
+    assert manifest["rows_scored"] + manifest["rows_rejected"] == 400 and manifest["rows_scored"] > 300
+    out = pl.read_parquet(folder / "scored" / "part-00000.parquet")
+    used = set(result.manifest["extras"]["used_features"])
+    reasons = [set(r) for r in out["reasons"].to_list()]
+    assert all(r <= used and not {"race", "sex", "married"} & r for r in reasons)
+    assert sum(1 for r in reasons if r) > 100 and len(set().union(*reasons)) >= 3
 
 
 def test_group_table_on_loanapp_race() -> None:

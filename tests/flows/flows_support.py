@@ -129,3 +129,45 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(timeout=10)
     with contextlib.suppress(ProcessLookupError):  # children that outlived their parent
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+SLOW_RUN = """
+import json, sys, time
+
+from verticals import hookimpl
+from verticals.registry import get_registry
+
+pipeline, source, output, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+
+
+class Slow:
+    @hookimpl
+    def after_score_batch(self, batch_index):
+        time.sleep(options["sleep"])  # stretch the run so the test can kill it between partitions
+
+
+get_registry().pm.register(Slow(), name="slow")
+import verticals.scoring.grouping as grouping
+import verticals.scoring.partitions as partitions
+from verticals_flows.score import score_flow
+
+if options.get("rows_per_part"):
+    grouping.ROWS_PER_PART = options["rows_per_part"]  # several grouped partitions from a small input
+if options.get("files_per_partition"):
+    partitions.FILES_PER_PARTITION = options["files_per_partition"]  # several from a small image folder
+score_flow(pipeline=pipeline, input=source, output=output, batch_size=options["batch_size"])
+"""
+
+
+def start_slow_score_flow(workdir: Path, env: dict[str, str], pipeline: str, source: Path, out: Path, *,
+                          sleep: float, batch_size: int, rows_per_part: int | None = None,
+                          files_per_partition: int | None = None) -> subprocess.Popen:
+    """Start the score flow in its own process group, slowed by ``sleep`` s after every scored batch, so
+    a test can SIGKILL it between committed partitions (see :func:`kill_group`)."""
+    script = workdir / "slow_run.py"
+    script.write_text(SLOW_RUN)
+    options = {"sleep": sleep, "batch_size": batch_size, "rows_per_part": rows_per_part,
+               "files_per_partition": files_per_partition}
+    return subprocess.Popen([sys.executable, str(script), pipeline, str(source), str(out), json.dumps(options)],
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **env})

@@ -4,15 +4,11 @@ output after a run is killed (SIGKILL) partway and run again."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from flows_support import PIPELINE, kill_group, read_output, wait_for
+from flows_support import PIPELINE, kill_group, read_output, start_slow_score_flow, wait_for
 from verticals.cli import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -78,24 +74,6 @@ def _runs_into(out: Path) -> list:
     return [r for r in runs if (r.parameters or {}).get("output") == str(out)]
 
 
-SLOW_RUN = """
-import sys, time
-
-from verticals import hookimpl
-from verticals.registry import get_registry
-
-
-class Slow:
-    @hookimpl
-    def after_score_batch(self, batch_index):
-        time.sleep(0.15)  # stretch the run so the test can kill it between partitions
-
-
-get_registry().pm.register(Slow(), name="slow")
-from verticals_flows.score import score_flow
-
-score_flow(pipeline=sys.argv[1], input=sys.argv[2], output=sys.argv[3], batch_size=100)
-"""
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flows_env, trained, batch,
@@ -105,11 +83,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_output(prefect_api, flo
     from verticals_flows.score import score_flow
 
     out = tmp_path / "resumed"
-    script = tmp_path / "slow_run.py"
-    script.write_text(textwrap.dedent(SLOW_RUN))
-    proc = subprocess.Popen([sys.executable, str(script), PIPELINE, str(batch), str(out)],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **flows_env.vars})
+    proc = start_slow_score_flow(tmp_path, flows_env.vars, PIPELINE, batch, out, sleep=0.15, batch_size=100)
     markers = staging_dir(out) / "_state"
     try:
         wait_for(lambda: len(list(markers.glob("part-*.json"))) >= 2 or proc.poll() is not None, 180,

@@ -6,43 +6,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from flows_support import FILES, RANKING, kill_group, wait_for
+from flows_support import FILES, RANKING, kill_group, start_slow_score_flow, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
-SLOW_RUN = """
-import sys, time
-
-from verticals import hookimpl
-from verticals.registry import get_registry
-
-
-class Slow:
-    @hookimpl
-    def after_score_batch(self, batch_index):
-        time.sleep(0.4)  # stretch the run so the test can kill it between partitions
-
-
-get_registry().pm.register(Slow(), name="slow")
-import verticals.scoring.grouping as grouping
-import verticals.scoring.partitions as partitions
-from verticals_flows.score import score_flow
-
-grouping.ROWS_PER_PART = 150          # several grouped partitions from a small event log
-partitions.FILES_PER_PARTITION = 10   # several partitions from a small image folder
-
-score_flow(pipeline=sys.argv[1], input=sys.argv[2], output=sys.argv[3], batch_size=32)
-"""
 
 KEYS = {RANKING: ["user"], FILES: ["path"]}
 
@@ -116,11 +89,8 @@ def test_killed_shape_runs_resume_to_exactly_the_uninterrupted_output(prefect_ap
     monkeypatch.setattr(partitions, "FILES_PER_PARTITION", 10)
     source = shape_inputs[pipeline]
     out = tmp_path / "resumed"
-    script = tmp_path / "slow_run.py"
-    script.write_text(textwrap.dedent(SLOW_RUN))
-    proc = subprocess.Popen([sys.executable, str(script), pipeline, str(source), str(out)],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **flows_env.vars})
+    proc = start_slow_score_flow(tmp_path, flows_env.vars, pipeline, source, out, sleep=0.4, batch_size=32,
+                                 rows_per_part=150, files_per_partition=10)
     markers = staging_dir(out) / "_state"
     try:
         wait_for(lambda: len(list(markers.glob("part-*.json"))) >= 1 or proc.poll() is not None, 180,

@@ -5,41 +5,16 @@ killed with SIGKILL resumes to exactly the uninterrupted output."""
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from flows_support import WINDOWS, kill_group, wait_for
+from flows_support import WINDOWS, kill_group, start_slow_score_flow, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
-SLOW_RUN = """
-import sys, time
-
-from verticals import hookimpl
-from verticals.registry import get_registry
-
-
-class Slow:
-    @hookimpl
-    def after_score_batch(self, batch_index):
-        time.sleep(0.3)  # stretch the run so the test can kill it between partitions
-
-
-get_registry().pm.register(Slow(), name="slow")
-import verticals.scoring.grouping as grouping
-from verticals_flows.score import score_flow
-
-grouping.ROWS_PER_PART = int(sys.argv[4])  # several grouped partitions from a small input
-
-score_flow(pipeline=sys.argv[1], input=sys.argv[2], output=sys.argv[3], batch_size=64)
-"""
 PART_ROWS = 250  # about two machines per grouped partition
 
 
@@ -100,11 +75,8 @@ def test_killed_windows_run_resumes_to_exactly_the_uninterrupted_output(prefect_
 
     monkeypatch.setattr(grouping, "ROWS_PER_PART", PART_ROWS)
     out = tmp_path / "resumed"
-    script = tmp_path / "slow_run.py"
-    script.write_text(textwrap.dedent(SLOW_RUN))
-    proc = subprocess.Popen([sys.executable, str(script), WINDOWS, str(event_log), str(out), str(PART_ROWS)],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, **flows_env.vars})
+    proc = start_slow_score_flow(tmp_path, flows_env.vars, WINDOWS, event_log, out, sleep=0.3, batch_size=64,
+                                 rows_per_part=PART_ROWS)
     markers = staging_dir(out) / "_state"
     try:
         wait_for(lambda: len(list(markers.glob("part-*.json"))) >= 1 or proc.poll() is not None, 180,

@@ -201,3 +201,38 @@ def test_contradictory_labels_are_learned_as_the_failure_column_says():
     assert bits[:3].tolist() == [0, 0, 1 << MODES.index("OSF")]
     assert batch.aux["HDF"][0] == 1  # still visible to reports, never a positive
     assert batch.ids["UDI"].to_list() == [r["UDI"] for i, r in enumerate(rows) if i != 3]
+
+
+def test_fleet_channels_and_window_summaries_are_the_same_in_numpy_and_in_the_graph():
+    """What the baselines see (window_design) is what window_wide computes in the exported graph:
+    the physics channels (power, wear × torque, temperature difference) and the window summaries."""
+    import torch
+    from verticals_manufacturing.graph import window_summaries
+    from verticals_manufacturing.layout import FLEET_LAYOUT
+    from verticals_manufacturing.risk import window_design
+
+    assert FLEET_LAYOUT.channels[-3:] == ("power_kw", "wear_torque", "temperature_difference")
+    frame = horizon_labels(pl.concat([_telemetry("A", 30, {20: "HDF"}), _telemetry("B", 26)]), horizon=3)
+    pre = WindowPreprocessor(window=6)
+    pre.fit(frame)
+    windows = pre.transform(frame, with_target=True).inputs["window"].copy()
+    windows[2, 3, 1] = np.nan  # a dropout: the training median in both
+    graph = pre.graph_module()
+    scaled = graph(torch.from_numpy(windows))["window"]  # [N, C, W], standardised
+    got = window_summaries(scaled).numpy() * np.tile(pre.stds, 5) + np.r_[np.tile(pre.means, 4), np.zeros(len(pre.means))]
+    assert np.allclose(got, window_design(windows, pre.medians), rtol=1e-5, atol=1e-3)
+    process_minus_air = window_design(windows, pre.medians)[:, len(FLEET_LAYOUT.channels) - 1]  # last reading's
+    assert np.allclose(process_minus_air, 10.0)
+    # Summary statistics for window_wide: 5 summaries per channel, 16 rising thresholds each.
+    assert len(pre.summary_means) == 5 * len(FLEET_LAYOUT.channels) == len(pre.summary_quantiles)
+    assert all(len(q) == 16 and q == sorted(q) for q in pre.summary_quantiles)
+    restored = WindowPreprocessor()
+    restored.load_state(pre.state())
+    assert restored.info()["summary_quantiles"] == pre.summary_quantiles
+
+
+def test_a_layout_without_two_temperatures_has_no_temperature_difference():
+    from verticals_manufacturing.layout import TelemetryLayout
+
+    one = TelemetryLayout(temperatures=("air_temperature",))
+    assert "temperature_difference" not in one.physics and one.channels[-1] == "wear_torque"

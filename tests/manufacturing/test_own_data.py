@@ -129,6 +129,51 @@ def test_telemetry_config_mistakes(plant, old, new, message):
         register_config(_write(plant, "press.toml", TELEMETRY.replace(old, new)))
 
 
+@pytest.mark.parametrize(("fmt", "horizon", "message", "fix"), [
+    ("csv", "10", r"telemetry.horizon = 10 is a number of cycles, but time column 'timestamp' holds datetimes "
+                  r"\(e.g. '2026-03-01", 'horizon = "10m"'),
+    ("parquet", '"10"', r"telemetry.horizon = '10' is a number of cycles, but time column 'timestamp' holds "
+                        r"datetimes", 'horizon = "10m"'),
+    ("cycles-csv", '"2h"', r"telemetry.horizon = '2h' is a duration, but time column 'timestamp' counts cycles "
+                           r"\(whole numbers, e.g. 0\)", "horizon = 10"),
+    ("cycles-parquet", '"2h"', r"telemetry.horizon = '2h' is a duration, but time column 'timestamp' counts "
+                               r"cycles", "horizon = 10"),
+])
+def test_a_horizon_in_the_wrong_unit_for_the_time_column_is_refused_at_registration(plant, fmt, horizon, message,
+                                                                                    fix):
+    frame = _own_telemetry(12)
+    if fmt.startswith("cycles"):
+        frame = frame.with_columns(((pl.col("timestamp") - START).dt.total_minutes() // 10).alias("timestamp"))
+    suffix = "parquet" if fmt.endswith("parquet") else "csv"
+    getattr(frame, f"write_{suffix}")(plant / f"telemetry.{suffix}")
+    text = TELEMETRY.replace('horizon = "100m"', f"horizon = {horizon}").replace("telemetry.csv", f"telemetry.{suffix}")
+    with pytest.raises(OwnDataError, match=message) as info:
+        register_config(_write(plant, "press.toml", text))
+    assert fix in info.value.hint and "\n" not in str(info.value)
+    assert not (plant / "home" / "data" / "index.json").exists()  # nothing stored
+
+
+@pytest.mark.parametrize(("horizon", "gap"), [("10", "20"), ('"100m"', "7200")])
+def test_a_horizon_in_the_time_column_unit_registers(plant, horizon, gap):
+    frame = _own_telemetry(12)
+    if not horizon.startswith('"'):
+        frame = frame.with_columns(((pl.col("timestamp") - START).dt.total_minutes() // 10).alias("timestamp"))
+    frame.write_csv(plant / "telemetry.csv")
+    text = TELEMETRY.replace('horizon = "100m"', f"horizon = {horizon}").replace("[costs]", f"[split]\ngap = {gap}\n[costs]")
+    config, _ = register_config(_write(plant, "press.toml", text))
+    assert config.options["layout"].datetime == horizon.startswith('"')
+    assert config.split.gap == (20 if horizon == "10" else 7200.0)
+
+
+def test_a_gap_of_part_of_a_cycle_is_refused(plant):
+    frame = _own_telemetry(12).with_columns(
+        ((pl.col("timestamp") - START).dt.total_minutes() // 10).alias("timestamp"))
+    frame.write_csv(plant / "telemetry.csv")
+    text = TELEMETRY.replace('horizon = "100m"', "horizon = 10").replace("[costs]", "[split]\ngap = 12.5\n[costs]")
+    with pytest.raises(OwnDataError, match=r"split\.gap: 12\.5 is not a whole number of cycles"):
+        register_config(_write(plant, "press.toml", text))
+
+
 @pytest.mark.slow
 def test_released_layout_registers_unedited_and_trains(plant):
     from verticals.engine import train
@@ -162,6 +207,7 @@ def test_own_telemetry_with_datetimes_trains_and_scores(plant):
         assert test["failures"] > 0 and (np.isnan(test["lead_time_mean"]) or 0 < test["lead_time_mean"] <= 6000)
         html = (result.path / "report.html").read_text()
         assert "horizon of 100 min" in html and "sensor traces before failures" in html
+        assert "The goal over seeds" not in html  # measured on the built-in fleet: says nothing of this data
         new = frame.filter(pl.col("asset").is_in(["M0001", "M0002"])).drop("failed", "cause")
         new.write_parquet(plant / "new.parquet")
         manifest = score("manufacturing.press_line", plant / "new.parquet", plant / "out", progress=False)

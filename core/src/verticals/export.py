@@ -64,6 +64,7 @@ __all__ = [
     "export_onnx",
     "onnx_exporter",
     "quantize_int8",
+    "relative_speed",
 ]
 
 OPSET = 18
@@ -410,6 +411,54 @@ Evaluator = Callable[[Path, Sequence[str]], tuple[float, str]]
 """``evaluate(onnx_path, providers) -> (primary metric on the test split, provider that ran)``."""
 
 
+INT8_TIMING_BYTES = 4 << 20
+"""Model input bytes per timed call of :func:`relative_speed` (batches like scoring's, not single rows)."""
+
+
+def relative_speed(reference: Path, variant: Path, sample: Mapping[str, np.ndarray], *, rounds: int = 7,
+                   budget_s: float = 4.0) -> dict[str, Any]:
+    """How many times faster ``variant`` scores ``sample`` than ``reference`` on this CPU.
+
+    Both run as one scoring lane does (ORT CPU provider, one intra-op thread, full graph optimisation);
+    calls alternate between the two after a warm-up call each, and the ratio is of the median call times,
+    so load from other processes hits both alike. Stops early after ``budget_s`` seconds (at least 3
+    calls each). Returns ``{"speedup": float | None, "timed_on": str}``: ``timed_on`` names the CPU's
+    fast int8 feature (or says there is none) and the rows per call, because the ratio depends on both.
+    """
+    import numpy as np
+
+    from verticals.ort import open_session, session_options
+    from verticals.scoring.runtime import fast_int8
+
+    if not sample:
+        return {"speedup": None, "timed_on": "not timed: no model inputs to time on"}
+    rows = len(next(iter(sample.values())))
+    row_bytes = sum(a.nbytes // max(1, a.shape[0]) for a in sample.values()) or 1
+    n = max(1, min(rows, INT8_TIMING_BYTES // row_bytes))
+    feed = {k: np.ascontiguousarray(v[:n]) for k, v in sample.items()}
+    flag = fast_int8()
+    timed_on = f"{flag or 'no fast int8 kernels'}, {n} rows per call"
+    try:
+        sessions = [open_session(path, options=session_options(threads=1)) for path in (reference, variant)]
+        names = [{i.name for i in sess.get_inputs()} for sess in sessions]
+        feeds = [{k: v for k, v in feed.items() if k in wanted} for wanted in names]
+        for sess, f in zip(sessions, feeds, strict=True):
+            sess.run(None, f)  # warm-up: allocations and kernel selection
+        times: list[list[float]] = [[], []]
+        deadline = time.perf_counter() + budget_s
+        for i in range(rounds):
+            for which, (sess, f) in enumerate(zip(sessions, feeds, strict=True)):
+                started = time.perf_counter()
+                sess.run(None, f)
+                times[which].append(time.perf_counter() - started)
+            if i >= 2 and time.perf_counter() > deadline:
+                break
+    except Exception as exc:  # timing is advice for ``auto``; never fails a registration
+        return {"speedup": None, "timed_on": f"{timed_on}; not timed: {type(exc).__name__}: {_first_line(exc)}"}
+    fp32, other = (float(np.median(t)) for t in times)
+    return {"speedup": round(fp32 / other, 3) if other > 0 else None, "timed_on": timed_on}
+
+
 def build_variants(
     source: Path,
     evaluate: Evaluator,
@@ -418,6 +467,7 @@ def build_variants(
     kinds: Sequence[str] = VARIANTS,
     tolerance: float = VARIANT_TOLERANCE,
     metric_name: str = "metric",
+    sample: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Make each variant of ``source`` next to it and keep those whose metric stays within ``tolerance``.
 
@@ -428,10 +478,12 @@ def build_variants(
         kinds: variants to try (``int8``, ``fp16``).
         tolerance: max |Δ metric| for acceptance.
         metric_name: the metric's name, for the record.
+        sample: model inputs (a slice of the test split) on which an accepted int8 variant is timed
+            against ``source`` (:func:`relative_speed`); the record's ``speedup`` and ``timed_on``.
 
     Returns:
         ``{kind: {"file", "metric", "metric_name", "delta", "tolerance", "accepted", "reason", "provider",
-        "bytes", "seconds"}}``. ``file`` is the variant's file name when it is accepted (and left in
+        "bytes", "seconds"[, "speedup", "timed_on"]}}``. ``file`` is the variant's file name when it is accepted (and left in
         ``source``'s folder) and ``None`` otherwise (the file is deleted, so it is never registered).
     """
     import math
@@ -462,6 +514,8 @@ def build_variants(
             elif within:
                 record.update(accepted=True, file=target.name,
                               reason=f"|Δ {metric_name}| = {abs(delta):.4g} ≤ {tolerance:g} on {provider}")
+                if kind == "int8" and sample is not None:
+                    record.update(relative_speed(source, target, sample))
             else:
                 record["reason"] = f"|Δ {metric_name}| = {abs(delta):.4g} > {tolerance:g} on {provider}"
         except Exception as exc:  # a variant is optional: record why it is missing, keep the fp32 model

@@ -144,6 +144,11 @@ class DataTemplate:
             then be a folder as well as a file, ``[features]`` may be left out (the pixels are the
             features), ``[target]`` defaults to the column ``label``, and this function reads the data
             (and checks it, raising ``OwnDataError``) wherever the core would call :func:`read_data`.
+        check: ``check(config, frame)``: checks the template's parsed options against the data file
+            when the config is registered (after the core's own checks of the header) and again when
+            training reads the file (a config from ``VERTICALS_DATA_CONFIG`` is never registered); raise
+            ``config.fail(...)`` naming the column, the value and the fix (e.g. a horizon in cycles for
+            a time column of datetimes).
     """
 
     name: str
@@ -160,6 +165,7 @@ class DataTemplate:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     splits: tuple[str, ...] = ("stratified", "random")
     read: Callable[[OwnDataConfig], pl.DataFrame] | None = None
+    check: Callable[[OwnDataConfig, pl.DataFrame], None] | None = None
     plugin: str = ""
 
     @property
@@ -421,6 +427,8 @@ def _loader(config: OwnDataConfig, template: DataTemplate) -> Callable[[], pl.Da
             raise NotFoundError(f"data file {config.data} (from data config {config.path}) does not exist",
                                 hint="fix 'data' in the config and register it again")
         frame = template.read(config) if template.read is not None else read_data(config.data)
+        if template.check is not None:  # the file may have changed since registration, or never was registered
+            template.check(config, frame)
         _check_size(config, template, frame)
         return frame
 
@@ -483,8 +491,9 @@ def check_data(config: OwnDataConfig, template: DataTemplate) -> dict[str, Any]:
 
     Raises:
         NotFoundError: the config names no data file, or it does not exist.
-        OwnDataError: a column the config names is not in the file (with a did-you-mean), the target
-            has undeclared labels, the file is below the template's minimum, or a feature has one value.
+        OwnDataError: a column the config names is not in the file (with a did-you-mean), the
+            template's ``check`` refuses the file, the target has undeclared labels, the file is below
+            the template's minimum, or a feature has one value.
     """
     import polars as pl
 
@@ -512,7 +521,8 @@ def check_data(config: OwnDataConfig, template: DataTemplate) -> dict[str, Any]:
                 f"the file's columns are: {', '.join(header[:30])}{' ...' if len(header) > 30 else ''}"
         raise OwnDataError(f"data config {config.path}: {key} names column '{column}', which data file "
                            f"{config.data} does not have", hint=hint)
-    template = template
+    if template.check is not None:
+        template.check(config, frame)
     labels = _check_size(config, template, frame)
     for name in config.features:
         values = frame.get_column(name)

@@ -8,6 +8,10 @@ The engine supplies the standard sections from a :class:`ReportContext` (data, m
 ONNX parity and variants); pipelines add theirs (:meth:`verticals.Pipeline.report_sections`), which
 are rendered after the standard ones. matplotlib (Agg backend) is imported only inside the functions
 that draw.
+
+Plugins build their sections with the same helpers the standard sections use: :func:`fmt` (numbers for
+reading), :func:`html_table` (an escaped HTML table, numbers right-aligned), :func:`pyplot` (matplotlib
+on the Agg backend, imported on first use) and :func:`figures_folder` (where a section's PNGs go).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 
 from verticals.spec import ReportSection
 
-__all__ = ["FIGURES", "ReportContext", "write_metrics", "write_report"]
+__all__ = ["FIGURES", "ReportContext", "figures_folder", "fmt", "html_table", "pyplot", "write_metrics",
+           "write_report"]
 
 FIGURES = "figures"
 """Sub-folder of the report folder that holds the PNGs."""
@@ -85,34 +90,40 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any, digits: int = 4) -> str:
+    """A value as a report shows it: floats to ``digits`` decimals (scientific when tiny or huge), ints
+    with thousands separators, ``None`` as "–", booleans as yes/no."""
     if value is None:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         if math.isnan(value):
-            return "nan"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-            return f"{value:.3e}"
-        return f"{value:.4f}"
+            return "–"
+        if value.is_integer() and 1e3 <= abs(value) < 1e15:
+            return f"{int(value):,}"
+        if value != 0 and (abs(value) < 10.0 ** -(digits - 1) or abs(value) >= 1e6):
+            return f"{value:.{max(digits - 1, 1)}e}"
+        return f"{value:.{digits}f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, digits: int = 4) -> str:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return f'<td class="num">{_esc(_fmt(value))}</td>' if numeric else f"<td>{_esc(_fmt(value))}</td>"
+    text = _esc(fmt(value, digits))
+    return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
-def _table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], *, highlight: int | None = None,
-           cls: str = "") -> str:
+def html_table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], *, highlight: int | None = None,
+               cls: str = "", digits: int = 4) -> str:
+    """An HTML table: every cell escaped and formatted by :func:`fmt`; row ``highlight`` marked."""
     head = "" if header is None else f"<thead><tr>{''.join(f'<th>{_esc(h)}</th>' for h in header)}</tr></thead>"
     body = []
     for i, row in enumerate(rows):
         attr = ' class="hl"' if i == highlight else ""
-        body.append(f"<tr{attr}>{''.join(_cell(c) for c in row)}</tr>")
+        body.append(f"<tr{attr}>{''.join(_cell(c, digits) for c in row)}</tr>")
     return f'<table class="{cls}">{head}<tbody>{"".join(body)}</tbody></table>'
 
 
@@ -125,7 +136,8 @@ def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 # -- figures ----------------------------------------------------------------------------------------------
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -134,12 +146,19 @@ def _pyplot() -> Any:
     return plt
 
 
+def figures_folder(context: Any) -> Path:
+    """The folder a report section's PNGs go to (``figures/`` of the training run's work folder)."""
+    folder = Path(context.workdir) / FIGURES
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _plot_history(context: ReportContext, target: Path) -> bool:
     """Train/validation loss and the validation metric per epoch; the kept epoch is marked."""
     history = [h for h in context.history if "epoch" in h]
     if not history:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     metric = context.primary_metric
     metric_key = next((k for k in (f"valid_{metric}", metric) if k and any(k in h for h in history)), None)
@@ -185,7 +204,7 @@ def _plot_scores(context: ReportContext, target: Path) -> bool:
     y_true, y_score = y_true[ok], y_score[ok]
     if y_true.size == 0:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     bins = np.linspace(float(y_score.min()), float(y_score.max()) + 1e-9, 30)
     names = context.class_names or ("target = 0", "target = 1")
@@ -212,23 +231,23 @@ def _data_section(context: ReportContext) -> ReportSection | None:
     facts = [("source", data.get("source")), ("fingerprint (sha256)", data.get("fingerprint")),
              ("rows read", data.get("rows_in")), ("rows valid", data.get("rows_valid")),
              ("rows rejected", data.get("rows_rejected")), ("rows flagged", data.get("rows_flagged"))]
-    parts = [_table(None, [(k, v) for k, v in facts if v is not None], cls="facts")]
+    parts = [html_table(None, [(k, v) for k, v in facts if v is not None], cls="facts")]
     splits = data.get("splits") or {}
     if splits:
         parts.append("<h3>Rows per split</h3>")
-        parts.append(_table(("split", "rows", "positive rate"),
+        parts.append(html_table(("split", "rows", "positive rate"),
                             [(s, info.get("rows"), info.get("positive_rate")) if isinstance(info, dict)
                              else (s, info, None) for s, info in splits.items()]))
     reasons = data.get("reasons") or []
     if reasons:
         parts.append("<h3>Top reasons for rejected rows</h3>")
-        parts.append(_table(("reason", "rows"), [tuple(r) for r in reasons]))
+        parts.append(html_table(("reason", "rows"), [tuple(r) for r in reasons]))
     elif data.get("rows_rejected") == 0:
         parts.append("<p>No training row was rejected.</p>")
     unusable = data.get("preprocessor_reasons") or []
     if unusable:
         parts.append("<h3>Valid rows the preprocessor rejected (no example made)</h3>")
-        parts.append(_table(("split", "reason", "rows"), [tuple(r) for r in unusable]))
+        parts.append(html_table(("split", "reason", "rows"), [tuple(r) for r in unusable]))
     return ReportSection("Data", "\n".join(parts))
 
 
@@ -247,26 +266,26 @@ def _metrics_section(context: ReportContext, figures: list[str]) -> ReportSectio
         parts.append(f"<p>Primary metric: <b>{_esc(context.primary_metric)}</b> ({direction} is better), "
                      "highlighted. Test metrics are computed once, after training, on rows the model never "
                      "saw.</p>")
-        parts.append(_table(("metric", *splits), rows, highlight=0 if context.primary_metric in names else None))
+        parts.append(html_table(("metric", *splits), rows, highlight=0 if context.primary_metric in names else None))
     if context.baselines:
         names = list(dict.fromkeys(n for v in context.baselines.values() for n in _numeric(v)))
         test = _numeric(context.metrics.get("test") or {})
         rows = [("this model", *(test.get(n) for n in names))]
         rows += [(model, *(_numeric(values).get(n) for n in names)) for model, values in context.baselines.items()]
         parts.append("<h3>Baselines (test split)</h3>")
-        parts.append(_table(("model", *names), rows, highlight=0))
+        parts.append(html_table(("model", *names), rows, highlight=0))
         ours = test.get(context.primary_metric)
         better = [(model, _numeric(values).get(context.primary_metric)) for model, values in context.baselines.items()]
         better = [(m, v) for m, v in better if v is not None and ours is not None
                   and (v > ours if context.greater_is_better else v < ours)]
         if better:
             parts.append("<p><b>This model loses to "
-                         + ", ".join(f"{_esc(m)} ({_esc(_fmt(v))})" for m, v in better)
-                         + f" on {_esc(context.primary_metric)} ({_esc(_fmt(ours))} here).</b></p>")
+                         + ", ".join(f"{_esc(m)} ({_esc(fmt(v))})" for m, v in better)
+                         + f" on {_esc(context.primary_metric)} ({_esc(fmt(ours))} here).</b></p>")
     structured = {k: v for k, v in (context.metrics.get("test") or {}).items() if isinstance(v, Mapping)}
     for name, values in structured.items():
         parts.append(f"<h3>{_esc(name)} (test split)</h3>")
-        parts.append(_table(("", name), [(k, v if not isinstance(v, Mapping) else str(dict(v)))
+        parts.append(html_table(("", name), [(k, v if not isinstance(v, Mapping) else str(dict(v)))
                                          for k, v in values.items()]))
     return ReportSection("Metrics", "\n".join(parts), images=figures)
 
@@ -279,13 +298,13 @@ def _export_section(context: ReportContext) -> ReportSection | None:
     if p:
         verdict = "passed" if p.get("passed") else "FAILED"
         parts.append(f"<p>ONNX Runtime ({_esc(p.get('provider', 'CPU'))}) against PyTorch on "
-                     f"{_esc(_fmt(p.get('rows')))} held-out test rows, at a batch size different from the "
+                     f"{_esc(fmt(p.get('rows')))} held-out test rows, at a batch size different from the "
                      f"export example: <b>{verdict}</b>; largest absolute difference "
-                     f"{_esc(_fmt(p.get('max_abs_diff')))} (tolerance {_esc(_fmt(p.get('tolerance')))} × "
+                     f"{_esc(fmt(p.get('max_abs_diff')))} (tolerance {_esc(fmt(p.get('tolerance')))} × "
                      "max(1, |output|)).</p>")
         outputs = p.get("outputs") or {}
         if outputs:
-            parts.append(_table(("output", "max |ONNX − PyTorch|", "limit"),
+            parts.append(html_table(("output", "max |ONNX − PyTorch|", "limit"),
                                 [(name, o.get("max_abs_diff"), o.get("limit")) for name, o in outputs.items()]))
         if p.get("exporter"):
             parts.append(f"<p>Exporter: {_esc(p['exporter'])}; opset {_esc(p.get('opset', ''))}.</p>")
@@ -295,7 +314,7 @@ def _export_section(context: ReportContext) -> ReportSection | None:
                      "than the tolerance.</p>")
         rows = [(name, v.get("file") or "not registered", v.get("metric"), _signed(v.get("delta")), v.get("tolerance"),
                  v.get("provider"), bool(v.get("accepted")), v.get("reason")) for name, v in context.variants.items()]
-        parts.append(_table(("variant", "file", context.primary_metric or "metric", "Δ vs fp32", "tolerance",
+        parts.append(html_table(("variant", "file", context.primary_metric or "metric", "Δ vs fp32", "tolerance",
                              "provider", "registered", "reason"), rows))
     return ReportSection("ONNX export", "\n".join(parts))
 
@@ -303,7 +322,7 @@ def _export_section(context: ReportContext) -> ReportSection | None:
 def _run_section(context: ReportContext) -> ReportSection | None:
     if not context.run:
         return None
-    return ReportSection("Run", _table(None, list(context.run.items()), cls="facts"))
+    return ReportSection("Run", html_table(None, list(context.run.items()), cls="facts"))
 
 
 # -- writing ----------------------------------------------------------------------------------------------
@@ -342,16 +361,16 @@ def _summary(context: ReportContext) -> str:
     parts = []
     test = _numeric(context.metrics.get("test") or {})
     if context.primary_metric in test:
-        parts.append(f"test {_esc(context.primary_metric)} <b>{_esc(_fmt(test[context.primary_metric]))}</b>")
+        parts.append(f"test {_esc(context.primary_metric)} <b>{_esc(fmt(test[context.primary_metric]))}</b>")
     if context.parity:
         verdict = "passed" if context.parity.get("passed") else "<b>FAILED</b>"
-        parts.append(f"ONNX parity {verdict} (max diff {_esc(_fmt(context.parity.get('max_abs_diff')))})")
+        parts.append(f"ONNX parity {verdict} (max diff {_esc(fmt(context.parity.get('max_abs_diff')))})")
     if context.variants:
         kept = [k for k, v in context.variants.items() if v.get("accepted")]
         parts.append("variants registered: " + (_esc(", ".join(kept)) if kept else "none"))
     data = context.data
     if data.get("rows_rejected"):
-        parts.append(f"{_esc(_fmt(data['rows_rejected']))} training rows rejected")
+        parts.append(f"{_esc(fmt(data['rows_rejected']))} training rows rejected")
     return f'<p class="summary">{" · ".join(parts)}</p>' if parts else ""
 
 

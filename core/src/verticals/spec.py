@@ -354,7 +354,11 @@ class Batch:
         return self.ids.height
 
     def take(self, index: Any) -> Batch:
-        """The examples at ``index`` (a slice or an integer array), as a new batch."""
+        """The examples at ``index`` (a slice or an integer array), as a new batch.
+
+        ``rejects`` and ``skipped`` stay with this batch: they describe input rows that produced no
+        example, so no subset of the examples owns them (the engine counts them once, per transform).
+        """
         import numpy as np
         import polars as pl
 
@@ -607,6 +611,19 @@ class TrainingConfig:
     #: (:mod:`verticals.crossfit`); 0 turns it off.
     crossfit_below: int = 0
     crossfit_folds: int = 5
+    #: What the model of a cross-fitted run is: ``"refit"`` — one model trained on every pooled row for
+    #: the folds' median best epoch; ``"bag"`` — the average of the K early-stopped fold models, which
+    #: share one preprocessor fitted on the pooled rows (one exported graph; every output averaged, so
+    #: only for outputs that average meaningfully, such as logits and additive contributions).
+    crossfit_final: str = "refit"
+    #: What the fold models of a cross-fitted run early-stop on: ``"metric"`` (the pipeline's primary
+    #: metric) or ``"loss"`` (the held-out fold's loss: on a fold of a few hundred rows a ranking
+    #: metric such as AUC is noisy enough to stop a fold model after a handful of epochs).
+    crossfit_stop_on: str = "metric"
+    #: How many times K-fold cross-fitting runs, over different (seeded) fold assignments: each pooled
+    #: row's out-of-fold output is then the mean of that many models that never saw it, and ``"bag"``
+    #: averages ``crossfit_folds * crossfit_repeats`` models. Training time grows in proportion.
+    crossfit_repeats: int = 1
 
 
 @dataclass

@@ -426,7 +426,8 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
               train: Any, valid: Any, *, epochs: int, batch_size: int, lr: float,
               weight_decay: float, patience: int, seed: int, device: str | None = "auto",
               class_weighting: bool = False, progress: bool = True,
-              output_names: Sequence[str] | None = None, model_spec: Any = None) -> FitOutput:
+              output_names: Sequence[str] | None = None, model_spec: Any = None,
+              stop_on: str = "metric") -> FitOutput:
     """Train ``graph_module → model`` on ``train`` with early stopping on ``valid``.
 
     Args:
@@ -448,6 +449,9 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
             when ``None``.
         model_spec: the :class:`~verticals.spec.ModelSpec`; its ``scoring`` wrapper (if any) computes
             the validation metrics, as evaluation and scoring will.
+        stop_on: what early stopping and the kept epoch follow: ``"metric"`` (the pipeline's primary
+            metric) or ``"loss"`` (the validation loss, lower is better: smoother than a ranking metric
+            on a few hundred rows, and what probability scores such as the Brier score reward).
 
     Returns:
         :class:`FitOutput`. Each history row has ``epoch``, ``train_loss``, ``valid_loss``,
@@ -527,6 +531,9 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
     stale = 0
     stopped_early = False
     metric_name = pipeline.primary_metric
+    if stop_on not in ("metric", "loss"):
+        raise PluginError(f"pipeline '{pipeline.qualified_name}': early stopping on {stop_on!r}",
+                          hint="stop on 'metric' (the primary metric) or 'loss' (the validation loss)")
 
     def step(xb: dict[str, torch.Tensor], yb: torch.Tensor) -> float:
         nonlocal names
@@ -605,6 +612,8 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
                     )
                 row.update({f"valid_{k}": float(v) for k, v in metrics.items() if not isinstance(v, Mapping)})
                 value = float(metrics[metric_name])
+                if stop_on == "loss":
+                    value = float(row["valid_loss"])
             row["lr"] = float(optimizer.param_groups[0]["lr"])
             row["seconds"] = time.perf_counter() - epoch_started
             history.append(row)
@@ -612,7 +621,7 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
             log.info("epoch %d/%d train_loss=%.5f valid_%s=%.5f", epoch, epochs, row["train_loss"],
                      metric_name, value)
 
-            if _improved(value, best_value, pipeline.greater_is_better) or best_state is None:
+            if _improved(value, best_value, pipeline.greater_is_better and stop_on != "loss") or best_state is None:
                 best_value = value if not math.isnan(value) else best_value
                 best_epoch = epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -60,6 +60,34 @@ def _print(summary: dict[str, Any]) -> None:
         typer.echo(f"  {role}{col['name']} ({col['dtype']}{extra})")
 
 
+def register_and_print(path: Path, template: str | None, as_json: bool) -> None:
+    """``verticals data register``: check the config against its file, store it, print what it became."""
+    from verticals.owndata import register_config
+
+    config, summary = register_config(path, default_template=template)
+    _forget_registry()
+    out = describe(config, summary)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2, default=str))
+        return
+    typer.echo(f"registered {config.path} (sha256 {config.sha256[:12]})")
+    _print(out)
+    typer.echo(f"train it with: verticals train {out['pipeline']}")
+
+
+def remove_or_fail(name: str) -> dict[str, Any]:
+    """Forget a registered config by name or path; what it was, or a NotFoundError naming the fix."""
+    from verticals.errors import NotFoundError
+    from verticals.owndata import remove_config
+
+    gone = remove_config(name)
+    _forget_registry()
+    if gone is None:
+        raise NotFoundError(f"no registered data config named or at '{name}'",
+                            hint="run `verticals data list` to list them")
+    return gone
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to ``app``."""
     data = typer.Typer(no_args_is_help=True, help="Your own data (CSV/Parquet + a small config) as a pipeline.")
@@ -72,17 +100,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Check a config against its data file and store it: `<plugin>.<name>` is then trainable."""
-        from verticals.owndata import register_config
-
-        config, summary = register_config(path, default_template=template)
-        _forget_registry()
-        out = describe(config, summary)
-        if as_json:
-            typer.echo(json.dumps(out, indent=2, default=str))
-            return
-        typer.echo(f"registered {config.path} (sha256 {config.sha256[:12]})")
-        _print(out)
-        typer.echo(f"train it with: verticals train {out['pipeline']}")
+        register_and_print(path, template, as_json)
 
     @data.command("list")
     def list_cmd(as_json: JsonOpt = False) -> None:
@@ -127,14 +145,7 @@ def register(app: typer.Typer) -> None:
     def remove_cmd(name: Annotated[str, typer.Argument(help="Config name or the path it was registered from.")],
                    as_json: JsonOpt = False) -> None:
         """Forget a registered config (its data file and the models trained on it are left alone)."""
-        from verticals.errors import NotFoundError
-        from verticals.owndata import remove_config
-
-        gone = remove_config(name)
-        _forget_registry()
-        if gone is None:
-            raise NotFoundError(f"no registered data config named or at '{name}'",
-                                hint="run `verticals data list` to list them")
+        gone = remove_or_fail(name)
         if as_json:
             typer.echo(json.dumps({"removed": gone}, indent=2))
             return

@@ -120,7 +120,7 @@ def export(pipeline: str, fitted: FitResult, evaluation: Evaluation, workdir: Pa
             reference, _ = _primary_metric_via_onnx(pipe, evaluation, path, ["CPUExecutionProvider"], fitted)
             made = ex.build_variants(
                 path, lambda p, providers: _primary_metric_via_onnx(pipe, evaluation, p, list(providers), fitted),
-                reference, kinds=kinds, metric_name=pipe.primary_metric)
+                reference, kinds=kinds, metric_name=pipe.primary_metric, sample=test.inputs)
             for record in made.values():
                 record["reference"] = reference
         return ExportResult(

@@ -67,7 +67,8 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
                                                                          pipe.qualified_name),
             info=info, model_options=options, weights=weights, history=[dict(h) for h in out.history],
             best_epoch=int(out.best_epoch), epochs=epochs, seed=seed, device=out.device,
-            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record)
+            seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record,
+            members=record.models if record is not None and record.final == "bag" else 0)
         if graph is not None:
             graph.to("cpu").eval()
         result._cache["modules"] = (pre, graph, trained)

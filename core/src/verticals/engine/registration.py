@@ -49,7 +49,9 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
         run={"device": fitted.device, "epochs (max)": fitted.epochs, "epochs run": len(fitted.history),
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
-             "verticals": __version__},
+             "verticals": __version__,
+             **({"cross-fitting": f"{fitted.crossfit.folds} folds over {fitted.crossfit.rows} rows",
+                 "final model": fitted.crossfit.final_model} if fitted.crossfit is not None else {})},
         test_scores=scores, class_names=_class_names(pipe), score_name=pipe.score_column)
 
 

@@ -74,8 +74,8 @@ class FitResult:
     """A trained model as plain data: weights as numpy arrays, the preprocessor as its JSON state.
 
     :meth:`modules` rebuilds the preprocessor, the in-graph module and the model from them (the model
-    factory is called with the same ``info`` and ``model_options``), so the result pickles without
-    the plugin's model classes.
+    factory is called with the same ``info`` and ``model_options``, once per member of an averaged
+    model), so the result pickles without the plugin's model classes.
     """
 
     pipeline: str
@@ -92,6 +92,9 @@ class FitResult:
     stopped_early: bool = False
     rows: dict[str, int] = field(default_factory=dict)
     crossfit: Any = None  # verticals.crossfit.CrossFit on small data
+    #: 0 for one model; K when the model is the average of K fold models (``crossfit_final="bag"``):
+    #: ``weights`` then hold ``members.<k>.<name>`` of a :class:`verticals.ensemble.AveragedModel`.
+    members: int = 0
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -107,7 +110,12 @@ class FitResult:
             pipe, dataset, spec = _lookup(self.pipeline)
             pre = pipe.preprocessor(dataset)
             pre.load_state(self.preprocessor_state)
-            model = spec.factory(self.info, **self.model_options)
+            if self.members:
+                from verticals.ensemble import AveragedModel
+
+                model = AveragedModel([spec.factory(self.info, **self.model_options) for _ in range(self.members)])
+            else:
+                model = spec.factory(self.info, **self.model_options)
             model.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights.items()})
             model.to("cpu").eval()
             graph = pre.graph_module()

@@ -285,13 +285,22 @@ def _preferred(device: str) -> str:
     return "fp16" if device == "cuda" else "int8"
 
 
+INT8_MIN_SPEEDUP = 1.1
+"""``auto`` scores with int8 only when registration timed it at least this many times as fast as fp32
+(on a CPU with fast int8 kernels): a smaller gain does not pay for scores that differ from fp32's."""
+
+
 def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str, str]:
     """(variant name, file, why) for ``variant``.
 
     ``auto`` (the default) takes fp16 on CUDA, and int8 on a CPU with fast int8 kernels (VNNI, ARM dot
     product: :func:`~verticals.scoring.runtime.fast_int8`), when that variant passed the metric gate at
     registration; fp32 otherwise. Measured on the reference MLP with AVX-512 VNNI, int8 scores 2.4x
-    faster than fp32; without VNNI it is no faster (bench/README.md), so fp32 stays.
+    faster than fp32; without VNNI it is no faster (bench/README.md), so fp32 stays. Not every graph
+    gains: dynamic quantization converts matrix multiplications only (a GRU's recurrence stays float),
+    so registration times the accepted int8 file against fp32 on test inputs
+    (:func:`verticals.export.relative_speed`); where that ran on a CPU with fast int8 kernels and int8
+    was under :data:`INT8_MIN_SPEEDUP` times as fast, ``auto`` keeps fp32 and says why.
     """
     from verticals.scoring.runtime import INT8_FLAGS, fast_int8
 
@@ -310,7 +319,15 @@ def _pick_variant(version: Any, variant: str, device: str) -> tuple[str, str, st
             if flag is None:
                 return "fp32", _default_file(manifest), ("auto: int8 was accepted but this CPU has no fast int8 "
                                                          f"kernels (none of {', '.join(INT8_FLAGS)})")
-            return want, str(info["file"]), f"auto: int8 accepted ({info.get('reason') or 'metric gate'}), CPU has {flag}"
+            speedup, timed_on = info.get("speedup"), str(info.get("timed_on") or "")
+            measured_fast = not timed_on.startswith("no fast int8")  # a CPU like this one timed it
+            if (speedup is not None and measured_fast and speedup < INT8_MIN_SPEEDUP
+                    and not flag.startswith("VERTICALS_FAST_INT8")):  # forcing int8 skips the check
+                return "fp32", _default_file(manifest), (f"auto: int8 was accepted but ran only {speedup:.2f}x "
+                                                         f"fp32 when timed at registration ({timed_on})")
+            faster = f", {speedup:.2f}x fp32 at registration" if speedup is not None else ""
+            return want, str(info["file"]), (f"auto: int8 accepted ({info.get('reason') or 'metric gate'}), "
+                                             f"CPU has {flag}{faster}")
         return want, str(info["file"]), f"auto: {want} accepted ({info.get('reason') or 'metric gate'})"
     info = variants.get(variant)
     if not info or not info.get("file"):

@@ -185,9 +185,10 @@ def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.n
                      f"{boot['delta_low']:+.3f} to {boot['delta_high']:+.3f} (paired resamples).</p>")
     parts.append(f"<p>Calibration: Platt scaling fitted on {_esc(cal.get('fitted_on', 'the validation split'))}.</p>")
     if small:
-        how = (f"early stopping and calibration used {crossfit.folds}-fold cross-fitting over the "
-               f"{crossfit.rows} training and validation rows (fold best epochs {crossfit.best_epochs}; final "
-               f"model trained {crossfit.epochs} epochs on all of them), so the validation metrics in the "
+        runs = f" (run {crossfit.repeats} times over different folds)" if getattr(crossfit, "repeats", 1) > 1 else ""
+        how = (f"early stopping and calibration used {crossfit.folds}-fold cross-fitting{runs} over the "
+               f"{crossfit.rows} training and validation rows (fold best epochs {crossfit.best_epochs}); the "
+               f"final model is the {_esc(crossfit.final_model)}, so the validation metrics in the "
                "standard sections are in-sample" if crossfit is not None else "no cross-fitting was needed")
         parts.append(
             f"<p class=\"warn\"><b>Small data.</b> {total} valid rows in all; {how}. With {bads} bads in the test "

@@ -70,8 +70,9 @@ def match_mean(calibration: dict[str, Any], logits: np.ndarray, target: np.ndarr
     """Re-fit the intercept ``b`` (keeping the slope) so the mean PD over ``logits`` equals the mean target.
 
     Used after cross-fitting: the slope comes from the fold models' out-of-fold logits, but the final
-    model (trained on every pooled row) shifts its logits a little; matching the mean on its own logits of
-    the pooled rows (calibration in the large) keeps the mean PD on the observed bad rate.
+    model (trained on every pooled row, or the average of the fold models) shifts its logits a little;
+    matching the mean on its own logits of the pooled rows (calibration in the large) keeps the mean PD
+    on the observed bad rate.
     """
     import numpy as np
 

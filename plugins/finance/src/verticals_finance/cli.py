@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from verticals.registry import reset_registry
 
 __all__ = ["finance_app"]
 
@@ -22,36 +21,20 @@ def finance_app() -> Any:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Same as `verticals data register FILE --template finance.credit`."""
-        from verticals.cli.data import describe
-        from verticals.owndata import register_config
+        from verticals.cli.data import register_and_print
 
         from verticals_finance.config import TEMPLATE
 
-        config, summary = register_config(path, default_template=TEMPLATE)
-        reset_registry()  # later commands in this process see the new pipeline
-        out = describe(config, summary)
-        if as_json:
-            typer.echo(json.dumps(out, indent=2, default=str))
-            return
-        typer.echo(f"registered {config.path} (sha256 {config.sha256[:12]})")
-        from verticals.cli.data import _print
-
-        _print(out)
-        typer.echo(f"train it with: verticals train {out['pipeline']}")
+        register_and_print(path, TEMPLATE, as_json)
 
     @app.command("unregister-config")
     def unregister_config_cmd(name: Annotated[str, typer.Argument(help="Config name or path.")],
                               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
                               ) -> None:
         """Same as `verticals data remove NAME`."""
-        from verticals.errors import NotFoundError
-        from verticals.owndata import remove_config
+        from verticals.cli.data import remove_or_fail
 
-        gone = remove_config(name)
-        reset_registry()
-        if gone is None:
-            raise NotFoundError(f"no registered data config named or at '{name}'",
-                                hint="run `verticals data list` to list them")
+        gone = remove_or_fail(name)
         if as_json:
             typer.echo(json.dumps({"forgotten": gone.get("source"), "name": gone["name"]}, indent=2))
             return

@@ -5,7 +5,8 @@ What the engine calls, and what each step does here:
 * :meth:`CreditRiskPipeline.preprocessor` — the core's tabular preprocessor plus quantile knots.
 * the model factory (:func:`verticals_finance.model.build_credit_model`) — an additive network whose
   second output is each feature's exact contribution to the logit.
-* :meth:`CreditRiskPipeline.fit_extras` — Platt calibration on the validation split, the features the
+* :meth:`CreditRiskPipeline.fit_extras` — Platt calibration on the validation split (on small data: on
+  the out-of-fold logits of the cross-fitted fold models, whose average is the model), the features the
   model uses, the scaling and bands, and both baselines (their test metrics go to ``metrics.json``
   under ``baselines``).
 * :meth:`CreditRiskPipeline.postprocess` — numpy only: PD, points, band, reasons.
@@ -31,7 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SMALL_DATA_ROWS", "CreditRiskPipeline"]
 
 #: Below this many training + validation rows, early stopping and Platt calibration use 5-fold
-#: cross-fitting instead of the validation split (see verticals.crossfit and docs/finance.md).
+#: cross-fitting, run twice over different folds, instead of the validation split, and the model is the
+#: average of the ten fold models (``crossfit_final="bag"``, ``crossfit_repeats=2``; see verticals.crossfit
+#: and docs/finance.md for the measurements).
 SMALL_DATA_ROWS = 2000
 
 
@@ -64,7 +67,8 @@ class CreditRiskPipeline(Pipeline):
         OutputColumn("reason_texts", "list[string]", "each reason in words, for adverse-action notices"),
     )
     training = TrainingConfig(epochs=60, batch_size=256, learning_rate=1e-2, weight_decay=1e-4, patience=10,
-                              class_weighting=False, seed=42, crossfit_below=SMALL_DATA_ROWS, crossfit_folds=5)
+                              class_weighting=False, seed=42, crossfit_below=SMALL_DATA_ROWS, crossfit_folds=5,
+                              crossfit_final="bag", crossfit_repeats=2)
 
     def __init__(self, name: str | None = None, dataset: str | None = None, *, description: str | None = None,
                  scaling: Scaling | None = None, bands: Sequence[tuple[str, float]] | None = None,
@@ -109,7 +113,13 @@ class CreditRiskPipeline(Pipeline):
         crossfit = getattr(context, "crossfit", None)
         if crossfit is not None:  # small data: calibrate on every pooled row's out-of-fold logit
             calibration = fit_platt(crossfit.outputs["logits"], crossfit.target)
-            calibration["fitted_on"] = f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds)"
+            repeats = int(getattr(crossfit, "repeats", 1))
+            calibration["fitted_on"] = (
+                f"out-of-fold logits of {crossfit.rows} rows ({crossfit.folds} folds"
+                + (f" × {repeats} runs; a row's logit is the mean of the {repeats} models that never saw it"
+                   if repeats > 1 else "")
+                + ("; the fold models the final model averages)" if getattr(crossfit, "final", "refit") == "bag"
+                   else ")"))
             if "note" not in calibration:
                 pooled = np.concatenate([np.asarray(context.outputs[s]["logits"]).reshape(-1) for s in ("train", "valid")])
                 calibration = match_mean(calibration, pooled, crossfit.target)

@@ -13,7 +13,8 @@ from torch import nn
 
 from verticals_manufacturing.physics import OSF_LIMIT_BY_INDEX, RPM_TO_RAD_S
 
-__all__ = ["FleetGraph", "ProcessGraph", "ProcessNet", "SoftStumps", "WindowGRU", "WindowNet"]
+__all__ = ["FleetGraph", "ProcessGraph", "ProcessNet", "SoftStumps", "WindowGRU", "WindowNet", "WindowWide",
+           "window_summaries"]
 
 
 class ProcessGraph(nn.Module):
@@ -89,16 +90,18 @@ class ProcessNet(nn.Module):
 
 class FleetGraph(nn.Module):
     """Per window: impute missing readings with the training medians, add the power and wear × torque
-    channels (where the layout has speed, torque and wear: index ``-1`` = absent), standardise every
-    channel (the fleet's physics features, in the exported graph)."""
+    channels (where the layout has speed, torque and wear: index ``-1`` = absent) and the temperature
+    difference (``temperatures`` = the indices of the first and second temperature, or ``None``),
+    standardise every channel (the fleet's physics features, in the exported graph)."""
 
     def __init__(self, medians: Sequence[float], means: Sequence[float], stds: Sequence[float],
-                 speed: int, torque: int, wear: int) -> None:
+                 speed: int, torque: int, wear: int, temperatures: Sequence[int] | None = None) -> None:
         super().__init__()
         self.register_buffer("median", torch.tensor(list(medians), dtype=torch.float32))
         self.register_buffer("mean", torch.tensor(list(means), dtype=torch.float32))
         self.register_buffer("std", torch.tensor(list(stds), dtype=torch.float32))
         self.speed, self.torque, self.wear = int(speed), int(torque), int(wear)
+        self.temperatures = tuple(int(i) for i in temperatures) if temperatures else None
 
     def forward(self, window: torch.Tensor) -> dict[str, torch.Tensor]:
         # window: [N, W, C] raw readings (NaN = dropout)
@@ -108,6 +111,9 @@ class FleetGraph(nn.Module):
             parts.append((x[:, :, self.torque] * x[:, :, self.speed] * (RPM_TO_RAD_S / 1000.0)).unsqueeze(2))
         if self.wear >= 0 and self.torque >= 0:
             parts.append((x[:, :, self.wear] * x[:, :, self.torque] / 1000.0).unsqueeze(2))
+        if self.temperatures is not None:
+            first, second = self.temperatures
+            parts.append((x[:, :, second] - x[:, :, first]).unsqueeze(2))
         full = torch.cat(parts, dim=2) if len(parts) > 1 else x
         return {"window": ((full - self.mean) / self.std).transpose(1, 2)}
 
@@ -148,3 +154,69 @@ class WindowGRU(nn.Module):
         h, _ = self.gru(x)
         z = self.head(torch.cat([h[:, -1], x[:, -1]], dim=1))
         return self.failure(z).squeeze(1), self.modes(z)
+
+
+def window_summaries(window: torch.Tensor) -> torch.Tensor:
+    """``[N, C, W]`` → ``[N, 5 C]``: per channel the last value, the window mean, minimum, maximum and
+    slope (last − first) / W, in the order of the baselines' design
+    (:func:`verticals_manufacturing.risk.window_design`)."""
+    w = window.shape[2]
+    last = window[:, :, -1]
+    return torch.cat([last, window.mean(dim=2), window.amin(dim=2), window.amax(dim=2),
+                      (last - window[:, :, 0]) / w], dim=1)
+
+
+class WindowWide(nn.Module):
+    """Wide and deep over a window of readings ``[N, C, W]``.
+
+    * Deep: a GRU's last state and the last reading, with the standardised window summaries, through
+      a small head.
+    * Wide: the window summaries gradient boosting sees (:func:`window_summaries`: last, mean,
+      minimum, maximum, slope per channel, the physics channels included) through a bank of learned
+      soft thresholds (:class:`SoftStumps`), read by a linear layer whose output is *added* to the deep
+      logits: an additive model of axis-aligned steps, like a forest of stumps.
+
+    Why: trees split window summaries at thresholds ("the window's minimum temperature difference below
+    x"), which a recurrent state reaches only by bending smoothly; the stumps give the network those
+    splits directly, as they did for ``process_net``. A linear read-out of the steps, rather than a
+    hidden layer over hundreds of them, keeps the wide part from memorising the few hundred training
+    failures. The summaries are standardised with training statistics (``summary_means``,
+    ``summary_stds``) and the thresholds start at training quantiles of the standardised summaries
+    (``thresholds``, one row per summary).
+
+    Measured on the built-in fleet (docs/manufacturing.md): level with ``window_gru`` on validation and
+    below it on test, so it is not the default. Options: ``deep_summaries`` also feeds the standardised
+    summaries to the deep head; ``learn_stumps=False`` fixes the thresholds and slopes; ``dropout``
+    drops steps in training.
+    """
+
+    def __init__(self, channels: int, n_modes: int, summary_means: Sequence[float], summary_stds: Sequence[float],
+                 thresholds: Sequence[Sequence[float]], width: int = 32, sharpness: float = 8.0,
+                 deep_summaries: bool = False, learn_stumps: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.gru = nn.GRU(channels, width, batch_first=True)
+        self.register_buffer("summary_mean", torch.tensor(list(summary_means), dtype=torch.float32))
+        self.register_buffer("summary_std", torch.tensor(list(summary_stds), dtype=torch.float32))
+        self.stumps = SoftStumps(thresholds, sharpness)
+        if not learn_stumps:  # fixed soft bins at the training quantiles
+            self.stumps.requires_grad_(False)
+        n_summaries, n_stumps = len(summary_means), len(summary_means) * len(thresholds[0])
+        self.deep_summaries = bool(deep_summaries)
+        self.head = nn.Sequential(
+            nn.Linear(width + channels + (n_summaries if deep_summaries else 0), width), nn.SiLU())
+        self.failure = nn.Linear(width, 1)
+        self.modes = nn.Linear(width, n_modes)
+        self.drop = nn.Dropout(float(dropout))
+        self.wide_failure = nn.Linear(n_stumps, 1)
+        self.wide_modes = nn.Linear(n_stumps, n_modes)
+        nn.init.zeros_(self.wide_failure.weight)
+        nn.init.zeros_(self.wide_modes.weight)
+
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = window.transpose(1, 2)
+        h, _ = self.gru(x)
+        s = (window_summaries(window) - self.summary_mean) / self.summary_std
+        steps = self.drop(self.stumps(s))
+        deep = [h[:, -1], x[:, -1], s] if self.deep_summaries else [h[:, -1], x[:, -1]]
+        z = self.head(torch.cat(deep, dim=1))
+        return (self.failure(z) + self.wide_failure(steps)).squeeze(1), self.modes(z) + self.wide_modes(steps)

@@ -35,6 +35,8 @@ class TelemetryLayout:
         failure: 1 on the reading where the machine failed (training only).
         mode: the failure's mode(s), e.g. ``HDF`` or ``HDF+PWF`` (training only, optional).
         temperatures: sensors in kelvin; a value that reads as degrees Celsius is rejected with the reason.
+            With exactly two (e.g. air and process temperature), the graph adds their difference
+            (second − first) as a channel.
         speed, torque, wear: sensors (rpm, Nm, min) from which the graph adds the power and wear × torque
             channels; ``None`` leaves a channel out.
         datetime: whether ``time`` holds datetimes.
@@ -70,6 +72,8 @@ class TelemetryLayout:
             out.append("power_kw")
         if self.wear is not None and self.torque is not None:
             out.append("wear_torque")
+        if len(self.temperatures) == 2:
+            out.append("temperature_difference")
         return tuple(out)
 
     @property

@@ -6,7 +6,8 @@ Registered (all qualified ``manufacturing.<name>``):
   :mod:`verticals_manufacturing.ai4i`) and ``fleet`` (time-ordered sensor readings of many machines,
   :mod:`verticals_manufacturing.fleet`);
 * models ``process_net`` (MLP over physics features and their learned soft thresholds; failure and mode
-  heads), ``window_gru`` (GRU over a window, the fleet default) and ``window_cnn`` (1-D CNN over a window);
+  heads), ``window_gru`` (GRU over a window, the fleet default), ``window_cnn`` (1-D CNN over a window) and
+  ``window_wide`` (GRU next to learned soft thresholds on the window summaries);
 * pipelines ``process_failure`` (per process: probability, most likely mode, alert) and
   ``failure_risk`` (per machine reading: probability of a failure within the next H cycles, mode, alert);
 * command ``verticals manufacturing latest SCORES``: per machine, the latest risk, mode and alert;
@@ -68,6 +69,12 @@ def _window_model(info: Any, **options: Any) -> Any:
     return window_model(info, **options)
 
 
+def _window_wide(info: Any, **options: Any) -> Any:
+    from verticals_manufacturing.risk import window_wide
+
+    return window_wide(info, **options)
+
+
 def _window_gru(info: Any, **options: Any) -> Any:
     from verticals_manufacturing.risk import window_gru
 
@@ -105,6 +112,10 @@ def register_models(register: Callable[..., None]) -> None:
     register(ModelSpec(
         name="window_gru", factory=_window_gru, outputs=("logits", "mode_logits"),
         description="GRU over a sliding window of sensor readings; failure-within-H and mode heads"))
+    register(ModelSpec(
+        name="window_wide", factory=_window_wide, outputs=("logits", "mode_logits"),
+        description="wide and deep: GRU over a sliding window next to the window summaries (last, mean, min, max, "
+                    "slope per channel) and their learned soft thresholds; failure-within-H and mode heads"))
 
 
 @hookimpl

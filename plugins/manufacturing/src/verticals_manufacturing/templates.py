@@ -23,6 +23,7 @@ from verticals.owndata import DataTemplate
 from verticals_manufacturing.ai4i import MODES, SENSORS
 
 if TYPE_CHECKING:  # pragma: no cover
+    import polars as pl
     from verticals.owndata import OwnDataConfig
     from verticals.spec import Column, DatasetSpec
 
@@ -175,7 +176,12 @@ def _telemetry_parse(config: OwnDataConfig) -> dict[str, Any]:
                              mode=mode, temperatures=tuple(kelvin), speed=roles["speed"], torque=roles["torque"],
                              wear=roles["wear"], datetime=is_datetime, positive=config.positive)
     split_raw = config.raw.get("split") or {}
-    gap = float(split_raw["gap"]) if "gap" in split_raw else horizon
+    layout_unit = "seconds" if is_datetime else "whole cycles"
+    try:
+        gap = parse_duration(split_raw["gap"], datetime=is_datetime) if "gap" in split_raw else horizon
+    except ValueError as exc:
+        raise config.fail(f"split.gap: {exc}", f"remove gap (it defaults to the horizon) or give it in "
+                          f"{layout_unit}") from None
     if gap < horizon:
         raise config.fail(f"split.gap = {gap:g} is shorter than the horizon ({layout.describe(horizon)}): "
                           "training labels would look into the validation and test periods",
@@ -183,7 +189,51 @@ def _telemetry_parse(config: OwnDataConfig) -> dict[str, Any]:
     config.split = SplitSpec("group_time", test_fraction=config.split.test_fraction,
                              valid_fraction=config.split.valid_fraction, gap=gap)
     return {"layout": layout, "horizon": horizon, "window": int(window), "modes": list(modes),
-            "costs": _costs(config)}
+            "costs": _costs(config), "horizon_raw": horizon_raw}
+
+
+def _time_kind(values: pl.Series) -> tuple[str | None, str]:
+    """Whether a time column holds ``"datetimes"`` or ``"cycles"`` (whole numbers), with an example
+    value; ``None`` when it is neither (row validation names those rows)."""
+    import polars as pl
+
+    values = values.drop_nulls()
+    if values.dtype == pl.String:
+        values = values.str.strip_chars().filter(values.str.strip_chars() != "")
+    if values.is_empty():
+        return None, ""
+    example = str(values[0])
+    if values.dtype.is_temporal():
+        return "datetimes", example
+    if values.dtype.is_integer():
+        return "cycles", example
+    if values.dtype.is_float():
+        return ("cycles" if bool((values == values.round(0)).all()) else None), example
+    if values.dtype == pl.String:
+        sample = values.head(1000)
+        if bool(sample.str.contains(r"^[+-]?\d+$").all()):
+            return "cycles", example
+        if sample.str.to_datetime(strict=False, time_unit="us").null_count() == 0:
+            return "datetimes", example
+    return None, example
+
+
+def _telemetry_check(config: OwnDataConfig, frame: pl.DataFrame) -> None:
+    """The horizon's form against the time column: a bare number (cycles) for datetimes, or a duration
+    such as ``"2h"`` for integer cycles, would fail every row at validation; refuse it here."""
+    layout = config.options["layout"]
+    kind, example = _time_kind(frame.get_column(layout.time))
+    raw = config.options["horizon_raw"]
+    if kind == "datetimes" and not layout.datetime:
+        raise config.fail(
+            f"telemetry.horizon = {raw!r} is a number of cycles, but time column '{layout.time}' holds datetimes "
+            f"(e.g. '{example}')",
+            'write the horizon as a duration: horizon = "10m" (minutes), "2h" (hours) or "1d" (days)')
+    if kind == "cycles" and layout.datetime:
+        raise config.fail(
+            f"telemetry.horizon = {raw!r} is a duration, but time column '{layout.time}' counts cycles "
+            f"(whole numbers, e.g. {example})",
+            "write the horizon as a whole number of cycles, e.g. horizon = 10, or give the time column datetimes")
 
 
 def _telemetry_schema(config: OwnDataConfig, columns: list[Column]) -> list[Column]:
@@ -230,7 +280,7 @@ def telemetry_template() -> DataTemplate:
                                "torque, wear: the telemetry's columns and the prediction horizon",
                   "costs": _COSTS_HELP},
         defaults={"split": {"strategy": "group_time", "test_fraction": 0.2, "valid_fraction": 0.15}},
-        splits=("group_time",), min_rows=MIN_TELEMETRY_ROWS, min_per_class=MIN_FAILURES,
+        splits=("group_time",), min_rows=MIN_TELEMETRY_ROWS, min_per_class=MIN_FAILURES, check=_telemetry_check,
         example="docs/manufacturing.md",
         description="a fleet's telemetry (machine, time, sensors, failure events): risk of a failure within a "
                     "horizon from a window of readings, mode, cost-based alert")

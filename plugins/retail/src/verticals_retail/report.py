@@ -5,9 +5,9 @@ by title where the item table has titles)."""
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import Any
 
+from verticals.report import figures_folder, html_table, pyplot
 from verticals.spec import ReportSection
 
 from verticals_retail.evaluation import BASELINES
@@ -18,29 +18,6 @@ _LABELS = {"model": "model", "popularity": "popularity", "item_knn": "item-kNN (
            "ease": "EASE"}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _figures(context: Any) -> Path:
-    folder = Path(context.workdir) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _titles(pipe: Any) -> dict[str, str]:
@@ -76,7 +53,7 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
     rows = [[_LABELS["model"], *[test.get(k, float("nan")) for k in keys]]]
     rows += [[_LABELS[n], *[(baselines.get(n) or {}).get(k, float("nan")) for k in keys]] for n in BASELINES]
     choice = extras.get("validation_ndcg@10") or {}
-    plt = _plt()
+    plt = pyplot()
     images = []
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, curve in curves.items():
@@ -87,7 +64,7 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(_figures(context) / "retail_recall_at_k.png", dpi=90)
+    fig.savefig(figures_folder(context) / "retail_recall_at_k.png", dpi=90)
     plt.close(fig)
     images.append("figures/retail_recall_at_k.png")
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -98,7 +75,7 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
         ax.set(xlabel=label, xlim=(0, 1))
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(_figures(context) / "retail_coverage_bias.png", dpi=90)
+    fig.savefig(figures_folder(context) / "retail_coverage_bias.png", dpi=90)
     plt.close(fig)
     images.append("figures/retail_coverage_bias.png")
     body = ("<p>Test split: each eligible user's last positive, ranked against the whole catalogue minus the "
@@ -106,7 +83,7 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
             "held-out item). Coverage@10: share of the catalogue recommended to anyone; popularity bias@10: mean "
             f"popularity percentile of the recommended items (1 = most popular). EASE λ = {extras.get('ease_lambda')} "
             "(chosen on validation).</p>"
-            + _table(["recommender", *keys], rows)
+            + html_table(["recommender", *keys], rows)
             + "<p>Validation NDCG@10 (what the choice of the shipped model rests on): "
             + ", ".join(f"{html.escape(_LABELS.get(n, n))} {v:.4f}" for n, v in choice.items())
             + f"; best on validation: {html.escape(str(extras.get('best_on_validation', '')))}.</p>"
