@@ -169,9 +169,15 @@ def test_template_defaults_and_split_strategies(tmp_path, verticals_plugins, ver
     assert gap.split.strategy == "group_time" and gap.split.gap == 5.0
     for text, message in (('[split]\nstrategy = "stratified"\n', "split must be random or group_time (template toy.fixed)"),
                           ('[split]\ngap = 5\n', "split.gap applies to strategy group_time only"),
-                          ('[split]\nshuffle = true\n', "[split] accepts strategy, test_fraction, valid_fraction and gap")):
-        with pytest.raises(UserError, match=re.escape(message)):
+                          ('[split]\nshuffle = true\n', "[split] accepts strategy, test_fraction, valid_fraction and gap"),
+                          ('[split]\nstrategy = "group_time"\ngap = "2h"\n', "split.gap = '2h' is not a number"),
+                          ('[split]\ntest_fraction = "a fifth"\n', "split.test_fraction = 'a fifth' is not a number")):
+        with pytest.raises(UserError, match=re.escape(message)) as err:
             load_config(_files(tmp_path, short + text), registry.templates)
+        if "gap = '2h'" in message:
+            assert "seconds for a column of datetimes" in err.value.hint
+    sloppy = load_config(_files(tmp_path, short + '[split]\ntest_fraction = "0.25"\n'), registry.templates)
+    assert sloppy.split.test_fraction == 0.25  # a number written as text still reads
 
 
 def test_template_options_and_values_reach_the_schema(tmp_path, toy) -> None:

@@ -348,13 +348,20 @@ def load_config(path: str | Path, templates: Mapping[str, DataTemplate] | None =
     if not isinstance(split_raw, dict) or set(split_raw) - {"strategy", "test_fraction", "valid_fraction", "gap"}:
         raise _fail(path, f"[split] accepts strategy, test_fraction, valid_fraction and gap, got {split_raw!r}",
                     f'[split]\nstrategy = "{template.splits[0]}"\ntest_fraction = 0.2\nvalid_fraction = 0.1')
-    try:
-        split = SplitSpec(strategy=split_raw.get("strategy", template.splits[0]),
-                          test_fraction=float(split_raw.get("test_fraction", 0.2)),
-                          valid_fraction=float(split_raw.get("valid_fraction", 0.1)),
-                          gap=float(split_raw.get("gap", 0.0)))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise _fail(path, f"bad [split]: {exc}", "use test_fraction = 0.2, valid_fraction = 0.1") from None
+    fixes = {"test_fraction": "use a fraction such as test_fraction = 0.2",
+             "valid_fraction": "use a fraction such as valid_fraction = 0.1",
+             "gap": "a gap is a number in the time column's unit: whole cycles, or seconds for a column of "
+                    "datetimes (gap = 7200 for two hours)"}
+    numbers = {}
+    for key, default in (("test_fraction", 0.2), ("valid_fraction", 0.1), ("gap", 0.0)):
+        value = split_raw.get(key, default)
+        try:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            numbers[key] = float(value)
+        except (TypeError, ValueError):
+            raise _fail(path, f"split.{key} = {value!r} is not a number", fixes[key]) from None
+    split = SplitSpec(strategy=split_raw.get("strategy", template.splits[0]), **numbers)
     if split.strategy not in template.splits or not (
             0 < split.test_fraction < 1 and 0 < split.valid_fraction < 1
             and split.test_fraction + split.valid_fraction < 1) or split.gap < 0:
