@@ -163,14 +163,20 @@ def test_a_run_killed_mid_partition_leaves_no_side_outputs_behind(model, tmp_pat
         _score(model, model["inbox"], out)
     assert not out.exists()
     staging = out.parent / f".{out.name}.partial"
-    assert len(list(staging.rglob("heatmap-*.png"))) >= 8 + 8  # written, but not committed to the output
+    # Which partitions committed before the third failed depends on timing (readers and lanes run ahead;
+    # one still in flight is not waited for). Committed ones keep their heat maps in the staging folder,
+    # not in the output; the failed one leaves neither a marker nor files.
+    committed = sorted(p.name for p in (staging / "_state").glob("part-*.json"))
+    assert "part-00002.json" not in committed
+    assert not (staging / "part-00002").exists()
+    for marker in committed:
+        assert list((staging / marker.removesuffix(".json")).glob("heatmap-*.png")), marker
 
     failing["on"] = False
     manifest = _score(model, model["inbox"], out)
     reused = [p["reused"] for p in manifest["parts"]]
-    # Parts are decoded by several readers, so a later part may have committed before the third failed;
-    # the failed part itself is always redone.
-    assert reused[:2] == [True, True] and reused[2] is False
+    # Every committed partition is reused, and the failed part itself is always redone.
+    assert sum(reused) == len(committed) and reused[2] is False, (reused, committed)
     assert manifest["rows_out"] == 37 and manifest["rows_rejected"] == 4
     table = _parts(out)
     assert {out / h for h in table["heatmap"]} == set(out.rglob("*.png"))
