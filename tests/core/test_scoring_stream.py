@@ -213,3 +213,42 @@ def test_the_summary_line_says_which_variant_scored_and_why_auto_chose_it():
     assert "(int8; auto: int8 accepted" in auto and "avx512_vnni) on CPUExecutionProvider" in auto
     asked = summary({**base, "variant": "fp32", "variant_reason": "asked for"})[0]
     assert "(fp32) on CPUExecutionProvider" in asked
+
+
+def test_every_no_output_reason_is_in_the_side_file_and_the_manifest_lists_the_largest(tmp_path, home, plugin):
+    from verticals.cli.score import summary
+    from verticals.scoring.output import NO_OUTPUT, NO_OUTPUT_LISTED
+
+    data = write_parquet(make_rows(1200, seed=5), tmp_path / "in.parquet", row_group=600)
+    partitions = plan_partitions(data)
+    out = tmp_path / "out"
+    with ScoringSession.open(PIPELINE, None, "cpu", 100, home) as session:
+        staging = prepare_staging(session, partitions, out)
+        results = score_partitions(session, partitions, staging)
+        assert len(results) == 2
+        # A windows pipeline names each short machine: the number of reasons grows with the data.
+        for r in results:
+            r.no_output = {f"machine 'm{r.index}-{i}' has {i % 4 + 1} reading(s)": i % 4 + 1 for i in range(30)}
+        r.no_output["shared reason"] = 9
+        results[0].no_output["shared reason"] = 2
+        manifest = finalize(session, staging, out, results, started=0.0, input=data)
+    every = pl.read_parquet(out / NO_OUTPUT)
+    assert every.columns == ["reason", "rows"] and every.height == 61 == manifest["no_output_reason_count"]
+    assert every["rows"].sum() == manifest["rows_no_output"] == 2 * 73 + 11
+    assert every.row(0) == ("shared reason", 11)  # merged across parts, most rows first
+    listed = manifest["no_output_reasons"]
+    assert len(listed) == NO_OUTPUT_LISTED and list(listed) == every["reason"].head(NO_OUTPUT_LISTED).to_list()
+    assert manifest["no_output_file"] == NO_OUTPUT
+    assert json.loads((out / "_manifest.json").read_text())["no_output_reasons"] == listed
+    lines = summary(manifest)
+    assert "shared reason: 11" in lines[1] and "and 58 more reason(s) for" in lines[1] and NO_OUTPUT in lines[1]
+    assert len(lines[1]) < 400  # one readable line, not every machine
+
+
+def test_a_run_without_no_output_rows_writes_no_reasons_file(tmp_path, home, plugin):
+    from verticals.scoring.output import NO_OUTPUT
+
+    data = write_parquet(make_rows(300, seed=6), tmp_path / "in.parquet")
+    manifest = score(PIPELINE, data, tmp_path / "out", home=home, progress=False)
+    assert manifest["no_output_reasons"] == {} and manifest["no_output_file"] is None
+    assert not (tmp_path / "out" / NO_OUTPUT).exists()

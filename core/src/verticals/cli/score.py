@@ -120,6 +120,10 @@ def _why(manifest: dict[str, Any]) -> str:
     return f"; {reason}" if reason.startswith("auto") else ""
 
 
+#: No-output reasons the summary names (most rows first); the rest are counted.
+_REASONS_SHOWN = 3
+
+
 def summary(manifest: dict[str, Any]) -> list[str]:
     """The run in two or three lines: counts, model and provider, throughput; resumed parts; the output."""
     resumed = int(manifest.get("parts_resumed") or 0)
@@ -132,7 +136,13 @@ def summary(manifest: dict[str, Any]) -> list[str]:
     rows_out = manifest.get("rows_out", manifest["rows_scored"])
     if rows_out != manifest["rows_scored"] or manifest.get("rows_no_output"):
         # A grouping pipeline: many rows make one example (a user's history), some make none.
-        why = "; ".join(f"{reason}: {count:,}" for reason, count in (manifest.get("no_output_reasons") or {}).items())
+        listed = list((manifest.get("no_output_reasons") or {}).items())
+        why = "; ".join(f"{reason}: {count:,}" for reason, count in listed[:_REASONS_SHOWN])
+        more = int(manifest.get("no_output_reason_count") or len(listed)) - min(len(listed), _REASONS_SHOWN)
+        if more > 0:
+            shown = sum(count for _, count in listed[:_REASONS_SHOWN])
+            why += (f"; and {more:,} more reason(s) for {int(manifest['rows_no_output']) - shown:,} rows, all in "
+                    f"{manifest.get('no_output_file') or 'the manifest'}")
         lines.append(f"{rows_out:,} output rows (examples) from the {manifest['rows_scored']:,} scored rows"
                      + (f"; rows without output: {why}" if why else ""))
     if resumed:

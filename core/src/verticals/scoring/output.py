@@ -38,10 +38,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from verticals.scoring.partitions import Partition
     from verticals.scoring.session import ScoringSession
 
-__all__ = ["MANIFEST", "REJECTS", "PartResult", "finalize", "prepare_staging", "staging_dir"]
+__all__ = ["MANIFEST", "NO_OUTPUT", "NO_OUTPUT_LISTED", "REJECTS", "PartResult", "finalize", "prepare_staging",
+           "staging_dir"]
 
 MANIFEST = "_manifest.json"
 REJECTS = "_rejects.parquet"
+#: Every reason a valid row made no output row, with its row count (``reason``, ``rows``; most rows first).
+NO_OUTPUT = "_no_output.parquet"
+#: Reasons listed in the manifest's ``no_output_reasons`` (most rows first); all of them are in ``NO_OUTPUT``.
+#: A reason can name a group (a machine with too few readings), so their number grows with the data.
+NO_OUTPUT_LISTED = 20
 STATE = "_state"
 REJECT_TAIL = ("_row", "_source", "_reason")
 
@@ -313,6 +319,25 @@ def _merge_rejects(staging: Path, results: Sequence[PartResult], columns: Sequen
     return rows
 
 
+def _write_no_output(staging: Path, reasons: dict[str, int]) -> None:
+    """``_no_output.parquet``: every no-output reason and its rows (none: no file, an old one removed)."""
+    import pyarrow as pa
+
+    path = staging / NO_OUTPUT
+    if not reasons:
+        path.unlink(missing_ok=True)
+        return
+    schema = pa.schema([("reason", pa.string()), ("rows", pa.int64())])
+    target = AtomicParquet(path, schema)
+    try:
+        target.write(pa.Table.from_arrays([pa.array(list(reasons), pa.string()),
+                                           pa.array(list(reasons.values()), pa.int64())], schema=schema))
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+
+
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -362,6 +387,8 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
     for r in results:
         for reason, count in r.no_output.items():
             no_output[reason] = no_output.get(reason, 0) + count
+    no_output = dict(sorted(no_output.items(), key=lambda kv: (-kv[1], kv[0])))
+    _write_no_output(staging, no_output)
     if totals["rows_in"] != totals["rows_scored"] + totals["rows_rejected"] or rejected != totals["rows_rejected"] \
             or totals["rows_no_output"] > totals["rows_scored"]:
         raise VerticalsError(f"row accounting broke for {output}: {totals} with {rejected} reject rows written",
@@ -381,7 +408,9 @@ def finalize(session: ScoringSession, staging: Path | str, output: Path | str, r
         "pipeline": session.name,
         "model_version": session.model_version,
         **totals,
-        "no_output_reasons": no_output,
+        "no_output_reasons": dict(list(no_output.items())[:NO_OUTPUT_LISTED]),
+        "no_output_reason_count": len(no_output),
+        "no_output_file": NO_OUTPUT if no_output else None,
         "device": session.device,
         "provider": session.provider,
         "variant": session.variant,

@@ -1,7 +1,8 @@
 """Per machine, the latest risk from a ``failure_risk`` scoring output, and the machines without one.
 
 A planner reads one line per machine: its last scored reading's risk, mode and alert, plus every machine
-that got no score at all (too few readings for a window) with the reason from the scoring manifest.
+that got no score at all (too few readings for a window) with the reason from the scoring output's
+``_no_output.parquet`` (every reason; the manifest lists only the largest).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def latest_by_machine(folder: Path | str) -> tuple[pl.DataFrame, list[dict[str, 
     """
     import polars as pl
     from verticals.errors import NotFoundError
+    from verticals.scoring.output import NO_OUTPUT
 
     folder = Path(folder)
     parts = sorted(folder.glob("part-*.parquet"))
@@ -51,8 +53,15 @@ def latest_by_machine(folder: Path | str) -> tuple[pl.DataFrame, list[dict[str, 
     else:
         latest = pl.DataFrame(schema={"machine_id": pl.String, "cycle": pl.Int64, "probability": pl.Float64,
                                       "mode": pl.String, "mode_probability": pl.Float64, "alert": pl.Boolean})
+    # The manifest lists the largest reasons only; the side file has every one (one per short machine).
+    reasons_file = folder / str(manifest.get("no_output_file") or NO_OUTPUT)
+    if reasons_file.is_file():
+        table = pl.read_parquet(reasons_file)
+        reasons = dict(zip(table.get_column("reason").to_list(), table.get_column("rows").to_list(), strict=True))
+    else:
+        reasons = manifest.get("no_output_reasons") or {}
     unscored = []
-    for reason, count in sorted((manifest.get("no_output_reasons") or {}).items()):
+    for reason, count in sorted(reasons.items()):
         match = _SHORT.fullmatch(reason)
         if match:
             unscored.append({"machine_id": match["machine"], "readings": int(match["n"]), "reason": reason,
