@@ -71,6 +71,13 @@ def test_catalogue_is_an_artifact_and_parity_holds(trained):
     assert catalogue["item"][0] not in json.dumps(result.manifest["extras"])
     assert any("catalogue" in name for name in result.manifest["artifacts"])
     assert result.manifest["parity"]
+    # the known histories grow with the users: a file of the version too, the manifest holds a reference
+    known = result.manifest["preprocessor"]["known"]
+    assert known == {"$file": "preprocessor/known.parquet", "kind": "parquet"}
+    histories = pl.read_parquet(result.path / known["$file"])
+    assert histories.columns == ["user", "items"] and histories.get_column("user").is_unique().all()
+    assert histories.height == log.get_column("user").n_unique()
+    assert "preprocessor/known.parquet" in result.manifest["artifacts"]  # sha256-checked when scoring opens it
 
 
 def test_a_time_sorted_log_spread_over_row_groups_and_files_scores_each_user_once_with_their_whole_history(

@@ -42,6 +42,18 @@ def test_fit_builds_a_sorted_catalogue_with_popularity_and_known_histories():
     again = HistoryPreprocessor()
     again.load_state(pre.state())
     assert again.items == pre.items and again.known == pre.known and again.max_history == 3
+    assert pre.history("b") == [3, 1] and pre.history("nobody") is None
+    # a model registered before the histories moved out of the manifest (state format 1) still loads
+    legacy = {**pre.state(), "format": 1, "known": {"a": [2, 3, 4], "b": [3, 1], "c": [0]}}
+    old = HistoryPreprocessor()
+    old.load_state(legacy)
+    assert old.known == pre.known
+
+
+def test_remember_appends_new_catalogue_items_after_the_known_ones_each_once():
+    pre = _fitted()
+    pre.remember(_log([("b", 5, "x"), ("b", 3, "y"), ("d", 1, "ghost"), ("d", 2, "z"), ("a", 9, "x"), ("e", 1, "ghost")]))
+    assert pre.known == {"a": [2, 3, 4], "b": [3, 1, 2], "c": [0], "d": [4]}
 
 
 def test_training_examples_history_window_and_exact_seen_mask():

@@ -6,6 +6,12 @@ writes them under ``artifacts/`` in the version folder and lists each in the man
 scoring loads them once per session, verifying every byte, and hands them to ``postprocess`` through
 :class:`verticals.spec.ScoringContext`.
 
+The same storage holds a preprocessor's **large fitted state**: :meth:`Preprocessor.state` may return
+numpy arrays or polars DataFrames as top-level values (a recommender's known histories, a vocabulary of
+millions); registration writes them under ``preprocessor/`` (:func:`save_state`) and the manifest keeps
+a reference in their place, so the manifest stays small JSON whatever the data's size; scoring reads
+them back (:func:`load_state`) before it calls :meth:`Preprocessor.load_state`.
+
 Storage by kind, none of which can execute code when read back:
 
 * numpy arrays → ``.npy`` (read with ``allow_pickle=False``; object arrays are refused when stored);
@@ -25,14 +31,17 @@ from verticals.errors import ModelIntegrityError, UserError
 from verticals.fsutil import safe_name
 from verticals.names import safe_join
 
-__all__ = ["FOLDER", "MANIFEST_KEY", "load", "save"]
+__all__ = ["FOLDER", "MANIFEST_KEY", "STATE_FOLDER", "is_large", "load", "load_state", "save", "save_state"]
 
 FOLDER = "artifacts"
 MANIFEST_KEY = "named_artifacts"
+#: Where a preprocessor's large state values are stored in a model version.
+STATE_FOLDER = "preprocessor"
+_REF = "$file"
 
 
-def save(artifacts: Mapping[str, Any], version_dir: Path) -> dict[str, dict[str, str]]:
-    """Write ``artifacts`` under ``version_dir/artifacts``; return the manifest entries by name
+def save(artifacts: Mapping[str, Any], version_dir: Path, folder: str = FOLDER) -> dict[str, dict[str, str]]:
+    """Write ``artifacts`` under ``version_dir/<folder>``; return the manifest entries by name
     (``{"file": relative path, "kind": "npy" | "parquet" | "file"}``)."""
     import numpy as np
     import polars as pl
@@ -40,7 +49,8 @@ def save(artifacts: Mapping[str, Any], version_dir: Path) -> dict[str, dict[str,
     entries: dict[str, dict[str, str]] = {}
     if not artifacts:
         return entries
-    folder = Path(version_dir) / FOLDER
+    name_of_folder = folder
+    folder = Path(version_dir) / name_of_folder
     folder.mkdir(parents=True, exist_ok=True)
     for name, value in artifacts.items():
         safe_name(name, "artifact name")
@@ -57,7 +67,7 @@ def save(artifacts: Mapping[str, Any], version_dir: Path) -> dict[str, dict[str,
             source = Path(value)
             target, kind = folder / f"{name}{''.join(source.suffixes)[-16:]}", "file"
             shutil.copyfile(source, target)
-        entries[name] = {"file": f"{FOLDER}/{target.name}", "kind": kind}
+        entries[name] = {"file": f"{name_of_folder}/{target.name}", "kind": kind}
     return entries
 
 
@@ -89,3 +99,34 @@ def load(version_dir: Path, entries: Mapping[str, Mapping[str, str]]) -> dict[st
         else:
             out[name] = path
     return out
+
+
+def is_large(value: Any) -> bool:
+    """Whether ``value`` is a state value stored as a file: a numpy array or a polars DataFrame."""
+    import numpy as np
+    import polars as pl
+
+    return isinstance(value, (np.ndarray, pl.DataFrame))
+
+
+def save_state(state: Mapping[str, Any], version_dir: Path) -> dict[str, Any]:
+    """``state`` as the manifest stores it: each large top-level value (:func:`is_large`) written under
+    ``version_dir/preprocessor`` and replaced by ``{"$file": relative path, "kind": "npy" | "parquet"}``."""
+    large = {key: value for key, value in state.items() if is_large(value)}
+    entries = save(large, version_dir, folder=STATE_FOLDER)
+    return {key: ({_REF: entries[key]["file"], "kind": entries[key]["kind"]} if key in large else value)
+            for key, value in state.items()}
+
+
+def load_state(state: Mapping[str, Any], version_dir: Path) -> dict[str, Any]:
+    """``state`` from a manifest with every stored value read back (the inverse of :func:`save_state`).
+
+    Raises:
+        ModelIntegrityError: a reference points outside the version folder or its file is missing.
+    """
+    refs = {key: {"file": str(value[_REF]), "kind": str(value.get("kind", ""))} for key, value in state.items()
+            if isinstance(value, Mapping) and _REF in value}
+    if not refs:
+        return dict(state)
+    loaded = load(version_dir, refs)
+    return {key: loaded.get(key, value) for key, value in state.items()}

@@ -153,6 +153,17 @@ def _same_state(a: Any, b: Any) -> bool:
     may differ in its last bit from one call to the next)."""
     import math
 
+    from verticals.artifacts import is_large
+
+    if is_large(a) or is_large(b):  # a large state value (numpy array or polars DataFrame)
+        if type(a) is not type(b):
+            return False
+        if hasattr(a, "equals"):
+            return bool(a.equals(b))
+        import numpy as np
+
+        return a.dtype == b.dtype and a.shape == b.shape and bool(
+            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
     if isinstance(a, float) or isinstance(b, float):
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
             return False

@@ -476,11 +476,19 @@ class Preprocessor:
         raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
-        """Fitted state as JSON-serialisable data."""
+        """Fitted state: a dict of JSON-serialisable values, stored in the model's manifest.
+
+        A value that grows with the data (known histories of a million users, a large vocabulary) may
+        instead be a ``numpy.ndarray`` (not of Python objects) or a ``polars.DataFrame`` at the top level
+        of the dict: registration stores it as a file of the model version (``preprocessor/<key>.npy`` /
+        ``.parquet``, checked by sha256 like every file there) and the manifest holds a reference, so
+        opening a model never parses it as JSON. Keys of such values must be plain file names.
+        """
         raise NotImplementedError
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        """Restore fitted state written by :meth:`state`."""
+        """Restore fitted state written by :meth:`state`; large values come back as the same types
+        (a numpy array or a polars DataFrame)."""
         raise NotImplementedError
 
     def vocabularies(self) -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,30 @@ def _json_ready(value: Any, what: str, pipeline: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise PluginError(f"pipeline '{pipeline}': {what} is not JSON ({exc})",
                           hint="return only dicts, lists, strings, numbers and booleans") from exc
+
+
+def _state_ready(state: Any, pipeline: str) -> dict[str, Any]:
+    """A preprocessor's state for the manifest: JSON values round-tripped (:func:`_json_ready`); numpy
+    arrays and polars DataFrames at its top level kept as they are (registration stores them as files,
+    :func:`verticals.artifacts.save_state`)."""
+    from verticals.artifacts import is_large
+    from verticals.fsutil import safe_name
+
+    if not isinstance(state, Mapping):
+        raise PluginError(f"pipeline '{pipeline}': preprocessor state is {type(state).__name__}, not a dict",
+                          hint="return a dict from Preprocessor.state()")
+    large = {key: value for key, value in state.items() if is_large(value)}
+    for key, value in large.items():
+        try:
+            safe_name(str(key), "preprocessor state key")
+        except ValueError as exc:
+            raise PluginError(f"pipeline '{pipeline}': {exc}",
+                              hint="name large state values with plain file names") from exc
+        if getattr(value, "dtype", None) is not None and value.dtype.kind == "O":
+            raise PluginError(f"pipeline '{pipeline}': preprocessor state '{key}' is a numpy array of Python objects",
+                              hint="store numbers or strings as a typed array, or a polars DataFrame")
+    rest = _json_ready({k: v for k, v in state.items() if k not in large}, "preprocessor state", pipeline)
+    return {key: large[key] if key in large else rest[key] for key in state}
 
 
 def _slice_batch(batch: Batch, rows: int) -> dict[str, np.ndarray]:

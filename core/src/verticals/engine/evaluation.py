@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from verticals.data.splits import Splits
 
-from verticals.engine.common import _eval_device, _json_ready, _lookup, _notify, _stage
+from verticals.engine.common import _eval_device, _json_ready, _lookup, _notify, _stage, _state_ready
 from verticals.engine.data import _summarise_reasons
 from verticals.engine.results import _PREDICT_BATCH, EXAMPLE_ROWS, PARITY_BYTES, PARITY_ROWS, Evaluation
 
@@ -138,7 +138,7 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         raw_extras = _json_ready(dict(raw_extras), "fit_extras result", pipe.qualified_name)
         # fit_extras may complete the preprocessor's scoring-time state (e.g. a recommender's known
         # histories, held-out rows included): the version stores the state as it is now.
-        fitted.preprocessor_state = _json_ready(pre.state(), "preprocessor state", pipe.qualified_name)
+        fitted.preprocessor_state = _state_ready(pre.state(), pipe.qualified_name)
         baselines = dict(raw_extras.pop("baseline_metrics", None) or {})
         extras = raw_extras
         context.extras = dict(extras)

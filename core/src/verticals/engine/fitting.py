@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from verticals.data.splits import Splits
 
-from verticals.engine.common import _json_ready, _lookup, _notify, _stage
+from verticals.engine.common import _lookup, _notify, _stage, _state_ready
 from verticals.engine.results import FitResult
 
 
@@ -63,8 +63,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(
-            pipeline=pipe.qualified_name, preprocessor_state=_json_ready(pre.state(), "preprocessor state",
-                                                                         pipe.qualified_name),
+            pipeline=pipe.qualified_name, preprocessor_state=_state_ready(pre.state(), pipe.qualified_name),
             info=info, model_options=options, weights=weights, history=[dict(h) for h in out.history],
             best_epoch=int(out.best_epoch), epochs=epochs, seed=seed, device=out.device,
             seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record,

@@ -82,6 +82,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
         import shutil
 
         from verticals import __version__
+        from verticals import artifacts as named
         from verticals.drift import profile
         from verticals.manifest import ModelManifest
         from verticals.registry import get_registry
@@ -133,7 +134,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
             output_columns=[{"name": c.name, "dtype": c.dtype, "description": c.description}
                             for c in pipe.output_columns],
             input_schema=dataset.schema.without_target().to_dict(),
-            preprocessor=fitted.preprocessor_state,
+            preprocessor=named.save_state(fitted.preprocessor_state, workdir),
             model_file=exported.model_file,
             signature=exported.signature,
             metrics=evaluation.metrics,

@@ -153,7 +153,7 @@ class ScoringSession:
         manifest = version.info
         schema = _input_schema(manifest, registry, pipe)
         values = scoring_params(pipe, manifest.extras, params)
-        preprocessor = _preprocessor(pipe, registry, manifest, schema)
+        preprocessor = _preprocessor(pipe, registry, manifest, schema, version.path)
         target = resolve_device(device)
         chosen, model_file, why = _pick_variant(version, variant, target)
         signature = manifest.signature
@@ -258,8 +258,10 @@ def _input_schema(manifest: ModelManifest, registry: Any, pipe: Pipeline) -> Sch
     return manifest.schema or registry.dataset_of(pipe).schema.without_target()
 
 
-def _preprocessor(pipe: Pipeline, registry: Any, manifest: ModelManifest, schema: Schema) -> Preprocessor:
-    """The pipeline's preprocessor for the model's schema, with the fitted state from the manifest."""
+def _preprocessor(pipe: Pipeline, registry: Any, manifest: ModelManifest, schema: Schema,
+                  version_dir: Path | None = None) -> Preprocessor:
+    """The pipeline's preprocessor for the model's schema, with the fitted state from the manifest (its
+    large values read from ``version_dir``, :func:`verticals.artifacts.load_state`)."""
     dataset = registry.dataset_of(pipe)
     # Built as the engine builds it (the dataset's schema, target included) but from the model's columns.
     target = dataset.schema.target
@@ -269,6 +271,10 @@ def _preprocessor(pipe: Pipeline, registry: Any, manifest: ModelManifest, schema
     if state is None:
         raise NotFoundError(f"{pipe.qualified_name} v{manifest.version}: manifest has no preprocessor state",
                             hint=f"retrain with `verticals train {pipe.qualified_name}`")
+    if version_dir is not None:
+        from verticals.artifacts import load_state
+
+        state = load_state(state, version_dir)
     pre.load_state(state)
     if getattr(pre, "order", None) == "F":
         # TabularPreprocessor: ORT needs row-major inputs; building them directly is cheaper than

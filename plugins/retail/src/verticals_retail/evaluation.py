@@ -41,7 +41,7 @@ def fit_baselines(pipe: Any, context: Any) -> dict[str, Any]:
     pre = context.preprocessor
     counts = np.asarray(pre.counts, dtype=np.float64)
     items = len(pre.items)
-    x = interaction_matrix(pre.known.values(), items)
+    x = interaction_matrix(pre.histories.get_column("items").to_list(), items)
     seen_valid, y_valid = _split(pre, context.splits.valid)
     seen_test, y_test = _split(pre, context.splits.test)
     k = min(CURVE, items)

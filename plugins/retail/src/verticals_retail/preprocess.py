@@ -1,8 +1,11 @@
 """User histories as model inputs: the recent items (ordered), every seen item (multi-hot), the next item.
 
-Fitted state (JSON, in the manifest): the item vocabulary of the training split (sorted ids; index ``i``
-is the model's item ``i``), each item's training count (popularity), and the training histories of the
-users it saw, so that a *users file* (ids only) can be scored with the history the model knows.
+Fitted state: the item vocabulary of the training split (sorted ids; index ``i`` is the model's item
+``i``) and each item's training count (popularity), in the manifest; and the histories of the users it
+saw, so that a *users file* (ids only) can be scored with the history the model knows. Those grow with
+the number of users, so they are a polars DataFrame (``user`` String, ``items`` List[Int32] of item
+indices, oldest first) that the core stores as ``preprocessor/known.parquet`` in the model version, not
+as manifest JSON.
 
 Examples:
 
@@ -34,7 +37,7 @@ __all__ = ["MAX_HISTORY", "TOP_K", "HistoryPreprocessor"]
 
 MAX_HISTORY = 50
 TOP_K = 100
-_STATE_FORMAT = 1
+_STATE_FORMAT = 2  # 1: known histories as a JSON object in the manifest (still read)
 FIRST = "first interaction of a user (no earlier item to learn from)"
 UNKNOWN_TARGET = "item not in the training catalogue"
 REPEAT = "repeat of an item already in the user's history"
@@ -56,7 +59,7 @@ class HistoryPreprocessor(Preprocessor):
         self.max_history, self.top_k = int(max_history), int(top_k)
         self.items: list[str] = []
         self.counts: list[int] = []
-        self.known: dict[str, list[int]] = {}
+        self.histories: pl.DataFrame | None = None  # user (String), items (List[Int32]); one row per user
         self._index: dict[str, int] = {}
 
     # -- fitting ------------------------------------------------------------------------------------
@@ -71,11 +74,20 @@ class HistoryPreprocessor(Preprocessor):
             raise PluginError(f"retail preprocessor: the training split has {counts.height} distinct item(s)",
                               hint="train on interactions with at least two distinct items")
         self._set(counts.get_column(self.item).to_list(), counts.get_column("n").to_list())
-        ordered = rows.sort([self.user, self.time], maintain_order=True)
-        codes = ordered.get_column(self.item).replace_strict(self._index, return_dtype=pl.Int64)
-        histories = (pl.DataFrame({"u": ordered.get_column(self.user), "c": codes})
-                     .group_by("u", maintain_order=True).agg(pl.col("c")))
-        self.known = dict(zip(histories.get_column("u").to_list(), histories.get_column("c").to_list(), strict=True))
+        self.histories = self._histories(rows.sort([self.user, self.time], maintain_order=True))
+
+    def _histories(self, ordered: pl.DataFrame, before: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Per user, the catalogue items of ``ordered`` (sorted by user and time) after those of
+        ``before`` (a histories frame), each item once, in order; users in order of first appearance."""
+        import polars as pl
+
+        codes = (ordered.get_column(self.item).cast(pl.String)
+                 .replace_strict(self._index, default=None, return_dtype=pl.Int32))
+        rows = pl.DataFrame({"user": ordered.get_column(self.user).cast(pl.String), "items": codes})
+        if before is not None:
+            rows = pl.concat([before.explode("items"), rows])
+        return (rows.drop_nulls("items").unique(["user", "items"], keep="first", maintain_order=True)
+                .group_by("user", maintain_order=True).agg(pl.col("items")))
 
     def remember(self, frame: pl.DataFrame) -> None:
         """Add ``frame``'s interactions (not its context rows) to the histories the model knows, after
@@ -86,14 +98,23 @@ class HistoryPreprocessor(Preprocessor):
         self._require_fitted("remember")
         rows = frame.filter(~pl.col(CONTEXT).fill_null(False)) if CONTEXT in frame.columns else frame
         rows = rows.filter(pl.col(self.item).is_not_null()).sort([self.user, self.time], maintain_order=True)
-        users = rows.get_column(self.user).cast(pl.String).to_list()
-        for user, item in zip(users, rows.get_column(self.item).cast(pl.String).to_list(), strict=True):
-            code = self._index.get(item)
-            if code is None:
-                continue
-            history = self.known.setdefault(user, [])
-            if code not in history:
-                history.append(code)
+        self.histories = self._histories(rows, self.histories)
+
+    @property
+    def known(self) -> dict[str, list[int]]:
+        """The known histories as ``{user: [item index, ...]}`` (built on each call: use :meth:`history`
+        for a few users)."""
+        self._require_fitted("known")
+        frame = self.histories
+        return dict(zip(frame.get_column("user").to_list(), frame.get_column("items").to_list(), strict=True))
+
+    def history(self, user: str) -> list[int] | None:
+        """The item indices the model knows for ``user``, oldest first; None for a user it never saw."""
+        import polars as pl
+
+        self._require_fitted("history")
+        hit = self.histories.filter(pl.col("user") == str(user))
+        return hit.get_column("items")[0].to_list() if hit.height else None
 
     def _set(self, items: Sequence[str], counts: Sequence[int]) -> None:
         self.items = [str(i) for i in items]
@@ -186,15 +207,15 @@ class HistoryPreprocessor(Preprocessor):
         import polars as pl
 
         users = frame.get_column(self.user).cast(pl.String).unique(maintain_order=True)
-        lists = [self.known.get(u) for u in users.to_list()]
-        unknown_user = np.array([h is None for h in lists], dtype=bool)
-        flat = [c for h in lists for c in (h or [])]
-        lengths = np.array([len(h or []) for h in lists], dtype=np.int64)
-        codes = np.asarray(flat, dtype=np.int64)
+        found = pl.DataFrame({"user": users}).join(self.histories, on="user", how="left", maintain_order="left")
+        lists = found.get_column("items")
+        unknown_user = lists.is_null().to_numpy()
+        lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+        codes = lists.explode().drop_nulls().to_numpy().astype(np.int64)
         begin = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64) if lengths.size else lengths
         at = begin + lengths
         history, mask, seen = self._inputs(codes, np.ones(codes.size, dtype=bool), at, begin)
-        zeros = np.zeros(len(lists), dtype=np.int64)
+        zeros = np.zeros(users.len(), dtype=np.int64)
         flags = self._flags(mask, zeros, zeros, unknown_user)
         return Batch(ids=pl.DataFrame({self.user: users}), inputs={"history": history, "mask": mask, "seen": seen},
                      flags=flags)
@@ -254,10 +275,12 @@ class HistoryPreprocessor(Preprocessor):
         self._require_fitted("state")
         return {"format": _STATE_FORMAT, "columns": {"user": self.user, "time": self.time, "item": self.item},
                 "max_history": self.max_history, "top_k": self.top_k, "items": list(self.items),
-                "counts": list(self.counts), "known": {u: list(h) for u, h in self.known.items()}}
+                "counts": list(self.counts), "known": self.histories}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        if state.get("format") != _STATE_FORMAT:
+        import polars as pl
+
+        if state.get("format") not in (1, _STATE_FORMAT):
             raise PluginError(f"retail preprocessor state has format {state.get('format')!r}, expected "
                               f"{_STATE_FORMAT}", hint="retrain the model with this version of verticals-retail")
         columns = state.get("columns") or {}
@@ -266,7 +289,14 @@ class HistoryPreprocessor(Preprocessor):
         self.item = str(columns.get("item", self.item))
         self.max_history, self.top_k = int(state["max_history"]), int(state["top_k"])
         self._set(state["items"], state["counts"])
-        self.known = {str(u): [int(c) for c in h] for u, h in (state.get("known") or {}).items()}
+        known = state.get("known")
+        if isinstance(known, pl.DataFrame):
+            self.histories = known.select(pl.col("user").cast(pl.String), pl.col("items").cast(pl.List(pl.Int32)))
+        else:  # format 1: {user: [item index, ...]} in the manifest
+            known = known or {}
+            self.histories = pl.DataFrame({"user": [str(u) for u in known],
+                                           "items": [[int(c) for c in h] for h in known.values()]},
+                                          schema={"user": pl.String, "items": pl.List(pl.Int32)})
 
     def vocabularies(self) -> dict[str, list[str]]:
         return {self.item: list(self.items)}

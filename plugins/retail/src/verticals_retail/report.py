@@ -115,7 +115,7 @@ def _examples(pipe: Any, context: Any, users: int = 5, last: int = 5) -> ReportS
     blocks = []
     for i in pick:
         user = ids[int(i)]
-        history = [name(c) for c in (pre.known.get(user) or [])][-last:]
+        history = [name(c) for c in (pre.history(user) or [])][-last:]
         recommended = [name(c) for c in predictions.get_column("_index")[int(i)].to_list()[:10]]
         target = name(int(batch.target[int(i)])) if batch.target is not None else ""
         hit = " (in the list)" if target in recommended else ""
