@@ -27,8 +27,8 @@ from typing import Any
 
 from verticals.spec import ReportSection
 
-__all__ = ["FIGURES", "ReportContext", "figures_folder", "fmt", "html_table", "pyplot", "write_metrics",
-           "write_report"]
+__all__ = ["FIGURES", "ReportContext", "figures_folder", "fmt", "html_table", "pyplot", "save_figure",
+           "write_metrics", "write_report"]
 
 FIGURES = "figures"
 """Sub-folder of the report folder that holds the PNGs."""
@@ -151,6 +151,18 @@ def figures_folder(context: Any) -> Path:
     folder = Path(context.workdir) / FIGURES
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def save_figure(fig: Any, context: Any, name: str) -> str:
+    """Lay out ``fig``, write it as ``figures/<name>`` of the training run (:func:`figures_folder`), close
+    it, and return the path a :class:`ReportSection`'s ``images`` lists (``"figures/<name>"``)."""
+    from verticals.fsutil import safe_name
+
+    safe_name(name, "figure name")
+    fig.tight_layout()
+    fig.savefig(figures_folder(context) / name, dpi=90)
+    pyplot().close(fig)
+    return f"{FIGURES}/{name}"
 
 
 def _plot_history(context: ReportContext, target: Path) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from verticals.report import figures_folder, html_table, pyplot
+from verticals.report import html_table, pyplot, save_figure
 from verticals.spec import ReportSection
 
 from verticals_retail.evaluation import BASELINES
@@ -63,10 +63,7 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
     ax.set(xlabel="k", ylabel="Recall@k (test)", title="Recall@k, k = 1…50")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(figures_folder(context) / "retail_recall_at_k.png", dpi=90)
-    plt.close(fig)
-    images.append("figures/retail_recall_at_k.png")
+    images.append(save_figure(fig, context, "retail_recall_at_k.png"))
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     names = [r[0] for r in rows]
     for ax, column, label in ((axes[0], 3, "coverage@10 (share of catalogue)"),
@@ -74,10 +71,7 @@ def report_sections(pipe: Any, context: Any) -> list[ReportSection]:
         ax.barh(names, [r[column] for r in rows], color=["#1f77b4"] + ["#999999"] * len(BASELINES))
         ax.set(xlabel=label, xlim=(0, 1))
         ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(figures_folder(context) / "retail_coverage_bias.png", dpi=90)
-    plt.close(fig)
-    images.append("figures/retail_coverage_bias.png")
+    images.append(save_figure(fig, context, "retail_coverage_bias.png"))
     body = ("<p>Test split: each eligible user's last positive, ranked against the whole catalogue minus the "
             "items the user has seen (the same mask for every recommender). Recall@10 is the hit rate (one "
             "held-out item). Coverage@10: share of the catalogue recommended to anyone; popularity bias@10: mean "
