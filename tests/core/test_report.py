@@ -118,3 +118,11 @@ def test_report_helpers_format_escape_and_place_figures(tmp_path: Path) -> None:
     assert '<td class="num">0.5000</td>' in table and '<tr class="hl">' in table
     folder = figures_folder(SimpleNamespace(workdir=tmp_path))
     assert folder == tmp_path / "figures" and folder.is_dir()
+    from verticals.report import pyplot, save_figure
+
+    fig, ax = pyplot().subplots()
+    ax.plot([0, 1], [1, 0])
+    assert save_figure(fig, SimpleNamespace(workdir=tmp_path), "curve.png") == "figures/curve.png"
+    assert (folder / "curve.png").read_bytes()[:4] == b"\x89PNG" and not pyplot().fignum_exists(fig.number)
+    with pytest.raises(ValueError, match="figure name"):
+        save_figure(pyplot().figure(), SimpleNamespace(workdir=tmp_path), "../escape.png")
