@@ -144,3 +144,37 @@ def test_parity_limit_is_1e4_of_the_output_scale(exported: dict) -> None:
     assert above["passed"] is False, above
     assert math.isclose(above["outputs"]["logits"]["limit"], limit, rel_tol=1e-6)
     assert 1.05 * limit < above["max_abs_diff"] < 1.15 * limit
+
+
+class _Wide(torch.nn.Module):
+    """16 inputs → ``width`` hidden units → 1: about ``width`` × 4 bytes × 2 of activations per row."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(16, width), torch.nn.ReLU(), torch.nn.Linear(width, 1))
+
+    def forward(self, x_num: torch.Tensor) -> torch.Tensor:
+        return self.net(x_num).squeeze(1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures with Linux's /proc")
+def test_working_memory_per_example_is_measured_not_read_off_the_inputs(exported: dict, tmp_path: Path) -> None:
+    """Models with about the same input rows: one with 4,096 hidden units needs ~32 kB per row in a call,
+    the small MLP (32 and 16 units) almost nothing. Scoring sizes its batches with these figures."""
+    sample = _inputs(300, 5)
+    path = ex.export_onnx(None, _Wide(4096).eval(), {"x_num": TensorSpec("float32", (-1, 16))}, ("logits",),
+                          {"x_num": sample["x_num"][:4]}, tmp_path / "wide.onnx")
+    wide = ex.memory_per_example(path, {"x_num": sample["x_num"]})
+    narrow = ex.memory_per_example(exported["path"], sample)
+    assert 16_000 <= wide["bytes_per_example"] <= 100_000, wide
+    assert narrow["bytes_per_example"] < 4_000 and "examples per call" in narrow["memory_measured_on"], narrow
+    assert ex.memory_per_example(path, {})["bytes_per_example"] is None
+
+
+def test_batch_rows_count_the_measured_working_memory() -> None:
+    from verticals.scoring.session import batch_rows
+
+    windows = {"inputs": {"window": {"dtype": "float32", "shape": [-1, 24, 6]}}}
+    assert batch_rows(65536, windows, budget=256 << 20) == 65536  # inputs alone: 576 bytes a window
+    measured = {**windows, "bytes_per_example": 16_000}  # a GRU's gate buffers, measured at registration
+    assert batch_rows(65536, measured, budget=256 << 20) == (256 << 20) // (576 + 16_000)

@@ -52,6 +52,10 @@ def test_registers_a_model_that_takes_uint8_pixels_and_exports_two_outputs(run) 
     assert manifest["pipeline"] == "files.shapes" and run["version"].version == 1
     assert manifest["signature"]["inputs"] == {"image": {"dtype": "uint8", "shape": [-1, 3, 32, 32]}}
     assert manifest["signature"]["outputs"] == ["logits", "cam"]
+    # measured at registration, beyond the 3 kB of uint8 pixels: the CNN's feature maps (float32)
+    if manifest["signature"]["bytes_per_example"] is not None:  # measured where /proc allows it
+        assert manifest["signature"]["bytes_per_example"] > 3 * 32 * 32, manifest["signature"]
+    assert "memory_measured_on" in manifest["signature"]
     assert manifest["input_schema"] == [c for c in manifest["input_schema"] if c["name"] == "path"]
     pre = manifest["preprocessor"]
     assert pre["size"] == 32 and len(pre["mean"]) == len(pre["std"]) == 3

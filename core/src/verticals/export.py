@@ -62,6 +62,7 @@ __all__ = [
     "convert_fp16",
     "cuda_provider_available",
     "export_onnx",
+    "memory_per_example",
     "onnx_exporter",
     "quantize_int8",
     "relative_speed",
@@ -460,6 +461,66 @@ def relative_speed(reference: Path, variant: Path, sample: Mapping[str, np.ndarr
         return {"speedup": None, "timed_on": f"{timed_on}; not timed: {type(exc).__name__}: {_first_line(exc)}"}
     fp32, other = (float(np.median(t)) for t in times)
     return {"speedup": round(fp32 / other, 3) if other > 0 else None, "timed_on": timed_on}
+
+
+MEMORY_PROBE_BYTES = 4 << 20
+"""Model input bytes of the smaller of :func:`memory_per_example`'s two calls (the larger is twice it)."""
+
+
+def _status_bytes(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {key}")
+
+
+def memory_per_example(model: Path, sample: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Working memory of one ONNX Runtime call per example of ``model``, beyond its inputs: activations and
+    the kernels' own buffers (a GRU keeps every step's gates), which the inputs' size does not show.
+
+    Measured, not estimated: a session with ORT's memory arena off (every buffer is allocated and freed
+    per call) runs ``sample`` repeated to two sizes (:data:`MEMORY_PROBE_BYTES` of inputs, and twice that);
+    the process's peak resident memory is reset before each call (``/proc/self/clear_refs``), and the
+    growth of the peak between the two calls, per added example, is the result (fixed costs cancel).
+    Linux only. Returns ``{"bytes_per_example": int | None, "memory_measured_on": str}``; never raises
+    (the figure is advice for scoring's batch size).
+    """
+    import numpy as np
+
+    from verticals.ort import open_session, session_options
+
+    if not sample:
+        return {"bytes_per_example": None, "memory_measured_on": "not measured: no model inputs"}
+    rows = len(next(iter(sample.values())))
+    row_bytes = sum(a.nbytes // max(1, a.shape[0]) for a in sample.values()) or 1
+    small = int(min(8192, max(64, MEMORY_PROBE_BYTES // row_bytes)))
+    try:
+        clear = Path("/proc/self/clear_refs")
+        options = session_options(threads=1)
+        options.enable_cpu_mem_arena = False
+        session = open_session(model, options=options)
+        wanted = {i.name for i in session.get_inputs()}
+
+        def feed(n: int) -> dict[str, np.ndarray]:
+            take = np.resize(np.arange(rows), n)
+            return {k: np.ascontiguousarray(v[take]) for k, v in sample.items() if k in wanted}
+
+        session.run(None, feed(16))  # warm-up: kernel selection, one-off allocations
+        peaks = {}
+        for n in (small, 2 * small):
+            inputs = feed(n)
+            base = _status_bytes("VmRSS:")
+            clear.write_text("5")  # resets VmHWM to the current resident size
+            session.run(None, inputs)
+            peaks[n] = max(0, _status_bytes("VmHWM:") - base)
+            del inputs
+    except Exception as exc:
+        return {"bytes_per_example": None,
+                "memory_measured_on": f"not measured: {type(exc).__name__}: {_first_line(exc)}"}
+    slope = (peaks[2 * small] - peaks[small]) / small
+    per = slope if slope > 0 else peaks[2 * small] / (2 * small)
+    return {"bytes_per_example": int(round(per)),
+            "memory_measured_on": f"CPU provider, arena off, {small} and {2 * small} examples per call"}
 
 
 def build_variants(

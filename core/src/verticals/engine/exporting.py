@@ -123,9 +123,11 @@ def export(pipeline: str, fitted: FitResult, evaluation: Evaluation, workdir: Pa
                 reference, kinds=kinds, metric_name=pipe.primary_metric, sample=test.inputs)
             for record in made.values():
                 record["reference"] = reference
+        # What one example costs a scoring call beyond its inputs: scoring sizes its batches with it.
+        memory = ex.memory_per_example(path, test.inputs)
         return ExportResult(
             pipeline=pipe.qualified_name, workdir=workdir, model_file=path.name,
             signature={"inputs": {k: v.to_dict() for k, v in signature.items()},
-                       "outputs": list(spec.exported_outputs)},
+                       "outputs": list(spec.exported_outputs), **memory},
             parity=parity, variants=made, exporter=exporter, opset=ex.OPSET,
             seconds=round(time.perf_counter() - started, 3))

@@ -29,13 +29,17 @@ __all__ = ["VARIANTS", "ScoringSession"]
 VARIANTS = ("fp32", "int8", "fp16", "auto")
 DEFAULT_BATCH_SIZE = 65536
 BATCH_BYTES = 256 << 20
-"""Default memory budget of one batch's model inputs (``VERTICALS_BATCH_BYTES`` overrides): the batch
-size in rows is lowered to fit it, so 224×224×3 images do not ask for tens of GB of pinned memory."""
+"""Default memory budget of one batch (``VERTICALS_BATCH_BYTES`` overrides): its model inputs plus the
+working memory the model's call needs for them. The batch size in rows is lowered to fit it, so
+224×224×3 images do not ask for tens of GB of pinned memory, nor a GRU over 24-step windows for a GB of
+gate buffers per call."""
 
 
 def batch_rows(requested: int, signature: dict[str, Any], budget: int | None = None) -> int:
-    """Rows per model batch: ``requested``, lowered so that one batch of inputs (from the manifest's
-    signature: dtype and per-example shape) stays within ``budget`` bytes."""
+    """Rows per model batch: ``requested``, lowered so that one batch stays within ``budget`` bytes: its
+    inputs (from the manifest's signature: dtype and per-example shape) plus the call's working memory
+    per example that registration measured (``signature["bytes_per_example"]``,
+    :func:`verticals.export.memory_per_example`; absent in older manifests)."""
     import os
 
     import numpy as np
@@ -47,6 +51,7 @@ def batch_rows(requested: int, signature: dict[str, Any], budget: int | None = N
         shape = [int(d) for d in spec.get("shape", [])[1:]]
         width = int(np.prod([d for d in shape if d > 0])) if shape else 1
         per_row += width * np.dtype(spec.get("dtype", "float32")).itemsize
+    per_row += int(signature.get("bytes_per_example") or 0)
     if per_row <= 0:
         return requested
     return max(1, min(requested, budget // per_row))
@@ -160,7 +165,8 @@ class ScoringSession:
         requested = batch_size
         batch_size = batch_rows(batch_size, signature)
         if batch_size < requested:
-            log.info("%s: batch size lowered from %d to %d rows to keep a batch's inputs within %d MiB",
+            log.info("%s: batch size lowered from %d to %d rows to keep a batch's inputs and working memory "
+                     "within %d MiB",
                      name, requested, batch_size, (int(os.environ.get("VERTICALS_BATCH_BYTES", "0") or 0)
                                                    or BATCH_BYTES) >> 20)
         in_dtypes = {k: v.get("dtype") for k, v in (signature.get("inputs") or {}).items()}
