@@ -519,7 +519,7 @@ def memory_per_example(model: Path, sample: Mapping[str, np.ndarray]) -> dict[st
                 "memory_measured_on": f"not measured: {type(exc).__name__}: {_first_line(exc)}"}
     slope = (peaks[2 * small] - peaks[small]) / small
     per = slope if slope > 0 else peaks[2 * small] / (2 * small)
-    return {"bytes_per_example": int(round(per)),
+    return {"bytes_per_example": round(per),
             "memory_measured_on": f"CPU provider, arena off, {small} and {2 * small} examples per call"}
 
 
