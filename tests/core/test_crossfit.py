@@ -201,6 +201,15 @@ def test_bagged_model_is_one_graph_averaging_the_fold_models(verticals_plugins, 
             held = labels == k
             expected[held] += logits[2 * r + k][held] / 2
     np.testing.assert_allclose(fitted.crossfit.outputs["logits"], expected, atol=1e-5)
+    runs = fitted.crossfit.repeat_outputs  # each run's own out-of-fold logits: one member per row
+    assert len(runs) == 2 and set(runs[0]) == set(fitted.crossfit.outputs)
+    for r in range(2):
+        labels = fold_labels(batch.target, pool.height, 2, repeat_seed(42, r))
+        for k in range(2):
+            held = labels == k
+            np.testing.assert_allclose(runs[r]["logits"][held], logits[2 * r + k][held], atol=1e-5)
+    np.testing.assert_allclose((runs[0]["logits"] + runs[1]["logits"]) / 2, fitted.crossfit.outputs["logits"],
+                               atol=1e-6)
     with pytest.raises(PluginError, match=r"crossfit_final is 'bagging'.*'refit', 'bag'"):
         train("ref.typo", progress=False, variants=())
 

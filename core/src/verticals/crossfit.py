@@ -76,6 +76,9 @@ class CrossFit:
         repeats: how many times the K-fold procedure ran over different fold assignments
             (:attr:`TrainingConfig.crossfit_repeats`); ``best_epochs`` and ``fold_metrics`` have
             ``folds * repeats`` entries.
+        repeat_outputs: with ``repeats > 1``, each run's own out-of-fold outputs (one model per row),
+            in the order of ``outputs``; ``outputs`` is their mean. How much the runs disagree on a row
+            tells how much averaging more models changes its output (calibrating an average).
     """
 
     folds: int
@@ -87,6 +90,7 @@ class CrossFit:
     fold_metrics: list[float] = field(default_factory=list)
     final: str = "refit"
     repeats: int = 1
+    repeat_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     @property
     def models(self) -> int:
@@ -244,7 +248,10 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     best_epochs: list[int] = []
     fold_metrics: list[float] = []
     oof: dict[str, np.ndarray] = {}
+    runs: list[dict[str, np.ndarray]] = []
     for r in range(repeats):
+        run: dict[str, np.ndarray] = {}
+        runs.append(run)
         labels = fold_labels(None if stratify is None else np.asarray(stratify), pool.height, folds, repeat_seed(seed, r))
         for k in range(folds):
             run_seed = repeat_seed(seed, r) + k + 1
@@ -284,9 +291,13 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
                     oof[name][np.flatnonzero(held)] = values
                 else:
                     oof[name][np.flatnonzero(held)] += values / repeats
+                    if name not in run:
+                        run[name] = np.zeros((pool.height, *values.shape[1:]), dtype=values.dtype)
+                    run[name][np.flatnonzero(held)] = values
     final_epochs = max(1, round(float(np.median(best_epochs))))
     record = CrossFit(folds=folds, rows=pool.height, best_epochs=best_epochs, epochs=final_epochs, outputs=oof,
-                      target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final, repeats=repeats)
+                      target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final, repeats=repeats,
+                      repeat_outputs=runs if repeats > 1 else [])
     if final == "bag":
         from verticals.ensemble import AveragedModel
 
