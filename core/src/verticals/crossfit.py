@@ -237,6 +237,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     if repeats < 1:
         raise PluginError(f"pipeline '{pipe.qualified_name}': TrainingConfig.crossfit_repeats is {repeats}",
                           hint="set it to 1 (one K-fold run) or more")
+    batch_size = int(getattr(config, "crossfit_batch_size", 0) or 0) or config.batch_size
     pool = pl.concat([splits.train, splits.valid], how="vertical_relaxed")
     shared = pipe.preprocessor(dataset)
     shared.fit(pool)
@@ -269,7 +270,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
             graph = pre.graph_module()
             with cpu_threads(model, device):
                 out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                                batch_size=config.batch_size, lr=config.learning_rate,
+                                batch_size=batch_size, lr=config.learning_rate,
                                 weight_decay=config.weight_decay, patience=config.patience, seed=run_seed,
                                 device=device, class_weighting=config.class_weighting, progress=progress,
                                 output_names=spec.outputs,
