@@ -63,6 +63,37 @@ def test_small_data_trains_with_crossfitting(verticals_plugins, verticals_home) 
     assert np.all(np.isfinite(record.outputs["logits"])) and 0.5 < min(summary["fold_metrics"]) <= 1.0
 
 
+class BatchPipeline(SmallPipeline):
+    name = "batch"
+    training = TrainingConfig(epochs=1, batch_size=128, learning_rate=5e-3, patience=2, crossfit_below=1000,
+                              crossfit_folds=3, crossfit_batch_size=32)
+
+
+class BatchPlugin(ReferencePlugin):
+    @hookimpl
+    def register_pipelines(self, register):
+        register(BatchPipeline())
+
+
+def test_fold_models_train_in_the_crossfit_batch_size(verticals_plugins, verticals_home, monkeypatch) -> None:
+    import verticals.training as training
+    from verticals.engine import fit, load_data, split_data, validate_data
+
+    sizes: list[int] = []
+    real = training.fit_model
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_model", spy)
+    verticals_plugins({"ref": BatchPlugin(rows=200, n_numeric=2, n_categorical=0, hidden=(4,))})
+    splits = split_data("ref.batch", validate_data("ref.batch", load_data("ref.batch")), seed=1)
+    fit("ref.batch", splits, progress=False)
+    assert sizes == [32, 32, 32, 128]  # the three fold models; the refitted final model keeps batch_size
+    assert TrainingConfig().crossfit_batch_size == 0  # default: the fold models use batch_size
+
+
 # -- crossfit_final = "bag": the average of the fold models ------------------------------------------------
 def test_averaged_model_averages_every_output_in_its_structure() -> None:
     import torch
