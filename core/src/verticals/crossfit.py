@@ -7,7 +7,8 @@ setting; the credit pipelines use 2,000), the engine instead
 
 1. pools the training and validation splits (the test split stays untouched) and cuts the pool into
    ``crossfit_folds`` stratified folds (seeded);
-2. for each fold, trains a fresh model on the other folds, early-stopping on that fold, and keeps the
+2. for each fold, trains a fresh model on the other folds (in mini-batches of
+   ``crossfit_batch_size`` when set, else ``batch_size``), early-stopping on that fold, and keeps the
    fold's best epoch and the model's outputs on it (out-of-fold outputs: every pooled row is predicted
    once, by a model that never saw it). With ``crossfit_repeats = R > 1`` this is done R times over
    different fold assignments (seeded), and a row's out-of-fold output is the mean of the R models
