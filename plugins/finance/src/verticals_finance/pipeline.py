@@ -118,7 +118,7 @@ class CreditRiskPipeline(Pipeline):
     def shape_summary(self, dataset: DatasetSpec, info: Mapping[str, Any]) -> dict[str, Any]:
         """How the numeric curves were fitted, for the manifest's extras and the report."""
         smoothness = float(self.model_options(dataset, info).get("smoothness", 0.0))
-        text = "piecewise-linear curves on training-quantile knots"
+        text = "piecewise linear on training-quantile knots"
         if smoothness > 0:
             text += (f", smoothed while training: a penalty of {smoothness:g} (over the "
                      f"{int(info.get('rows', 0))} rows the model learns from) on every change of slope between "
