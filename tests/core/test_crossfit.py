@@ -63,6 +63,37 @@ def test_small_data_trains_with_crossfitting(verticals_plugins, verticals_home) 
     assert np.all(np.isfinite(record.outputs["logits"])) and 0.5 < min(summary["fold_metrics"]) <= 1.0
 
 
+class BatchPipeline(SmallPipeline):
+    name = "batch"
+    training = TrainingConfig(epochs=1, batch_size=128, learning_rate=5e-3, patience=2, crossfit_below=1000,
+                              crossfit_folds=3, crossfit_batch_size=32)
+
+
+class BatchPlugin(ReferencePlugin):
+    @hookimpl
+    def register_pipelines(self, register):
+        register(BatchPipeline())
+
+
+def test_fold_models_train_in_the_crossfit_batch_size(verticals_plugins, verticals_home, monkeypatch) -> None:
+    import verticals.training as training
+    from verticals.engine import fit, load_data, split_data, validate_data
+
+    sizes: list[int] = []
+    real = training.fit_model
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit_model", spy)
+    verticals_plugins({"ref": BatchPlugin(rows=200, n_numeric=2, n_categorical=0, hidden=(4,))})
+    splits = split_data("ref.batch", validate_data("ref.batch", load_data("ref.batch")), seed=1)
+    fit("ref.batch", splits, progress=False)
+    assert sizes == [32, 32, 32, 128]  # the three fold models; the refitted final model keeps batch_size
+    assert TrainingConfig().crossfit_batch_size == 0  # default: the fold models use batch_size
+
+
 # -- crossfit_final = "bag": the average of the fold models ------------------------------------------------
 def test_averaged_model_averages_every_output_in_its_structure() -> None:
     import torch
@@ -201,6 +232,15 @@ def test_bagged_model_is_one_graph_averaging_the_fold_models(verticals_plugins, 
             held = labels == k
             expected[held] += logits[2 * r + k][held] / 2
     np.testing.assert_allclose(fitted.crossfit.outputs["logits"], expected, atol=1e-5)
+    runs = fitted.crossfit.repeat_outputs  # each run's own out-of-fold logits: one member per row
+    assert len(runs) == 2 and set(runs[0]) == set(fitted.crossfit.outputs)
+    for r in range(2):
+        labels = fold_labels(batch.target, pool.height, 2, repeat_seed(42, r))
+        for k in range(2):
+            held = labels == k
+            np.testing.assert_allclose(runs[r]["logits"][held], logits[2 * r + k][held], atol=1e-5)
+    np.testing.assert_allclose((runs[0]["logits"] + runs[1]["logits"]) / 2, fitted.crossfit.outputs["logits"],
+                               atol=1e-6)
     with pytest.raises(PluginError, match=r"crossfit_final is 'bagging'.*'refit', 'bag'"):
         train("ref.typo", progress=False, variants=())
 

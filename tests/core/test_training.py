@@ -98,6 +98,31 @@ def test_stopping_on_the_validation_loss_keeps_the_lowest_loss_epoch(reference):
                   progress=False, stop_on="brier")
 
 
+def test_a_model_penalty_is_added_per_row_and_left_out_of_the_reported_losses(reference):
+    pipeline, spec, pre, batches = reference
+    rows: list[int] = []
+
+    def run(penalty=None):
+        seed_everything(7)
+        model = spec.factory(pre.info())
+        if penalty is not None:
+            model.penalty = lambda n: (rows.append(n), penalty(model, n))[1]
+        out = fit_model(pipeline, model, pre.graph_module(), batches["train"], batches["valid"], epochs=2,
+                        batch_size=256, lr=1e-2, weight_decay=0.0, patience=5, seed=7, device="cpu",
+                        progress=False)
+        return out, torch.cat([p.detach().reshape(-1) for p in out.model.parameters()])
+
+    plain, plain_weights = run()
+    # A constant has no gradient: the same weights, and the reported losses do not include it.
+    shifted, shifted_weights = run(lambda model, n: torch.tensor(100.0))
+    assert torch.equal(plain_weights, shifted_weights)
+    assert [r | {"seconds": 0} for r in shifted.history] == [r | {"seconds": 0} for r in plain.history]
+    assert set(rows) == {len(batches["train"])}  # per row: the training rows, whatever the batch size
+    # A strong ridge penalty (λ·‖θ‖² over the whole objective, divided by the rows) shrinks the weights.
+    _, ridge_weights = run(lambda model, n: 1e4 * sum((p ** 2).sum() for p in model.parameters()) / n)
+    assert float(ridge_weights.norm()) < 0.8 * float(plain_weights.norm())
+
+
 def test_early_stopping_when_the_metric_stops_improving(reference):
     out = train(reference, epochs=10, lr=0.0, patience=2)  # nothing changes: no epoch beats the first
     assert len(out.history) == 3 and out.stopped_early and out.best_epoch == 1

@@ -125,6 +125,61 @@ def test_background_is_filled_from_training_batches_only() -> None:
     assert all(tuple(r.tolist()) in rows for r in model.bg_num)
 
 
+def test_roughness_is_zero_exactly_for_straight_lines_and_the_penalty_is_per_row() -> None:
+    model = CreditRiskNet(KNOTS, CARDS, MONOTONIC, background_rows=8, smoothness=2.0)
+    with torch.no_grad():  # one slope per feature: w_b = slope * width_b (|w| = w on constrained ones)
+        model.weight.copy_(torch.tensor([[0.7], [0.3], [-1.2], [0.5]]) * model.width * model.active)
+        assert float(model.roughness()) == pytest.approx(0.0, abs=1e-8)
+        grid = torch.linspace(-1.0, 1.0, 21)  # inside every feature's knots: the terms are straight lines
+        terms = model.numeric_terms(grid.unsqueeze(1).repeat(1, 4))
+        assert torch.allclose(torch.diff(terms, n=2, dim=0), torch.zeros(19, 4), atol=1e-5)
+        slopes = model.segment_slopes()
+        assert torch.allclose(slopes[1][model.active[1] > 0], torch.full((16,), -0.3))  # decreasing feature
+        model.weight[2, 3] += 0.5  # one bend: slope changes on both sides of segment 3 of feature 2
+        bend = 0.5 / float(model.width[2, 3])
+        assert float(model.roughness()) == pytest.approx(2 * bend ** 2, rel=1e-4)
+        assert float(model.penalty(rows=400)) == pytest.approx(2.0 * 2 * bend ** 2 / 400, rel=1e-4)
+    assert float(CreditRiskNet(KNOTS, CARDS, MONOTONIC).penalty(rows=10)) == 0.0  # off by default
+    with pytest.raises(ValueError, match="smoothness"):
+        CreditRiskNet(KNOTS, CARDS, MONOTONIC, smoothness=-1.0)
+
+
+def _fit(smoothness: float, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor) -> CreditRiskNet:
+    """A hundred full-batch Adam steps on the log loss plus the model's penalty, as the engine adds it."""
+    torch.manual_seed(0)
+    model = CreditRiskNet(KNOTS, CARDS, MONOTONIC, background_rows=64, smoothness=smoothness)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    for _ in range(100):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x_num=x_num, x_cat=x_cat)[0], y)
+        optimizer.zero_grad()
+        (loss + model.penalty(len(y))).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_smoothing_straightens_noisy_curves_and_keeps_monotonicity_and_contributions() -> None:
+    x_num, x_cat = _applicants(300, seed=5)
+    g = torch.Generator().manual_seed(6)
+    truth = 0.8 * x_num[:, 0] - 0.6 * x_num[:, 1] + 0.3 * x_num[:, 2]  # straight lines
+    y = (torch.rand(300, generator=g) < torch.sigmoid(truth)).float()
+    rough, smooth = _fit(0.0, x_num, x_cat, y), _fit(30.0, x_num, x_cat, y)
+    assert float(smooth.roughness().detach()) < 0.1 * float(rough.roughness().detach())
+    with torch.no_grad():
+        logits, contributions = smooth(x_num=x_num, x_cat=x_cat)
+        reference = logits - contributions.sum(1)
+        assert torch.allclose(reference, reference[0].expand_as(reference), atol=1e-4)
+        grid = torch.linspace(-3, 3, 61)
+        for j, direction in enumerate(MONOTONIC):
+            swept = x_num[:50].repeat_interleave(len(grid), 0)
+            swept[:, j] = grid.repeat(50)
+            steps = torch.diff(smooth(x_num=swept, x_cat=x_cat[:50].repeat_interleave(len(grid), 0))[0]
+                               .reshape(50, -1), dim=1)
+            assert (direction * steps >= -1e-6).all()
+        # The smoothed curve of feature 0 rises along the truth's straight line, not flat.
+        assert float(smooth.segment_slopes()[0][smooth.active[0] > 0].mean()) > 0.3
+
+
 def test_factory_reads_the_preprocessor_info() -> None:
     info = {"numeric": ["a", "b"], "categorical": ["c"], "cardinalities": [3], "monotonic": [1, 0],
             "knots": [[-1.0, 0.0, 1.0], [0.0, 1.0]]}

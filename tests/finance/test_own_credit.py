@@ -98,6 +98,28 @@ def test_small_data_is_cross_fitted_and_calibrated_out_of_fold(credit) -> None:
     assert result.manifest["training"]["seconds"] < 60
     test = result.metrics["test"]
     assert abs(test["mean_score"] - test["positive_rate"]) < 0.05  # calibrated on 800 rows, not 100
+    # The curves of a small file are smoothed (the model's options say so, and its extras in words),
+    # and the out-of-fold Brier score, what settings are chosen on, is recorded.
+    assert result.manifest["training"]["model_options"] == {"smoothness": 3.0}
+    shape = result.manifest["extras"]["shape"]
+    assert shape["smoothness"] == 3.0 and "penalty of 3 (over the 800 rows" in shape["text"]
+    assert 0.1 < calibration["out_of_fold_brier"] < 0.25
+
+
+def test_small_data_smoothing_follows_the_rows_the_model_learns_from() -> None:
+    from verticals_finance.pipeline import SMALL_DATA_ROWS, SMALL_DATA_SMOOTHNESS, CreditRiskPipeline
+
+    pipe = CreditRiskPipeline()
+    assert SMALL_DATA_SMOOTHNESS > 0 and pipe.training.crossfit_below == SMALL_DATA_ROWS
+    assert pipe.model_options(None, {"rows": 800}) == {"smoothness": SMALL_DATA_SMOOTHNESS}
+    assert pipe.model_options(None, {"rows": SMALL_DATA_ROWS}) == {}  # credit_data's 3,118 rows: as before
+    assert pipe.model_options(None, {}) == {}  # a preprocessor that does not say: never smoothed
+    # The fold models of small data take several steps per epoch and stop on the held-out log loss
+    # (the penalty, not an early stop, is what keeps their curves simple).
+    assert pipe.training.crossfit_stop_on == "loss" and 0 < pipe.training.crossfit_batch_size < 128
+    assert pipe.training.batch_size == 256 and pipe.training.patience == 10  # larger data: unchanged
+    pipe.small_data_smoothness = None
+    assert pipe.model_options(None, {"rows": 800}) == {}
 
 
 @pytest.mark.slow
@@ -114,7 +136,8 @@ def test_report_reads_as_an_analyst_needs(credit) -> None:
                  "Credit risk: risk bands",
                  "cut-off (points ≥)", "bads declined", "Credit risk: fair lending", "adverse-impact ratio",
                  "Excluded from the model's features: Marital, Age", "62 and over", "<td>married</td>",
-                 "AUC minus the best baseline"):
+                 "AUC minus the best baseline", "stopped on its held-out fold's log loss",
+                 "smoothed while training: a penalty of 3", "Out-of-fold Brier score 0."):
         assert text in html, text
     for figure in ("finance_ks.png", "finance_feature_effects.png"):
         assert (result.path / "figures" / figure).stat().st_size > 5000

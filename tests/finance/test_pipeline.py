@@ -60,6 +60,9 @@ def test_metrics_json_has_model_and_baselines(trained) -> None:
     assert extras["calibration"]["a"] > 0 and extras["calibration"]["rows"] == 445
     assert set(extras["used_features"]) <= set(extras["features"])
     assert extras["monotonic"] == {"seniority": -1, "income": -1, "assets": -1, "debt": 1, "amount": 1}
+    # 3,118 training rows are not small data: no cross-fitting, no smoothness penalty (the model as before).
+    assert result.manifest["training"]["model_options"] == {} and result.manifest["training"]["crossfit"] is None
+    assert extras["shape"]["smoothness"] == 0.0 and "out_of_fold_brier" not in extras["calibration"]
 
 
 def test_report_shows_the_credit_sections(trained) -> None:

@@ -7,7 +7,8 @@ setting; the credit pipelines use 2,000), the engine instead
 
 1. pools the training and validation splits (the test split stays untouched) and cuts the pool into
    ``crossfit_folds`` stratified folds (seeded);
-2. for each fold, trains a fresh model on the other folds, early-stopping on that fold, and keeps the
+2. for each fold, trains a fresh model on the other folds (in mini-batches of
+   ``crossfit_batch_size`` when set, else ``batch_size``), early-stopping on that fold, and keeps the
    fold's best epoch and the model's outputs on it (out-of-fold outputs: every pooled row is predicted
    once, by a model that never saw it). With ``crossfit_repeats = R > 1`` this is done R times over
    different fold assignments (seeded), and a row's out-of-fold output is the mean of the R models
@@ -76,6 +77,9 @@ class CrossFit:
         repeats: how many times the K-fold procedure ran over different fold assignments
             (:attr:`TrainingConfig.crossfit_repeats`); ``best_epochs`` and ``fold_metrics`` have
             ``folds * repeats`` entries.
+        repeat_outputs: with ``repeats > 1``, each run's own out-of-fold outputs (one model per row),
+            in the order of ``outputs``; ``outputs`` is their mean. How much the runs disagree on a row
+            tells how much averaging more models changes its output (calibrating an average).
     """
 
     folds: int
@@ -87,6 +91,7 @@ class CrossFit:
     fold_metrics: list[float] = field(default_factory=list)
     final: str = "refit"
     repeats: int = 1
+    repeat_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     @property
     def models(self) -> int:
@@ -244,6 +249,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     if repeats < 1:
         raise PluginError(f"pipeline '{pipe.qualified_name}': TrainingConfig.crossfit_repeats is {repeats}",
                           hint="set it to 1 (one K-fold run) or more")
+    batch_size = int(getattr(config, "crossfit_batch_size", 0) or 0) or config.batch_size
     pool = pl.concat([splits.train, splits.valid], how="vertical_relaxed")
     shared = pipe.preprocessor(dataset)
     shared.fit(pool)
@@ -255,7 +261,10 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     best_epochs: list[int] = []
     fold_metrics: list[float] = []
     oof: dict[str, np.ndarray] = {}
+    runs: list[dict[str, np.ndarray]] = []
     for r in range(repeats):
+        run: dict[str, np.ndarray] = {}
+        runs.append(run)
         labels = fold_labels(None if stratify is None else np.asarray(stratify), pool.height, folds, repeat_seed(seed, r))
         for k in range(folds):
             run_seed = repeat_seed(seed, r) + k + 1
@@ -273,7 +282,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
             graph = pre.graph_module()
             with cpu_threads(model, device):
                 out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                                batch_size=config.batch_size, lr=config.learning_rate,
+                                batch_size=batch_size, lr=config.learning_rate,
                                 weight_decay=config.weight_decay, patience=config.patience, seed=run_seed,
                                 device=device, class_weighting=config.class_weighting, progress=progress,
                                 output_names=spec.outputs,
@@ -295,9 +304,13 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
                     oof[name][np.flatnonzero(held)] = values
                 else:
                     oof[name][np.flatnonzero(held)] += values / repeats
+                    if name not in run:
+                        run[name] = np.zeros((pool.height, *values.shape[1:]), dtype=values.dtype)
+                    run[name][np.flatnonzero(held)] = values
     final_epochs = max(1, round(float(np.median(best_epochs))))
     record = CrossFit(folds=folds, rows=pool.height, best_epochs=best_epochs, epochs=final_epochs, outputs=oof,
-                      target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final, repeats=repeats)
+                      target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final, repeats=repeats,
+                      repeat_outputs=runs if repeats > 1 else [])
     if final == "bag":
         from verticals.ensemble import AveragedModel
 

@@ -632,6 +632,9 @@ class TrainingConfig:
     #: row's out-of-fold output is then the mean of that many models that never saw it, and ``"bag"``
     #: averages ``crossfit_folds * crossfit_repeats`` models. Training time grows in proportion.
     crossfit_repeats: int = 1
+    #: Mini-batch size of the fold models (0: ``batch_size``). A fold of a small file has a few hundred
+    #: training rows, so the run-wide ``batch_size`` may leave only a few optimizer steps per epoch.
+    crossfit_batch_size: int = 0
 
 
 @dataclass

@@ -453,6 +453,13 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
             metric) or ``"loss"`` (the validation loss, lower is better: smoother than a ranking metric
             on a few hundred rows, and what probability scores such as the Brier score reward).
 
+    A model may define ``penalty(rows: int) -> torch.Tensor`` (a scalar): a regularisation term added to
+    every training step's loss. ``rows`` is the number of training rows, so a penalty ``λ·P(θ)`` meant
+    for the whole-data objective ``Σ_i loss_i + λ·P(θ)`` returns ``λ·P(θ) / rows`` (the pipeline's loss
+    is a mean over the batch): its strength then does not depend on the batch size or on how many steps
+    an epoch has, and it weighs less the more rows there are. ``train_loss`` and ``valid_loss`` in the
+    history are the pipeline's loss without it.
+
     Returns:
         :class:`FitOutput`. Each history row has ``epoch``, ``train_loss``, ``valid_loss``,
         ``valid_<metric>`` for every scalar metric of ``pipeline.evaluate``, ``lr`` and ``seconds``.
@@ -535,6 +542,9 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
         raise PluginError(f"pipeline '{pipeline.qualified_name}': early stopping on {stop_on!r}",
                           hint="stop on 'metric' (the primary metric) or 'loss' (the validation loss)")
 
+    penalty = getattr(model, "penalty", None)
+    penalty = penalty if callable(penalty) else None
+
     def step(xb: dict[str, torch.Tensor], yb: torch.Tensor) -> float:
         nonlocal names
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
@@ -542,8 +552,9 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
             loss = pipeline.loss(outs, yb, weights)
         if names is None:
             names = _output_names(pipeline, output_names, len(outs))
+        objective = loss if penalty is None else loss + penalty(n).float()
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(objective).backward()
         scaler.step(optimizer)
         scaler.update()
         return float(loss.detach())

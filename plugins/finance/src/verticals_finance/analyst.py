@@ -186,10 +186,20 @@ def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.n
     parts.append(f"<p>Calibration: Platt scaling fitted on {_esc(cal.get('fitted_on', 'the validation split'))}.</p>")
     if small:
         runs = f" (run {crossfit.repeats} times over different folds)" if getattr(crossfit, "repeats", 1) > 1 else ""
+        stop = ("log loss" if getattr(pipeline.training, "crossfit_stop_on", "metric") == "loss"
+                else pipeline.primary_metric.upper())
         how = (f"early stopping and calibration used {crossfit.folds}-fold cross-fitting{runs} over the "
-               f"{crossfit.rows} training and validation rows (fold best epochs {crossfit.best_epochs}); the "
+               f"{crossfit.rows} training and validation rows (each fold model stopped on its held-out fold's "
+               f"{stop}; fold best epochs {crossfit.best_epochs}); the "
                f"final model is the {_esc(crossfit.final_model)}, so the validation metrics in the "
                "standard sections are in-sample" if crossfit is not None else "no cross-fitting was needed")
+        shape = (context.extras.get("shape") or {}).get("text")
+        if shape:
+            how += f". The numeric features' curves are {_esc(shape)}"
+        oof = cal.get("out_of_fold_brier")
+        if oof is not None:
+            how += (f". Out-of-fold Brier score {float(oof):.4f} (the calibrated out-of-fold predictions of the "
+                    "pooled rows)")
         parts.append(
             f"<p class=\"warn\"><b>Small data.</b> {total} valid rows in all; {how}. With {bads} bads in the test "
             f"split an AUC moves by about ±{(boot['high'] - boot['low']) / 2:.3f} from one sample of applicants "

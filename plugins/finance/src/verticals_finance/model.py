@@ -10,6 +10,11 @@
   PD, never decreases as the feature grows, whatever the weights are. ``-1`` mirrors the encoding
   (``1 - clamp(...)``), so the PD never increases. No other term sees that feature, so the constraint
   holds **by construction**, for every applicant, not just on average or on the training data.
+* On small data the curves are smoothed while training: a P-spline-style penalty on the change of
+  slope between adjacent segments (:meth:`CreditRiskNet.penalty`) pulls each ``f_j`` towards a straight
+  line over its training range, the one free parameter per feature a logistic regression has, and
+  lets the data bend it where the evidence is strong. The penalty is part of the training loss only:
+  the forward pass, the monotone construction and the contributions are untouched.
 * ``g_k`` is a one-dimensional embedding: one learned log-odds value per category of feature ``k``.
   Index 0 (a category unseen in training, or missing) takes the background average, i.e. it is
   treated as neutral and contributes exactly 0.
@@ -47,11 +52,17 @@ class CreditRiskNet(nn.Module):
         cardinalities: per categorical feature, vocabulary size including index 0 (unknown).
         monotonic: per numeric feature, ``+1``, ``-1`` or ``0``.
         background_rows: size of the background sample for contributions.
+        smoothness: strength of the penalty on bends of the numeric terms over the whole training
+            objective (``Σ_i loss_i + smoothness · roughness``); 0 (the default) trains without it.
     """
 
     def __init__(self, knots: Sequence[Sequence[float]], cardinalities: Sequence[int],
-                 monotonic: Sequence[int], background_rows: int = BACKGROUND_ROWS) -> None:
+                 monotonic: Sequence[int], background_rows: int = BACKGROUND_ROWS, *,
+                 smoothness: float = 0.0) -> None:
         super().__init__()
+        if not smoothness >= 0:
+            raise ValueError(f"smoothness must be 0 or more, got {smoothness}")
+        self.smoothness = float(smoothness)
         n_num, n_cat = len(knots), len(cardinalities)
         if len(monotonic) != n_num:
             raise ValueError(f"monotonic has {len(monotonic)} entries for {n_num} numeric features")
@@ -114,6 +125,36 @@ class CreditRiskNet(nn.Module):
         """``g_k(x_k)`` for every row and categorical feature: [N, C]; unknown (0) is the reference."""
         return torch.where(x_cat == 0, self._categorical_reference(), self._raw_categorical(x_cat))
 
+    def segment_slopes(self) -> torch.Tensor:
+        """Slope of ``f_j`` on each segment, in logits per standard deviation of the feature: [F, S]
+        (0 on padding segments). Negative throughout for a ``-1`` feature."""
+        sign = torch.where(self.decreasing, -torch.ones_like(self.width), torch.ones_like(self.width))
+        return sign * self.slopes() * self.active / self.width
+
+    def roughness(self) -> torch.Tensor:
+        """``Σ_j Σ_b (slope_j,b+1 − slope_j,b)²``: how far the numeric terms are from straight lines.
+
+        Zero exactly when every ``f_j`` is linear over its training range (one slope on every segment),
+        so a penalty on it shrinks each curve towards a straight line, the shape a logistic regression
+        gives every feature, and never towards flat: the strength of an effect is not penalised, only
+        its bends. It reads the slopes as used (``|w|`` where constrained), so it cannot touch the
+        monotone construction.
+        """
+        if not self.n_num or self.weight.shape[1] < 2:
+            return self.bias.new_zeros(())
+        slope = self.segment_slopes()
+        pairs = self.active[:, 1:] * self.active[:, :-1]
+        return (((slope[:, 1:] - slope[:, :-1]) * pairs) ** 2).sum()
+
+    def penalty(self, rows: int) -> torch.Tensor:
+        """``smoothness · roughness / rows``, added to each training step's mean loss by the engine
+        (:func:`verticals.training.fit_model`): the objective is ``Σ_i loss_i + smoothness · roughness``
+        over the ``rows`` training rows, so the penalty weighs less as data grows and does not depend on
+        the batch size or the steps per epoch."""
+        if self.smoothness <= 0:
+            return self.bias.new_zeros(())
+        return self.smoothness * self.roughness() / max(int(rows), 1)
+
     # -- background sample ---------------------------------------------------------------------------
     @torch.no_grad()
     def _observe(self, x_num: torch.Tensor | None, x_cat: torch.Tensor | None) -> None:
@@ -163,7 +204,8 @@ class CreditRiskNet(nn.Module):
 
 def build_credit_model(info: Mapping[str, Any], *, knots: Sequence[Sequence[float]] | None = None,
                        monotonic: Sequence[int] | None = None,
-                       background_rows: int = BACKGROUND_ROWS, **_: Any) -> CreditRiskNet:
+                       background_rows: int = BACKGROUND_ROWS, smoothness: float = 0.0,
+                       **_: Any) -> CreditRiskNet:
     """Model factory: ``info`` from the fitted preprocessor; options from ``Pipeline.model_options``.
 
     Knots default to ``info["knots"]`` (:class:`~verticals_finance.preprocessing.CreditPreprocessor`),
@@ -177,4 +219,4 @@ def build_credit_model(info: Mapping[str, Any], *, knots: Sequence[Sequence[floa
         chosen = [grid for _ in numeric]
     directions = monotonic if monotonic is not None else info.get("monotonic") or [0] * len(numeric)
     return CreditRiskNet(chosen, list(info.get("cardinalities", [])), list(directions),
-                         background_rows=background_rows)
+                         background_rows=background_rows, smoothness=smoothness)

@@ -36,12 +36,14 @@ class CreditPreprocessor(TabularPreprocessor):
         super().__init__(*args, **kwargs)
         self.bins = int(bins)
         self.knots: list[list[float]] = []
+        self.rows = 0
 
     def fit(self, frame: pl.DataFrame) -> None:
         import numpy as np
         import polars as pl
 
         super().fit(frame)
+        self.rows = int(frame.height)
         probs = np.linspace(0.0, 1.0, self.bins + 1)
         self.knots = []
         for name, median, mean, std in zip(self.numeric, self.medians, self.means, self.stds, strict=True):
@@ -54,15 +56,18 @@ class CreditPreprocessor(TabularPreprocessor):
     def info(self) -> dict[str, Any]:
         info = super().info()
         info["knots"] = [list(k) for k in self.knots]
+        info["rows"] = self.rows  # how much data the model learns from: its shape's complexity follows
         return info
 
     def state(self) -> dict[str, Any]:
         state = super().state()
         state["knots"] = [list(k) for k in self.knots]
         state["bins"] = self.bins
+        state["rows"] = self.rows
         return state
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)
         self.knots = [[float(v) for v in k] for k in state.get("knots", [])]
         self.bins = int(state.get("bins", self.bins))
+        self.rows = int(state.get("rows", 0))
