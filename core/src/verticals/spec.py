@@ -624,6 +624,14 @@ class TrainingConfig:
     #: row's out-of-fold output is then the mean of that many models that never saw it, and ``"bag"``
     #: averages ``crossfit_folds * crossfit_repeats`` models. Training time grows in proportion.
     crossfit_repeats: int = 1
+    #: Cross-fit over folds of whole **groups** (the dataset's ``role="group"`` column: machines,
+    #: patients, users) on every run, whatever its size (``crossfit_below`` does not apply). Each fold
+    #: model trains on the other groups' pooled training and validation rows and early-stops on its
+    #: held-out groups; the test split and the gap before it stay untouched. For grouped or
+    #: time-ordered data whose validation split is too small to choose an epoch and a threshold on
+    #: (:mod:`verticals.crossfit`). Cross-fitting that ``crossfit_below`` turns on over a grouped split
+    #: (``group``, ``group_time``, ``leave_last``) cuts folds of whole groups too.
+    crossfit_groups: bool = False
 
 
 @dataclass
