@@ -82,7 +82,7 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
     out = {"model": stored["test"]["pr_auc"], "valid": stored.get("valid", {}).get("pr_auc", float("nan"))}
     crossfit = result.manifest.get("training", {}).get("crossfit")
     if crossfit:
-        out["valid"] = float("nan")  # in-sample: the final model saw the validation period
+        del out["valid"]  # in-sample: the final model saw the validation period
         out["oof"] = float("nan") if crossfit.get("oof_metric") is None else float(crossfit["oof_metric"])
     for name, metrics in stored.get("baselines", {}).items():
         out[name] = metrics["pr_auc"]
@@ -110,15 +110,15 @@ def main() -> None:
                 out = run(pipeline, seed, args.epochs, model, args.model_options, TRAINING[setting])
                 label = (model or "model") + ("" if setting == "default" else f" [{setting}]")
                 row[label], row[f"{label} seconds"] = out.pop("model"), out.pop("seconds")
-                row[f"{label} valid"] = out.pop("valid")
-                if "oof" in out:
-                    row[f"{label} oof"] = out.pop("oof")
+                for kind in ("valid", "oof"):
+                    if kind in out:
+                        row[f"{label} {kind}"] = out.pop(kind)
                 for name, value in out.items():
                     row.setdefault(name, value)
             rows.append(row)
             print(f"{pipeline} seed {seed}: " + ", ".join(f"{k} {v:.4f}" if "seconds" not in k else f"{k} {v:.0f}"
                                                         for k, v in row.items()), flush=True)
-        keys = [k for k in rows[0] if "seconds" not in k]
+        keys = [k for k in rows[0] if "seconds" not in k and all(k in r for r in rows)]
         summary = ", ".join(f"{k} {statistics.mean(r[k] for r in rows):.4f}"
                             + (f" ± {statistics.stdev(r[k] for r in rows):.4f}" if len(rows) > 1 else "") for k in keys)
         print(f"{pipeline} mean over {len(rows)} seeds (± SD): {summary}", flush=True)

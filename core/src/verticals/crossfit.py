@@ -510,6 +510,14 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
     shared = pipe.preprocessor(dataset)
     order = shared.order_by if shared.order_by else dataset.schema.time
     pool = pool_groups(splits, group, order)
+    row_groups = pool.get_column(group).cast(pl.String).to_numpy().astype(str)
+    n_groups = int(np.unique(row_groups).size)
+    if n_groups < folds:
+        raise PluginError(
+            f"pipeline '{pipe.qualified_name}': the training and validation splits hold {n_groups} group(s) of "
+            f"'{group}', fewer than crossfit_folds={folds}",
+            hint=(f"set TrainingConfig(crossfit_folds={min(n_groups, 5)}) or lower, or train on more groups"
+                  if n_groups >= 2 else "train on data with more groups, or set TrainingConfig(crossfit_groups=False)"))
 
     def fit_frame(pre: Any, frame: pl.DataFrame) -> pl.DataFrame:
         return drop_context(frame) if pre.rowwise else frame
@@ -533,7 +541,6 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
     # Folds are drawn over the groups of the pooled rows (a group too short to make an example still
     # goes to one fold), stratified on whether the group has a positive example (binary) or one of the
     # rarest class (multiclass), where the ids name the group.
-    row_groups = pool.get_column(group).cast(pl.String).to_numpy().astype(str)
     row_marked = None
     if pipe.task in ("binary", "multiclass") and group in pool_ids.columns and len(target):
         flat = target.reshape(len(target), -1)[:, 0].astype(np.float64)
@@ -544,12 +551,6 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
             marked = flat == values[int(np.argmin(counts))]
         example_groups = pool_ids.get_column(group).cast(pl.String).to_numpy().astype(str)
         row_marked = np.isin(row_groups, np.unique(example_groups[marked]))
-    n_groups = int(np.unique(row_groups).size)
-    if n_groups < folds:
-        raise PluginError(
-            f"pipeline '{pipe.qualified_name}': the training and validation splits hold {n_groups} group(s) of "
-            f"'{group}', fewer than crossfit_folds={folds}",
-            hint=f"set TrainingConfig(crossfit_folds={max(2, min(n_groups, 5))}) or lower, or train on more groups")
     members: list[FitOutput] = []
     best_epochs: list[int] = []
     fold_metrics: list[float] = []
