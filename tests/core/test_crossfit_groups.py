@@ -16,7 +16,13 @@ from verticals.data.splits import split_frame
 from verticals.errors import PluginError
 from verticals.hookspecs import hookimpl
 from verticals.spec import CONTEXT, DatasetSpec, SplitSpec, TrainingConfig
-from verticals.testing.windows import INTERVAL_S, WindowsPipeline, WindowsPlugin, make_telemetry, telemetry_schema
+from verticals.testing.windows import (
+    INTERVAL_S,
+    WindowsPipeline,
+    WindowsPlugin,
+    make_telemetry,
+    telemetry_schema,
+)
 
 
 def test_group_folds_never_split_a_group_and_spread_the_positive_groups() -> None:

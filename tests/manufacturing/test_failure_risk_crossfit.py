@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 class CrossFitted(SmallPlugin):
     """The small fleet with failure_risk cross-fitted over 3 folds of machines; keeps what fit_extras saw."""
 
-    seen: list = []
+    seen: ClassVar[list] = []
 
     @hookimpl
     def register_pipelines(self, register):
