@@ -55,9 +55,10 @@ What changes:
   The test split, and with ``group_time`` the gap before it, contribute nothing: no pooled row comes
   from them, and no pooled example's label looks into the test period (the validation examples end
   ``gap`` before it).
-* **Folds** (:func:`group_fold_labels`) are whole groups, stratified on whether a group holds an
-  example of the pool's rarest target value (a machine that failed), seeded; the sorted group names are
-  permuted, so the folds do not depend on the rows' order. Fewer groups than folds is an error.
+* **Folds** (:func:`group_fold_labels`) are whole groups, stratified on whether a group has a positive
+  example (binary: a machine that failed; multiclass: one of the rarest class), seeded; the sorted group
+  names are permuted, so the folds do not depend on the rows' order. Fewer groups than folds is an
+  error.
 * Each fold model trains on the other folds' groups and early-stops on its held-out groups; its
   outputs on them are the out-of-fold outputs. Examples are matched to the pool by their ids
   (:attr:`Batch.ids <verticals.spec.Batch>`, which must then identify an example), so every pooled
