@@ -179,3 +179,44 @@ def test_too_few_groups_for_the_folds_is_one_clear_error(verticals_plugins, vert
     with pytest.raises(PluginError, match=r"hold 6 group\(s\) of 'machine', fewer than crossfit_folds=12") as err:
         train("win.failure_windows", progress=False, variants=())
     assert "crossfit_folds=5" in str(err.value.hint)
+
+
+def test_a_dataset_without_a_group_column_is_one_clear_error(verticals_plugins, verticals_home) -> None:
+    from verticals.engine import train
+    from verticals.testing.reference import ReferencePipeline, ReferencePlugin
+
+    class Flat(ReferencePipeline):
+        training = TrainingConfig(epochs=1, crossfit_groups=True)
+
+    class FlatPlugin(ReferencePlugin):
+        @hookimpl
+        def register_pipelines(self, register):
+            register(Flat())
+
+    verticals_plugins({"ref": FlatPlugin(rows=200, n_numeric=2, n_categorical=0, hidden=(4,))})
+    with pytest.raises(PluginError, match="needs a group column, but dataset 'ref.*' has no column with role='group'"):
+        train("ref.mlp", progress=False, variants=())
+
+
+def test_ids_that_do_not_identify_an_example_are_refused(verticals_plugins, verticals_home) -> None:
+    from verticals.engine import train
+    from verticals.testing.windows import WindowPreprocessor
+
+    class MachineIds(WindowPreprocessor):
+        def transform(self, frame, *, with_target):
+            batch = super().transform(frame, with_target=with_target)
+            batch.ids = batch.ids.select("machine")  # one id per machine, not per window
+            return batch
+
+    class Pipe(GroupedPipeline):
+        def preprocessor(self, dataset):
+            return MachineIds(self.window)
+
+    class Plugin(GroupedPlugin):
+        @hookimpl
+        def register_pipelines(self, register):
+            register(Pipe())
+
+    verticals_plugins({"win": Plugin(machines=6, readings=60, channels=8)})
+    with pytest.raises(PluginError, match=r"ids \(machine\) repeat across pooled examples"):
+        train("win.failure_windows", progress=False, variants=())
