@@ -194,7 +194,7 @@ def test_a_dataset_without_a_group_column_is_one_clear_error(verticals_plugins, 
             register(Flat())
 
     verticals_plugins({"ref": FlatPlugin(rows=200, n_numeric=2, n_categorical=0, hidden=(4,))})
-    with pytest.raises(PluginError, match="needs a group column, but dataset 'ref.*' has no column with role='group'"):
+    with pytest.raises(PluginError, match=r"needs a group column, but dataset 'ref.*' has no column with role='group'"):
         train("ref.mlp", progress=False, variants=())
 
 
