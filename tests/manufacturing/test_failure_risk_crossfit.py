@@ -69,3 +69,4 @@ def test_threshold_from_out_of_fold_windows_and_boosting_on_the_same_folds(tmp_p
     report = (result.path / "report.html").read_text()
     assert "hist_gradient_boosting_crossfit" in report and "held-out groups" in report
     assert "minimises the expected cost on out-of-fold probabilities of the" in report
+    assert "validation figures are in-sample" in report and "in-sample: the model trained on it" in report

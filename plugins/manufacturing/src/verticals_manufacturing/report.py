@@ -76,7 +76,9 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
                "gradient boosting fitted the same way (the same pooled windows and folds of machines, each fold "
                "model early-stopped on its held-out machines, their average; threshold from its out-of-fold "
                "probabilities); the other baselines train on the training split and choose their threshold on "
-               "validation. Same physics features for all.</p>")
+               "validation. Same physics features for all. The network's validation figures are in-sample "
+               "(it trained on the validation period); its out-of-fold "
+               f"{html.escape(pipe.primary_metric)} is {fmt(crossfit.oof_metric)}.</p>")
     body = (how
             + html_table(["model", *[label for _, label in _COLUMNS]], rows))
     model_auc = test.get("pr_auc", float("nan"))
