@@ -166,16 +166,6 @@ class CrossFit:
         return (f"one model trained on all {self.rows} pooled rows for {self.epochs} epochs "
                 "(the fold models' median best epoch)")
 
-    @property
-    def pooled(self) -> str:
-        """What the out-of-fold outputs cover, in words (where a threshold or calibration came from)."""
-        runs = (f"; an example's output is the mean of the {self.repeats} models that never saw it"
-                if self.repeats > 1 else "")
-        if self.groups:
-            return (f"out-of-fold outputs of the {self.rows} pooled training and validation examples "
-                    f"({self.folds} folds of whole groups, {self.groups} groups{runs})")
-        return f"out-of-fold outputs of the {self.rows} pooled rows ({self.folds} folds{runs})"
-
     def summary(self) -> dict[str, Any]:
         """JSON for the manifest and the report (no arrays)."""
         out = {"folds": self.folds, "rows": self.rows, "best_epochs": list(self.best_epochs),

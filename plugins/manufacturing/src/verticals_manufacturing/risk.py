@@ -549,16 +549,21 @@ class FailureRiskPipeline(Pipeline):
         fitted the same way (:data:`~verticals_manufacturing.baselines.CROSSFIT_BOOSTING`)."""
         import numpy as np
         from verticals.data.examples import Examples
+        from verticals.postprocess import sigmoid
 
         from verticals_manufacturing.baselines import baseline_extras
         from verticals_manufacturing.evaluation import choose_threshold
-        from verticals_manufacturing.outputs import _sigmoid
 
         crossfit = getattr(context, "crossfit", None)
         if crossfit is not None and "logits" in crossfit.outputs:
             target = crossfit.target
-            probability = _sigmoid(crossfit.outputs["logits"]).reshape(-1)
-            source = crossfit.pooled.replace("outputs", "probabilities").replace("examples", "windows")
+            probability = sigmoid(np.asarray(crossfit.outputs["logits"], dtype=np.float64)).reshape(-1)
+            folds = (f"{crossfit.folds} folds of whole machines, {crossfit.groups} machines" if crossfit.groups
+                     else f"{crossfit.folds} folds")
+            runs = (f"; a window's probability is the mean of the {crossfit.repeats} models that never saw it"
+                    if crossfit.repeats > 1 else "")
+            source = (f"out-of-fold probabilities of the {crossfit.rows} pooled training and validation windows "
+                      f"({folds}{runs})")
         else:
             target = context.batches["valid"].target
             probability = context.predictions["valid"].get_column("probability").to_numpy()
