@@ -12,6 +12,13 @@ the pipeline's own; ``--model-options JSON`` passes options to the model factory
 split and seed; the baselines come from the same runs (they do not depend on the model: the first
 run's are printed). Prints per seed and the mean and standard deviation over seeds, each model's
 validation PR-AUC (at its kept epoch: compare models on it, never on test) and its training time.
+
+``--training`` does the same with training settings (names of :data:`TRAINING`), e.g.
+``--training split groups-k5`` trains the single validation split and 5-fold cross-fitting over
+machines on the same data, split and seed. A cross-fitted run also reports
+``hist_gradient_boosting_crossfit`` (gradient boosting fitted on the same pooled windows and folds) and
+its validation PR-AUC is in-sample (the final model saw the validation period): compare cross-fitted
+settings on the out-of-fold PR-AUC (``oof``) instead.
 """
 
 from __future__ import annotations
@@ -22,9 +29,21 @@ import statistics
 import tempfile
 import time
 
+#: Named training settings for ``--training`` (overrides of the pipeline's TrainingConfig; "default": none).
+TRAINING: dict[str, dict] = {
+    "default": {},
+    "split": {"crossfit_groups": False},
+    "groups-k3": {"crossfit_groups": True, "crossfit_folds": 3, "crossfit_final": "bag"},
+    "groups-k4": {"crossfit_groups": True, "crossfit_folds": 4, "crossfit_final": "bag"},
+    "groups-k5": {"crossfit_groups": True, "crossfit_folds": 5, "crossfit_final": "bag"},
+    "groups-k5-refit": {"crossfit_groups": True, "crossfit_folds": 5, "crossfit_final": "refit"},
+}
+
 
 def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
-        options: dict | None = None) -> dict[str, float]:
+        options: dict | None = None, training: dict | None = None) -> dict[str, float]:
+    import dataclasses
+
     import verticals_manufacturing.plugin as plugin
     from verticals.engine import train
     from verticals.testing import use_plugins
@@ -43,6 +62,8 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
                     pipe.model = model
                 if options and pipe.name == pipeline:
                     pipe.model_options = lambda dataset, info: dict(options)
+                if training and pipe.name == pipeline:
+                    pipe.training = dataclasses.replace(pipe.training, **training)
                 register(pipe, **kwargs)
 
             plugin.register_pipelines(with_model)
@@ -59,6 +80,10 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
         seconds = time.perf_counter() - started
         stored = json.loads((result.path / "metrics.json").read_text())
     out = {"model": stored["test"]["pr_auc"], "valid": stored.get("valid", {}).get("pr_auc", float("nan"))}
+    crossfit = result.manifest.get("training", {}).get("crossfit")
+    if crossfit:
+        del out["valid"]  # in-sample: the final model saw the validation period
+        out["oof"] = float("nan") if crossfit.get("oof_metric") is None else float(crossfit["oof_metric"])
     for name, metrics in stored.get("baselines", {}).items():
         out[name] = metrics["pr_auc"]
     out["seconds"] = seconds
@@ -74,29 +99,33 @@ def main() -> None:
                         help="registered models of the plugin to train in turn, e.g. window_wide window_gru")
     parser.add_argument("--model-options", type=json.loads, default=None,
                         help='keyword options of the model factory, as JSON, e.g. \'{"dropout": 0.5}\'')
+    parser.add_argument("--training", nargs="+", default=["default"], choices=sorted(TRAINING),
+                        help="named training settings to train in turn (see TRAINING), e.g. split groups-k5")
     args = parser.parse_args()
     for pipeline in args.pipelines:
         rows: list[dict[str, float]] = []
         for seed in args.seeds:
             row: dict[str, float] = {}
-            for model in args.models:
-                out = run(pipeline, seed, args.epochs, model, args.model_options)
-                label = model or "model"
+            for model, setting in [(m, t) for m in args.models for t in args.training]:
+                out = run(pipeline, seed, args.epochs, model, args.model_options, TRAINING[setting])
+                label = (model or "model") + ("" if setting == "default" else f" [{setting}]")
                 row[label], row[f"{label} seconds"] = out.pop("model"), out.pop("seconds")
-                row[f"{label} valid"] = out.pop("valid")
+                for kind in ("valid", "oof"):
+                    if kind in out:
+                        row[f"{label} {kind}"] = out.pop(kind)
                 for name, value in out.items():
                     row.setdefault(name, value)
             rows.append(row)
             print(f"{pipeline} seed {seed}: " + ", ".join(f"{k} {v:.4f}" if "seconds" not in k else f"{k} {v:.0f}"
                                                         for k, v in row.items()), flush=True)
-        keys = [k for k in rows[0] if "seconds" not in k]
+        keys = [k for k in rows[0] if "seconds" not in k and all(k in r for r in rows)]
         summary = ", ".join(f"{k} {statistics.mean(r[k] for r in rows):.4f}"
                             + (f" ± {statistics.stdev(r[k] for r in rows):.4f}" if len(rows) > 1 else "") for k in keys)
         print(f"{pipeline} mean over {len(rows)} seeds (± SD): {summary}", flush=True)
         if len(rows) > 1 and len(keys) > 1:
             gbm = "hist_gradient_boosting"
             for k in keys:
-                if k != gbm and gbm in rows[0] and not k.endswith(" valid"):
+                if k != gbm and gbm in rows[0] and not k.endswith((" valid", " oof")):
                     diffs = [r[k] - r[gbm] for r in rows]
                     print(f"{pipeline} {k} − {gbm}: mean {statistics.mean(diffs):+.4f}, per seed "
                           + ", ".join(f"{d:+.3f}" for d in diffs), flush=True)

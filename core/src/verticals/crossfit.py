@@ -35,6 +35,44 @@ The out-of-fold outputs reach :meth:`Pipeline.fit_extras` as ``context.crossfit`
 :class:`CrossFit`), so calibration is fitted on every pooled row instead of the validation split: with
 ``"bag"`` on the outputs of the very models the final model averages. The validation split's metrics of
 the final model are then in-sample and say so in the report.
+
+Grouped and time-ordered data
+-----------------------------
+Row folds are wrong where examples belong to groups: a machine's windows (and the readings they are
+built from), a patient's images or a user's sessions would land on both sides of a fold. Folds are cut
+from whole groups (the dataset's ``role="group"`` column) when
+
+* :attr:`TrainingConfig.crossfit_groups` is true: cross-fitting then runs on every training run,
+  whatever its size (for a fleet whose validation period holds a few dozen failures), or
+* cross-fitting applies through ``crossfit_below`` and the split strategy is grouped (``group``,
+  ``group_time``, ``leave_last``).
+
+What changes:
+
+* **The pool** (:func:`pool_groups`) is every group's training and validation rows, each row once. The
+  validation split carries its groups' earlier rows as context (:data:`~verticals.spec.CONTEXT`): those
+  that are training examples become examples of the pool again; the rest (with ``group_time`` the gap
+  between the training and the validation period) stay context, read as history and never an example.
+  The test split, and with ``group_time`` the gap before it, contribute nothing: no pooled row comes
+  from them, and no pooled example's label looks into the test period (the validation examples end
+  ``gap`` before it).
+* **Folds** (:func:`group_fold_labels`) are whole groups, stratified on whether a group has a positive
+  example (binary: a machine that failed; multiclass: one of the rarest class), seeded; the sorted group
+  names are permuted, so the folds do not depend on the rows' order. Fewer groups than folds is an
+  error.
+* Each fold model trains on the other folds' groups and early-stops on its held-out groups; its
+  outputs on them are the out-of-fold outputs. Examples are matched to the pool by their ids
+  (:attr:`Batch.ids <verticals.spec.Batch>`, which must then identify an example), so every pooled
+  example has exactly one out-of-fold output per repeat; ``CrossFit.ids`` holds the pooled examples'
+  ids in the order of ``outputs`` and ``target``, and ``CrossFit.fold`` each one's fold per repeat.
+* Streamed preprocessors (windows, users) are fed as in ordinary training
+  (:class:`~verticals.data.examples.Examples`), chunk by chunk, whole groups per chunk.
+
+The one assumption grouped folds make: **groups are independent given time**. A fold model sees the
+other machines over the whole pooled period, including the time of its held-out machines' validation
+period; what one machine's readings say about another's at the same time (a shared supply, a
+fleet-wide event) would make the out-of-fold outputs optimistic. The single validation split of
+``group_time`` makes no such assumption, but it has only the last period's examples to choose on.
 """
 
 from __future__ import annotations
@@ -54,10 +92,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from verticals.spec import DatasetSpec, ModelSpec, Preprocessor, TrainingConfig
     from verticals.training import FitOutput
 
-__all__ = ["FINALS", "CrossFit", "applies", "check_target_free", "fit_crossfitted", "fold_labels", "repeat_seed"]
+__all__ = ["FINALS", "GROUPED_STRATEGIES", "CrossFit", "applies", "check_target_free", "fit_crossfitted",
+           "fold_labels", "group_fold_labels", "grouped", "pool_groups", "repeat_seed"]
 
 #: The values of :attr:`TrainingConfig.crossfit_final`.
 FINALS = ("refit", "bag")
+#: Split strategies whose examples belong to groups: cross-fitting over them cuts folds of whole groups.
+GROUPED_STRATEGIES = ("group", "group_time", "leave_last")
 
 
 @dataclass
@@ -80,6 +121,13 @@ class CrossFit:
         repeat_outputs: with ``repeats > 1``, each run's own out-of-fold outputs (one model per row),
             in the order of ``outputs``; ``outputs`` is their mean. How much the runs disagree on a row
             tells how much averaging more models changes its output (calibrating an average).
+        groups: with folds of whole groups, the number of pooled groups (0: row folds); ``rows`` then
+            counts pooled *examples* (a window, an image), in the order of ``ids``.
+        group_column: the column whose values are the groups ("" for row folds).
+        ids: with group folds, the pooled examples' ids (``Batch.ids``), in the order of ``outputs``.
+        fold: with group folds, each pooled example's fold, one column per repeat (``[rows, repeats]``).
+        oof_metric: with group folds, the pipeline's primary metric over every pooled example's
+            out-of-fold output (the figure to compare cross-fitted settings on; NaN where not computed).
     """
 
     folds: int
@@ -92,6 +140,11 @@ class CrossFit:
     final: str = "refit"
     repeats: int = 1
     repeat_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
+    groups: int = 0
+    group_column: str = ""
+    ids: pl.DataFrame | None = None
+    fold: np.ndarray | None = None
+    oof_metric: float = float("nan")
 
     @property
     def models(self) -> int:
@@ -101,8 +154,18 @@ class CrossFit:
     @property
     def final_model(self) -> str:
         """What the final model is, in words (manifest and report)."""
+        runs = f"; {self.repeats} × {self.folds}-fold cross-fitting" if self.repeats > 1 else ""
+        if self.groups:
+            what = f"'{self.group_column}' group" if self.group_column else "group"
+            if self.final == "bag":
+                return (f"average of {self.models} fold models, each trained on the other folds' groups and "
+                        f"early-stopped on its held-out groups ({self.folds} folds of whole {what}s over "
+                        f"{self.groups} groups and {self.rows} pooled training and validation examples; one "
+                        f"preprocessor fitted on the pool{runs})")
+            return (f"one model trained on all {self.rows} pooled training and validation examples of "
+                    f"{self.groups} groups for {self.epochs} epochs (the median best epoch of {self.models} "
+                    f"fold models early-stopped on held-out {what}s)")
         if self.final == "bag":
-            runs = f"; {self.repeats} × {self.folds}-fold cross-fitting" if self.repeats > 1 else ""
             return (f"average of {self.models} fold models, each early-stopped on its held-out fold "
                     f"(one preprocessor fitted on the {self.rows} pooled rows{runs})")
         return (f"one model trained on all {self.rows} pooled rows for {self.epochs} epochs "
@@ -110,16 +173,78 @@ class CrossFit:
 
     def summary(self) -> dict[str, Any]:
         """JSON for the manifest and the report (no arrays)."""
-        return {"folds": self.folds, "rows": self.rows, "best_epochs": list(self.best_epochs),
-                "epochs": self.epochs, "fold_metrics": [round(float(v), 6) for v in self.fold_metrics],
-                "repeats": self.repeats, "final": self.final, "final_model": self.final_model}
+        out = {"folds": self.folds, "rows": self.rows, "best_epochs": list(self.best_epochs),
+               "epochs": self.epochs, "fold_metrics": [round(float(v), 6) for v in self.fold_metrics],
+               "repeats": self.repeats, "final": self.final, "final_model": self.final_model}
+        if self.groups:
+            metric = float(self.oof_metric)
+            out.update({"groups": self.groups, "group_column": self.group_column,
+                        "oof_metric": None if metric != metric else round(metric, 6)})
+        return out
 
 
 def applies(config: TrainingConfig, splits: Splits) -> bool:
-    """Whether cross-fitting replaces the single validation split for this training run."""
+    """Whether cross-fitting replaces the single validation split for this training run: always with
+    ``crossfit_groups``, else below ``crossfit_below`` training + validation rows."""
+    if bool(getattr(config, "crossfit_groups", False)):
+        return True
     below = int(getattr(config, "crossfit_below", 0) or 0)
     pooled = splits.train.height + splits.valid.height
     return below > 0 and pooled < below and int(getattr(config, "crossfit_folds", 5)) >= 2
+
+
+def grouped(config: TrainingConfig, splits: Splits) -> bool:
+    """Whether cross-fitting cuts folds of whole groups: ``crossfit_groups``, or a grouped split strategy."""
+    return bool(getattr(config, "crossfit_groups", False)) or splits.strategy in GROUPED_STRATEGIES
+
+
+def pool_groups(splits: Splits, group: str, order: str | None = None) -> pl.DataFrame:
+    """The training and validation splits as one frame, each row once, sorted by ``group`` and ``order``.
+
+    Rows that are examples of either split are examples of the pool; the validation split's other
+    context rows (with ``group_time``: the gap between the two periods) stay context
+    (:data:`~verticals.spec.CONTEXT` true). A row the validation split carries as context is matched to
+    the training split's row by group, order and occurrence (both splits keep a group's rows in the
+    same order). Nothing of the test split is read.
+    """
+    import polars as pl
+
+    from verticals.spec import CONTEXT
+
+    keys = [group] + ([order] if order and order in splits.train.columns and order in splits.valid.columns else [])
+
+    def prepared(frame: pl.DataFrame) -> pl.DataFrame:
+        context = pl.col(CONTEXT).fill_null(False) if CONTEXT in frame.columns else pl.lit(False)
+        return frame.with_columns(context.alias(CONTEXT), pl.int_range(pl.len(), dtype=pl.Int64).over(keys)
+                                  .alias("__occurrence"))
+
+    train, valid = prepared(splits.train), prepared(splits.valid)
+    matched = [*keys, "__occurrence"]
+    in_train = train.select(matched).with_columns(pl.lit(True).alias("__in_train"))
+    valid = valid.join(in_train, on=matched, how="left", maintain_order="left", nulls_equal=True).with_columns(
+        (pl.col(CONTEXT) & ~pl.col("__in_train").fill_null(False)).alias(CONTEXT)).drop("__in_train")
+    rest = train.join(valid.select(matched), on=matched, how="anti", maintain_order="left", nulls_equal=True)
+    pool = pl.concat([valid, rest.select(valid.columns)], how="vertical_relaxed")
+    return pool.sort([*keys, "__occurrence"], maintain_order=True).drop("__occurrence")
+
+
+def group_fold_labels(groups: np.ndarray, marked: np.ndarray | None, folds: int, seed: int) -> np.ndarray:
+    """A fold number per row such that every group's rows share one fold (seeded).
+
+    Args:
+        groups: each row's group (any values; compared as strings).
+        marked: per row, whether it makes its group "positive" (holds the rarest target value); the
+            positive and the other groups are each spread evenly over the folds. ``None``: no strata.
+        folds: number of folds (at most the number of groups).
+    """
+    import numpy as np
+
+    names, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    positive = np.zeros(names.size, dtype=bool)
+    if marked is not None:
+        np.logical_or.at(positive, inverse, np.asarray(marked, dtype=bool))
+    return fold_labels(positive.astype(np.int8) if marked is not None else None, names.size, folds, seed)[inverse]
 
 
 def fold_labels(target: np.ndarray | None, n: int, folds: int, seed: int) -> np.ndarray:
@@ -250,6 +375,9 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
         raise PluginError(f"pipeline '{pipe.qualified_name}': TrainingConfig.crossfit_repeats is {repeats}",
                           hint="set it to 1 (one K-fold run) or more")
     batch_size = int(getattr(config, "crossfit_batch_size", 0) or 0) or config.batch_size
+    if grouped(config, splits):
+        return _fit_grouped(pipe, dataset, spec, splits, epochs=epochs, seed=seed, device=device, progress=progress,
+                            final=final, folds=folds, repeats=repeats)
     pool = pl.concat([splits.train, splits.valid], how="vertical_relaxed")
     shared = pipe.preprocessor(dataset)
     shared.fit(pool)
@@ -337,4 +465,196 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
                         lr=config.learning_rate, weight_decay=config.weight_decay, patience=0, seed=seed,
                         device=device, class_weighting=config.class_weighting, progress=progress,
                         output_names=spec.outputs)
+    return pre, graph, out, info, options, record
+
+
+def _group_column(pipe: Pipeline, dataset: DatasetSpec, splits: Splits) -> str:
+    group = dataset.schema.group
+    if group is None:
+        raise PluginError(
+            f"pipeline '{pipe.qualified_name}': cross-fitting over groups needs a group column, but dataset "
+            f"'{dataset.qualified_name}' has no column with role='group'",
+            hint="mark the machine/patient/user column role='group', or set TrainingConfig(crossfit_groups=False)")
+    for name, frame in (("training", splits.train), ("validation", splits.valid)):
+        if group not in frame.columns:
+            raise PluginError(f"pipeline '{pipe.qualified_name}': the {name} split lacks group column '{group}'",
+                              hint=f"keep '{group}' in the frames that Pipeline.split returns")
+    return group
+
+
+def _example_positions(pool_ids: pl.DataFrame, ids: pl.DataFrame, what: str, pipe: Pipeline) -> np.ndarray:
+    """Each example of ``ids`` as its row number in ``pool_ids`` (the pooled examples)."""
+    import polars as pl
+
+    keys = list(pool_ids.columns)
+    indexed = pool_ids.with_row_index("__pooled")
+    found = ids.select(keys).join(indexed, on=keys, how="left", maintain_order="left", nulls_equal=True)
+    positions = found.get_column("__pooled")
+    if found.height != ids.height or positions.null_count():
+        raise PluginError(
+            f"pipeline '{pipe.qualified_name}': {what} produced {positions.null_count() or found.height - ids.height} "
+            "example(s) whose ids are not ids of the pooled examples",
+            hint="the preprocessor must make the same examples of a group whatever else is in the frame")
+    return positions.cast(pl.Int64).to_numpy()
+
+
+def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: Splits, *, epochs: int, seed: int,
+                 device: str, progress: bool, final: str, folds: int, repeats: int
+                 ) -> tuple[Any, Any, Any, dict[str, Any], dict[str, Any], CrossFit]:
+    """Cross-fitting over folds of whole groups (module docstring, "Grouped and time-ordered data")."""
+    import numpy as np
+    import polars as pl
+
+    from verticals.data.examples import Examples, drop_context
+    from verticals.spec import Batch
+    from verticals.training import (
+        FitOutput,
+        cpu_threads,
+        evaluate_split,
+        fit_model,
+        predict_examples,
+        seed_everything,
+        split_metrics,
+    )
+
+    config = pipe.training
+    fold_batch = int(getattr(config, "crossfit_batch_size", 0) or 0) or config.batch_size
+    if folds < 2:
+        raise PluginError(f"pipeline '{pipe.qualified_name}': TrainingConfig.crossfit_folds is {folds}",
+                          hint="cross-fitting over groups needs at least 2 folds (3-5 is usual)")
+    group = _group_column(pipe, dataset, splits)
+    shared = pipe.preprocessor(dataset)
+    order = shared.order_by if shared.order_by else dataset.schema.time
+    pool = pool_groups(splits, group, order)
+    row_groups = pool.get_column(group).cast(pl.String).to_numpy().astype(str)
+    n_groups = int(np.unique(row_groups).size)
+    if n_groups < folds:
+        raise PluginError(
+            f"pipeline '{pipe.qualified_name}': the training and validation splits hold {n_groups} group(s) of "
+            f"'{group}', fewer than crossfit_folds={folds}",
+            hint=(f"set TrainingConfig(crossfit_folds={min(n_groups, 5)}) or lower, or train on more groups"
+                  if n_groups >= 2 else "train on data with more groups, or set TrainingConfig(crossfit_groups=False)"))
+
+    def fit_frame(pre: Any, frame: pl.DataFrame) -> pl.DataFrame:
+        return drop_context(frame) if pre.rowwise else frame
+
+    shared.fit(fit_frame(shared, pool))
+    if final == "bag":
+        check_target_free(pipe, dataset, fit_frame(shared, pool), shared, seed)
+    chunk = shared.chunk_rows or config.batch_size
+    lights = [b.light() for b in Examples(shared, pool, name="pooled", chunk_rows=chunk).batches(65536) if len(b)]
+    pooled = Batch.concat(lights) if lights else None
+    if pooled is None or pooled.target is None:
+        raise PluginError(f"pipeline '{pipe.qualified_name}': the pooled training and validation splits make no "
+                          "example with a target", hint="train on more data")
+    pool_ids = pooled.ids
+    if pool_ids.width == 0 or pool_ids.is_duplicated().any():
+        raise PluginError(
+            f"pipeline '{pipe.qualified_name}': cross-fitting over groups matches examples by their ids, but the "
+            f"preprocessor's ids ({', '.join(pool_ids.columns) or 'none'}) repeat across pooled examples",
+            hint="return Batch.ids that identify one example (e.g. the group and time columns)")
+    target = np.asarray(pooled.target)
+    # Folds are drawn over the groups of the pooled rows (a group too short to make an example still
+    # goes to one fold), stratified on whether the group has a positive example (binary) or one of the
+    # rarest class (multiclass), where the ids name the group.
+    row_marked = None
+    if pipe.task in ("binary", "multiclass") and group in pool_ids.columns and len(target):
+        flat = target.reshape(len(target), -1)[:, 0].astype(np.float64)
+        if pipe.task == "binary":
+            marked = flat > 0.5
+        else:
+            values, counts = np.unique(flat, return_counts=True)
+            marked = flat == values[int(np.argmin(counts))]
+        example_groups = pool_ids.get_column(group).cast(pl.String).to_numpy().astype(str)
+        row_marked = np.isin(row_groups, np.unique(example_groups[marked]))
+    members: list[FitOutput] = []
+    best_epochs: list[int] = []
+    fold_metrics: list[float] = []
+    oof: dict[str, np.ndarray] = {}
+    fold_of = np.full((len(pool_ids), repeats), -1, dtype=np.int64)
+    for r in range(repeats):
+        labels = group_fold_labels(row_groups, row_marked, folds, repeat_seed(seed, r))
+        for k in range(folds):
+            run_seed = repeat_seed(seed, r) + k + 1
+            held = labels == k
+            inner, outer = pool.filter(pl.Series(~held)), pool.filter(pl.Series(held))
+            if final == "bag":
+                pre = shared
+            else:
+                pre = pipe.preprocessor(dataset)
+                pre.fit(fit_frame(pre, inner))
+            train_ex = Examples(pre, inner, name=f"fold {k + 1} training", chunk_rows=chunk)
+            held_ex = Examples(pre, outer, name=f"fold {k + 1} held-out", chunk_rows=chunk)
+            info = dict(pre.info())
+            seed_everything(run_seed)
+            model = spec.factory(info, **dict(pipe.model_options(dataset, info)))
+            graph = pre.graph_module()
+            with cpu_threads(model, device):
+                out = fit_model(pipe, model, graph, train_ex, held_ex, epochs=epochs, batch_size=fold_batch,
+                                lr=config.learning_rate, weight_decay=config.weight_decay, patience=config.patience,
+                                seed=run_seed, device=device, class_weighting=config.class_weighting,
+                                progress=progress, output_names=spec.outputs, model_spec=spec,
+                                stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
+            members.append(out)
+            best_epochs.append(int(out.best_epoch))
+            trained = out.model.to("cpu").eval()
+            if graph is not None:
+                graph.to("cpu").eval()
+            scorer = spec.scoring(trained).eval() if spec.scoring is not None else trained
+            predicted = predict_examples(pipe, scorer, graph, held_ex, device="cpu", batch_size=65536,
+                                         names=spec.exported_outputs)
+            fold_metrics.append(float(split_metrics(pipe, predicted.predictions, predicted.batch)
+                                      .get(pipe.primary_metric, float("nan"))))
+            at = _example_positions(pool_ids, predicted.batch.ids, f"fold {k + 1}'s held-out groups", pipe)
+            if np.any(fold_of[at, r] >= 0):
+                raise PluginError(f"pipeline '{pipe.qualified_name}': a pooled example was held out twice in "
+                                  "one repeat of grouped cross-fitting",
+                                  hint="make Batch.ids identify one example")
+            fold_of[at, r] = k
+            for name, values in predicted.outputs.items():
+                values = np.asarray(values)
+                if name not in oof:
+                    dtype = values.dtype if repeats == 1 else np.float64
+                    oof[name] = np.zeros((len(pool_ids), *values.shape[1:]), dtype=dtype)
+                if repeats == 1:
+                    oof[name][at] = values
+                else:
+                    oof[name][at] += values / repeats
+        missing = int((fold_of[:, r] < 0).sum())
+        if missing:
+            raise PluginError(f"pipeline '{pipe.qualified_name}': {missing} pooled example(s) got no out-of-fold "
+                              f"output in repeat {r + 1} of grouped cross-fitting",
+                              hint="the preprocessor must make the same examples of a group whatever else is in "
+                                   "the frame")
+    final_epochs = max(1, round(float(np.median(best_epochs))))
+    _, pooled_metrics = evaluate_split(pipe, oof, pooled, {})
+    record = CrossFit(folds=folds, rows=len(pool_ids), best_epochs=best_epochs, epochs=final_epochs, outputs=oof,
+                      target=target, fold_metrics=fold_metrics, final=final, repeats=repeats, groups=n_groups,
+                      group_column=group, ids=pool_ids, fold=fold_of,
+                      oof_metric=float(pooled_metrics.get(pipe.primary_metric, float("nan"))))
+    if final == "bag":
+        from verticals.ensemble import AveragedModel
+
+        info = dict(shared.info())
+        options = dict(pipe.model_options(dataset, info))
+        ensemble = AveragedModel([m.model.to("cpu").eval() for m in members]).eval()
+        out = FitOutput(model=ensemble, history=_mean_history([m.history for m in members]),
+                        best_epoch=final_epochs, seconds=sum(m.seconds for m in members),
+                        device=members[0].device, stopped_early=any(m.stopped_early for m in members))
+        graph = shared.graph_module()
+        if graph is not None:
+            graph.to("cpu").eval()
+        return shared, graph, out, info, options, record
+    pre = shared  # fitted on the whole pool above
+    info = dict(pre.info())
+    options = dict(pipe.model_options(dataset, info))
+    seed_everything(seed)
+    model = spec.factory(info, **options)
+    graph = pre.graph_module()
+    with cpu_threads(model, device):
+        out = fit_model(pipe, model, graph, Examples(pre, pool, name="pooled", chunk_rows=chunk),
+                        Examples(pre, pool.clear(), name="none", chunk_rows=chunk), epochs=final_epochs,
+                        batch_size=config.batch_size, lr=config.learning_rate, weight_decay=config.weight_decay,
+                        patience=0, seed=seed, device=device, class_weighting=config.class_weighting,
+                        progress=progress, output_names=spec.outputs, model_spec=spec)
     return pre, graph, out, info, options, record

@@ -635,6 +635,14 @@ class TrainingConfig:
     #: Mini-batch size of the fold models (0: ``batch_size``). A fold of a small file has a few hundred
     #: training rows, so the run-wide ``batch_size`` may leave only a few optimizer steps per epoch.
     crossfit_batch_size: int = 0
+    #: Cross-fit over folds of whole **groups** (the dataset's ``role="group"`` column: machines,
+    #: patients, users) on every run, whatever its size (``crossfit_below`` does not apply). Each fold
+    #: model trains on the other groups' pooled training and validation rows and early-stops on its
+    #: held-out groups; the test split and the gap before it stay untouched. For grouped or
+    #: time-ordered data whose validation split is too small to choose an epoch and a threshold on
+    #: (:mod:`verticals.crossfit`). Cross-fitting that ``crossfit_below`` turns on over a grouped split
+    #: (``group``, ``group_time``, ``leave_last``) cuts folds of whole groups too.
+    crossfit_groups: bool = False
 
 
 @dataclass

@@ -50,7 +50,12 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
              "kept epoch": fitted.best_epoch, "stopped early": fitted.stopped_early, "seed": fitted.seed,
              "training time": f"{fitted.seconds:.1f} s", "split strategy": splits.strategy,
              "verticals": __version__,
-             **({"cross-fitting": f"{fitted.crossfit.folds} folds over {fitted.crossfit.rows} rows",
+             **({"cross-fitting": (f"{fitted.crossfit.folds} folds of whole groups ({fitted.crossfit.groups} "
+                                   f"'{fitted.crossfit.group_column}' groups, {fitted.crossfit.rows} examples; "
+                                   f"out-of-fold {pipe.primary_metric} {fitted.crossfit.oof_metric:.4f}; the "
+                                   "validation split's metrics are in-sample: the model trained on it)"
+                                   if getattr(fitted.crossfit, "groups", 0) else
+                                   f"{fitted.crossfit.folds} folds over {fitted.crossfit.rows} rows"),
                  "final model": fitted.crossfit.final_model} if fitted.crossfit is not None else {})},
         test_scores=scores, class_names=_class_names(pipe), score_name=pipe.score_column)
 

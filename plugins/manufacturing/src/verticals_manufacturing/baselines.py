@@ -25,7 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from verticals.spec import Batch
 
-__all__ = ["BASELINES", "baseline_extras", "fit_baselines", "process_design"]
+__all__ = ["BASELINES", "CROSSFIT_BOOSTING", "baseline_extras", "crossfit_boosting", "fit_baselines", "process_design"]
+
+#: The baseline fitted like a cross-fitted network (same pooled examples, same folds of whole machines).
+CROSSFIT_BOOSTING = "hist_gradient_boosting_crossfit"
 
 BASELINES = ("logistic_regression", "hist_gradient_boosting")
 
@@ -105,6 +108,41 @@ def _fit(designs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], c
         if len(x):
             scores["hist_gradient_boosting"][split] = trees.predict_proba(x)[:, 1]
     return scores, seconds
+
+
+def crossfit_boosting(x_pool: np.ndarray, y_pool: np.ndarray, fold: np.ndarray, x_test: np.ndarray, *,
+                      seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Gradient boosting cross-fitted exactly as the network: one model per fold, trained on the other
+    folds' pooled examples and early-stopped on the held-out fold.
+
+    Args:
+        fold: each pooled example's fold, one column per repeat (``CrossFit.fold``).
+
+    Returns:
+        ``(out_of_fold, test, seconds)``: each pooled example's probability from the models that never saw
+        it (mean over repeats), the test probability averaged over every fold model, and the fit time.
+    """
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    started = time.perf_counter()
+    y = np.asarray(y_pool).reshape(-1) > 0.5
+    fold = np.asarray(fold).reshape(len(y), -1)
+    repeats, folds = fold.shape[1], int(fold.max()) + 1
+    oof, test = np.zeros(len(y)), np.zeros(len(x_test))
+    with threadpool_limits(limits=1):
+        for r in range(repeats):
+            for k in range(folds):
+                held = fold[:, r] == k
+                trees = HistGradientBoostingClassifier(learning_rate=0.05, max_iter=500, early_stopping=True,
+                                                       n_iter_no_change=20, random_state=seed + k,
+                                                       validation_fraction=None)
+                trees.fit(x_pool[~held], y[~held], X_val=x_pool[held], y_val=y[held])
+                oof[held] += trees.predict_proba(x_pool[held])[:, 1] / repeats
+                if len(x_test):
+                    test += trees.predict_proba(x_test)[:, 1] / (repeats * folds)
+    return oof, test, time.perf_counter() - started
 
 
 def baseline_extras(pipe: Any, context: Any, *, physics: bool = True,

@@ -67,8 +67,19 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
         fig.savefig(figures_folder(context) / "manufacturing_pr_curve.png", dpi=90)
         plt.close(fig)
         images.append("figures/manufacturing_pr_curve.png")
-    body = ("<p>Test split; each model alerts at its own cost-optimal threshold chosen on validation. "
-            "The baselines are trained on the same split and the same physics features.</p>"
+    crossfit = getattr(context, "crossfit", None)
+    how = ("<p>Test split; each model alerts at its own cost-optimal threshold chosen on validation. "
+           "The baselines are trained on the same split and the same physics features.</p>")
+    if crossfit is not None and getattr(crossfit, "groups", 0):
+        how = ("<p>Test split. The network is the " + html.escape(crossfit.final_model) + "; its alert threshold "
+               "comes from its out-of-fold probabilities. <code>hist_gradient_boosting_crossfit</code> is "
+               "gradient boosting fitted the same way (the same pooled windows and folds of machines, each fold "
+               "model early-stopped on its held-out machines, their average; threshold from its out-of-fold "
+               "probabilities); the other baselines train on the training split and choose their threshold on "
+               "validation. Same physics features for all. The network's validation figures are in-sample "
+               "(it trained on the validation period); its out-of-fold "
+               f"{html.escape(pipe.primary_metric)} is {fmt(crossfit.oof_metric)}.</p>")
+    body = (how
             + html_table(["model", *[label for _, label in _COLUMNS]], rows))
     model_auc = test.get("pr_auc", float("nan"))
     trees = baselines.get("hist_gradient_boosting", {}).get("pr_auc", float("nan"))
@@ -111,7 +122,8 @@ def _costs(context: Any) -> ReportSection:
         ax.plot(curve["threshold"], curve["cost"], lw=1.4)
         ax.axvline(extras["threshold"], color="tab:red", ls="--", lw=1, label=f"chosen {extras['threshold']:.3g}")
         ax.set(xlabel="alert threshold (probability)", ylabel="expected cost per example", xscale="symlog",
-               title="Cost curve, validation split")
+               title="Cost curve, out-of-fold windows" if extras.get("threshold_source", "").startswith("out-of-fold")
+               else "Cost curve, validation split")
         ax.set_xscale("symlog", linthresh=1e-3)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -121,7 +133,8 @@ def _costs(context: Any) -> ReportSection:
         images.append("figures/manufacturing_cost_curve.png")
     costs = extras.get("costs", {})
     body = (f"<p>A missed failure costs {fmt(costs.get('miss'))}, a false alarm {fmt(costs.get('false_alarm'))}. "
-            f"The threshold {fmt(extras.get('threshold'))} minimises the expected cost on validation "
+            f"The threshold {fmt(extras.get('threshold'))} minimises the expected cost on "
+            f"{html.escape(str(extras.get('threshold_source', 'the validation split')))} "
             f"({fmt(extras.get('valid_expected_cost'))} per example); it is stored with the model and "
             "sets the <code>alert</code> column at scoring.</p>")
     issues = extras.get("label_issues")
