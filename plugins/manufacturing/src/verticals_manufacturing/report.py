@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from verticals.report import figures_folder, fmt, html_table, pyplot
+from verticals.report import fmt, html_table, pyplot, save_figure
 from verticals.spec import ReportSection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,10 +63,7 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
                title="Precision-recall, test split", ylim=(0, 1.02))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(figures_folder(context) / "manufacturing_pr_curve.png", dpi=90)
-        plt.close(fig)
-        images.append("figures/manufacturing_pr_curve.png")
+        images.append(save_figure(fig, context, "manufacturing_pr_curve.png"))
     crossfit = getattr(context, "crossfit", None)
     how = ("<p>Test split; each model alerts at its own cost-optimal threshold chosen on validation. "
            "The baselines are trained on the same split and the same physics features.</p>")
@@ -127,10 +124,7 @@ def _costs(context: Any) -> ReportSection:
         ax.set_xscale("symlog", linthresh=1e-3)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(figures_folder(context) / "manufacturing_cost_curve.png", dpi=90)
-        plt.close(fig)
-        images.append("figures/manufacturing_cost_curve.png")
+        images.append(save_figure(fig, context, "manufacturing_cost_curve.png"))
     costs = extras.get("costs", {})
     body = (f"<p>A missed failure costs {fmt(costs.get('miss'))}, a false alarm {fmt(costs.get('false_alarm'))}. "
             f"The threshold {fmt(extras.get('threshold'))} minimises the expected cost on "
@@ -165,10 +159,7 @@ def _lead_times(pipe: Any, context: Any) -> ReportSection:
             xlabel = "cycles between first alert and failure"
         ax.set(xlabel=xlabel, ylabel="failures", title="Alert lead time, test")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(figures_folder(context) / "manufacturing_lead_time.png", dpi=90)
-        plt.close(fig)
-        images.append("figures/manufacturing_lead_time.png")
+        images.append(save_figure(fig, context, "manufacturing_lead_time.png"))
     body = (f"<p>{len(leads)} of {failures} test failures were preceded by an alert within the horizon of "
             f"{layout.describe(pipe.horizon)}.</p>")
     return ReportSection("Failure risk: alert lead time", body, images)
@@ -216,10 +207,7 @@ def _traces(pipe: Any, context: Any, machines: int = 3) -> ReportSection:
             ax.set_xlabel(f"{unit} before the failure")
             ax.set_ylim(-0.05, 1.05)
             ax.legend(fontsize=7, loc="upper left")
-        fig.tight_layout()
-        fig.savefig(figures_folder(context) / "manufacturing_traces.png", dpi=90)
-        plt.close(fig)
-        images.append("figures/manufacturing_traces.png")
+        images.append(save_figure(fig, context, "manufacturing_traces.png"))
     return ReportSection("Failure risk: sensor traces before failures",
                          "<p>Readings of test machines before a failure (red line), each scaled to [0, 1], "
                          "with the model's risk (black) and the alert threshold (dashed).</p>", images)
