@@ -332,6 +332,25 @@ def check_target_free(pipe: Pipeline, dataset: DatasetSpec, pool: pl.DataFrame, 
         )
 
 
+def _bagged(pipe: Pipeline, dataset: DatasetSpec, shared: Preprocessor, members: list[FitOutput],
+            epochs: int) -> tuple[Any, Any, FitOutput, dict[str, Any], dict[str, Any]]:
+    """``crossfit_final = "bag"``: the fold models averaged into one module, with the shared
+    preprocessor and its graph module; ``(preprocessor, graph, fit output, info, model options)``."""
+    from verticals.ensemble import AveragedModel
+    from verticals.training import FitOutput
+
+    info = dict(shared.info())
+    options = dict(pipe.model_options(dataset, info))
+    ensemble = AveragedModel([m.model.to("cpu").eval() for m in members]).eval()
+    out = FitOutput(model=ensemble, history=_mean_history([m.history for m in members]),
+                    best_epoch=epochs, seconds=sum(m.seconds for m in members),
+                    device=members[0].device, stopped_early=any(m.stopped_early for m in members))
+    graph = shared.graph_module()
+    if graph is not None:
+        graph.to("cpu").eval()
+    return shared, graph, out, info, options
+
+
 def _mean_history(histories: list[list[dict[str, float]]]) -> list[dict[str, float]]:
     """One row per epoch: the mean of each value over the fold models still training at that epoch."""
     rows: list[dict[str, float]] = []
@@ -359,7 +378,6 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     import polars as pl
 
     from verticals.training import (
-        FitOutput,
         cpu_threads,
         evaluate_split,
         fit_model,
@@ -440,18 +458,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
                       target=np.asarray(pool_target), fold_metrics=fold_metrics, final=final, repeats=repeats,
                       repeat_outputs=runs if repeats > 1 else [])
     if final == "bag":
-        from verticals.ensemble import AveragedModel
-
-        info = dict(shared.info())
-        options = dict(pipe.model_options(dataset, info))
-        ensemble = AveragedModel([m.model.to("cpu").eval() for m in members]).eval()
-        out = FitOutput(model=ensemble, history=_mean_history([m.history for m in members]),
-                        best_epoch=final_epochs, seconds=sum(m.seconds for m in members),
-                        device=members[0].device, stopped_early=any(m.stopped_early for m in members))
-        graph = shared.graph_module()
-        if graph is not None:
-            graph.to("cpu").eval()
-        return shared, graph, out, info, options, record
+        return (*_bagged(pipe, dataset, shared, members, final_epochs), record)
     pre = shared  # fitted on the whole pool above
     batch = pre.transform(pool, with_target=True)
     empty = pre.transform(pool.clear(), with_target=True)  # no validation rows: no early stopping
@@ -508,7 +515,6 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
     from verticals.data.examples import Examples, drop_context
     from verticals.spec import Batch
     from verticals.training import (
-        FitOutput,
         cpu_threads,
         evaluate_split,
         fit_model,
@@ -633,18 +639,7 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
                       group_column=group, ids=pool_ids, fold=fold_of,
                       oof_metric=float(pooled_metrics.get(pipe.primary_metric, float("nan"))))
     if final == "bag":
-        from verticals.ensemble import AveragedModel
-
-        info = dict(shared.info())
-        options = dict(pipe.model_options(dataset, info))
-        ensemble = AveragedModel([m.model.to("cpu").eval() for m in members]).eval()
-        out = FitOutput(model=ensemble, history=_mean_history([m.history for m in members]),
-                        best_epoch=final_epochs, seconds=sum(m.seconds for m in members),
-                        device=members[0].device, stopped_early=any(m.stopped_early for m in members))
-        graph = shared.graph_module()
-        if graph is not None:
-            graph.to("cpu").eval()
-        return shared, graph, out, info, options, record
+        return (*_bagged(pipe, dataset, shared, members, final_epochs), record)
     pre = shared  # fitted on the whole pool above
     info = dict(pre.info())
     options = dict(pipe.model_options(dataset, info))
