@@ -332,6 +332,27 @@ def check_target_free(pipe: Pipeline, dataset: DatasetSpec, pool: pl.DataFrame, 
         )
 
 
+def _train_fold(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, pre: Preprocessor, train: Any, held: Any,
+                *, seed: int, epochs: int, batch_size: int, device: str, progress: bool,
+                model_spec: ModelSpec | None = None) -> tuple[FitOutput, Any]:
+    """One fold model: built from ``pre``'s info (seeded), trained on ``train`` and early-stopped on the
+    held-out ``held`` (batches or :class:`~verticals.data.examples.Examples`); ``(fit output, graph)``."""
+    from verticals.training import cpu_threads, fit_model, seed_everything
+
+    config = pipe.training
+    info = dict(pre.info())
+    seed_everything(seed)
+    model = spec.factory(info, **dict(pipe.model_options(dataset, info)))
+    graph = pre.graph_module()
+    with cpu_threads(model, device):
+        out = fit_model(pipe, model, graph, train, held, epochs=epochs, batch_size=batch_size,
+                        lr=config.learning_rate, weight_decay=config.weight_decay, patience=config.patience,
+                        seed=seed, device=device, class_weighting=config.class_weighting, progress=progress,
+                        output_names=spec.outputs, model_spec=model_spec,
+                        stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
+    return out, graph
+
+
 def _bagged(pipe: Pipeline, dataset: DatasetSpec, shared: Preprocessor, members: list[FitOutput],
             epochs: int) -> tuple[Any, Any, FitOutput, dict[str, Any], dict[str, Any]]:
     """``crossfit_final = "bag"``: the fold models averaged into one module, with the shared
@@ -422,17 +443,8 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
                 pre = pipe.preprocessor(dataset)
                 pre.fit(inner)
             train_batch, valid_batch = pre.transform(inner, with_target=True), pre.transform(outer, with_target=True)
-            info = dict(pre.info())
-            seed_everything(run_seed)
-            model = spec.factory(info, **dict(pipe.model_options(dataset, info)))
-            graph = pre.graph_module()
-            with cpu_threads(model, device):
-                out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                                batch_size=batch_size, lr=config.learning_rate,
-                                weight_decay=config.weight_decay, patience=config.patience, seed=run_seed,
-                                device=device, class_weighting=config.class_weighting, progress=progress,
-                                output_names=spec.outputs,
-                                stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
+            out, graph = _train_fold(pipe, dataset, spec, pre, train_batch, valid_batch, seed=run_seed,
+                                     epochs=epochs, batch_size=batch_size, device=device, progress=progress)
             members.append(out)
             best_epochs.append(int(out.best_epoch))
             if graph is not None:
@@ -591,16 +603,8 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
                 pre.fit(fit_frame(pre, inner))
             train_ex = Examples(pre, inner, name=f"fold {k + 1} training", chunk_rows=chunk)
             held_ex = Examples(pre, outer, name=f"fold {k + 1} held-out", chunk_rows=chunk)
-            info = dict(pre.info())
-            seed_everything(run_seed)
-            model = spec.factory(info, **dict(pipe.model_options(dataset, info)))
-            graph = pre.graph_module()
-            with cpu_threads(model, device):
-                out = fit_model(pipe, model, graph, train_ex, held_ex, epochs=epochs, batch_size=fold_batch,
-                                lr=config.learning_rate, weight_decay=config.weight_decay, patience=config.patience,
-                                seed=run_seed, device=device, class_weighting=config.class_weighting,
-                                progress=progress, output_names=spec.outputs, model_spec=spec,
-                                stop_on=str(getattr(config, "crossfit_stop_on", "metric")))
+            out, graph = _train_fold(pipe, dataset, spec, pre, train_ex, held_ex, seed=run_seed, epochs=epochs,
+                                     batch_size=fold_batch, device=device, progress=progress, model_spec=spec)
             members.append(out)
             best_epochs.append(int(out.best_epoch))
             trained = out.model.to("cpu").eval()
