@@ -13,6 +13,10 @@ split and seed; the baselines come from the same runs (they do not depend on the
 run's are printed). Prints per seed and the mean and standard deviation over seeds, each model's
 validation PR-AUC (at its kept epoch: compare models on it, never on test) and its training time.
 
+``--machines 200 400 800`` repeats everything on generated fleets of these sizes (the learning curve of
+the fleet network against gradient boosting; default: the built-in size, 800 machines or
+``VERTICALS_MANUFACTURING_FLEET_MACHINES``); the summary lines then name the size.
+
 ``--training`` does the same with training settings (names of :data:`TRAINING`), e.g.
 ``--training split groups-k5`` trains the single validation split and 5-fold cross-fitting over
 machines on the same data, split and seed. A cross-fitted run also reports
@@ -41,7 +45,7 @@ TRAINING: dict[str, dict] = {
 
 
 def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
-        options: dict | None = None, training: dict | None = None) -> dict[str, float]:
+        options: dict | None = None, training: dict | None = None, machines: int | None = None) -> dict[str, float]:
     import dataclasses
 
     import verticals_manufacturing.plugin as plugin
@@ -72,7 +76,7 @@ def run(pipeline: str, seed: int, epochs: int | None, model: str | None = None,
         @plugin.hookimpl
         def register_datasets(register):
             register(datasets.ai4i_dataset(seed=seed))
-            register(datasets.fleet_dataset(seed=seed))
+            register(datasets.fleet_dataset(machines, seed=seed))
 
     with tempfile.TemporaryDirectory() as home, use_plugins({"manufacturing": Seeded}):
         started = time.perf_counter()
@@ -101,38 +105,49 @@ def main() -> None:
                         help='keyword options of the model factory, as JSON, e.g. \'{"dropout": 0.5}\'')
     parser.add_argument("--training", nargs="+", default=["default"], choices=sorted(TRAINING),
                         help="named training settings to train in turn (see TRAINING), e.g. split groups-k5")
+    parser.add_argument("--machines", nargs="+", type=int, default=[None],
+                        help="fleet sizes to repeat everything on (failure_risk), e.g. 200 400 800")
     args = parser.parse_args()
-    for pipeline in args.pipelines:
-        rows: list[dict[str, float]] = []
-        for seed in args.seeds:
-            row: dict[str, float] = {}
-            for model, setting in [(m, t) for m in args.models for t in args.training]:
-                out = run(pipeline, seed, args.epochs, model, args.model_options, TRAINING[setting])
-                label = (model or "model") + ("" if setting == "default" else f" [{setting}]")
-                row[label], row[f"{label} seconds"] = out.pop("model"), out.pop("seconds")
-                for kind in ("valid", "oof"):
-                    if kind in out:
-                        row[f"{label} {kind}"] = out.pop(kind)
-                for name, value in out.items():
-                    row.setdefault(name, value)
-            rows.append(row)
-            print(f"{pipeline} seed {seed}: " + ", ".join(f"{k} {v:.4f}" if "seconds" not in k else f"{k} {v:.0f}"
-                                                        for k, v in row.items()), flush=True)
-        keys = [k for k in rows[0] if "seconds" not in k and all(k in r for r in rows)]
-        summary = ", ".join(f"{k} {statistics.mean(r[k] for r in rows):.4f}"
-                            + (f" ± {statistics.stdev(r[k] for r in rows):.4f}" if len(rows) > 1 else "") for k in keys)
-        print(f"{pipeline} mean over {len(rows)} seeds (± SD): {summary}", flush=True)
-        if len(rows) > 1 and len(keys) > 1:
-            gbm = "hist_gradient_boosting"
-            for k in keys:
-                if k != gbm and gbm in rows[0] and not k.endswith((" valid", " oof")):
-                    diffs = [r[k] - r[gbm] for r in rows]
-                    print(f"{pipeline} {k} − {gbm}: mean {statistics.mean(diffs):+.4f}, per seed "
-                          + ", ".join(f"{d:+.3f}" for d in diffs), flush=True)
-        for k in rows[0]:
-            if "seconds" in k:
-                print(f"{pipeline} {k}: median {statistics.median(r[k] for r in rows):.0f} s (train() end to end: "
-                      "data, fit, baselines, evaluation, export, report)", flush=True)
+    for pipeline, machines in [(p, m) for p in args.pipelines for m in args.machines]:
+        if machines is not None and pipeline != "failure_risk":
+            if machines != args.machines[0]:
+                continue
+            machines = None  # the process table has no fleet size
+        report(pipeline if machines is None else f"{pipeline} [{machines} machines]", pipeline, machines, args)
+
+
+def report(title: str, pipeline: str, machines: int | None, args: argparse.Namespace) -> None:
+    """Train ``pipeline`` on every seed (and model / training setting), print per seed and the summary."""
+    rows: list[dict[str, float]] = []
+    for seed in args.seeds:
+        row: dict[str, float] = {}
+        for model, setting in [(m, t) for m in args.models for t in args.training]:
+            out = run(pipeline, seed, args.epochs, model, args.model_options, TRAINING[setting], machines)
+            label = (model or "model") + ("" if setting == "default" else f" [{setting}]")
+            row[label], row[f"{label} seconds"] = out.pop("model"), out.pop("seconds")
+            for kind in ("valid", "oof"):
+                if kind in out:
+                    row[f"{label} {kind}"] = out.pop(kind)
+            for name, value in out.items():
+                row.setdefault(name, value)
+        rows.append(row)
+        print(f"{title} seed {seed}: " + ", ".join(f"{k} {v:.4f}" if "seconds" not in k else f"{k} {v:.0f}"
+                                                    for k, v in row.items()), flush=True)
+    keys = [k for k in rows[0] if "seconds" not in k and all(k in r for r in rows)]
+    summary = ", ".join(f"{k} {statistics.mean(r[k] for r in rows):.4f}"
+                        + (f" ± {statistics.stdev(r[k] for r in rows):.4f}" if len(rows) > 1 else "") for k in keys)
+    print(f"{title} mean over {len(rows)} seeds (± SD): {summary}", flush=True)
+    if len(rows) > 1 and len(keys) > 1:
+        gbm = "hist_gradient_boosting"
+        for k in keys:
+            if k != gbm and gbm in rows[0] and not k.endswith((" valid", " oof")):
+                diffs = [r[k] - r[gbm] for r in rows]
+                print(f"{title} {k} − {gbm}: mean {statistics.mean(diffs):+.4f}, per seed "
+                      + ", ".join(f"{d:+.3f}" for d in diffs), flush=True)
+    for k in rows[0]:
+        if "seconds" in k:
+            print(f"{title} {k}: median {statistics.median(r[k] for r in rows):.0f} s (train() end to end: "
+                  "data, fit, baselines, evaluation, export, report)", flush=True)
 
 
 if __name__ == "__main__":

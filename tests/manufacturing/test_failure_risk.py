@@ -85,8 +85,11 @@ def test_metrics_lead_time_and_baselines(trained):
     report = (result.path / "report.html").read_text()
     assert "alert lead time" in report and "sensor traces before failures" in report
     assert result.manifest["parity"]["passed"]
-    # The report says plainly where the default model stands against the goal over seeds.
-    assert "The goal over seeds" in report and "not met" in report
+    # The report says plainly where the default model stands against the goal over seeds, and that on a
+    # fleet this small (36 machines) gradient boosting was ahead in the measured learning curve.
+    assert "The goal over seeds" in report and "met on the built-in fleet of 800 machines" in report
+    assert "below at 200" in report
+    assert "this run trained on 36 machines" in report and "drew level with gradient boosting at about 400" in report
 
 
 def _telemetry(seed: int = 7) -> pl.DataFrame:

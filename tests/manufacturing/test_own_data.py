@@ -208,6 +208,7 @@ def test_own_telemetry_with_datetimes_trains_and_scores(plant):
         html = (result.path / "report.html").read_text()
         assert "horizon of 100 min" in html and "sensor traces before failures" in html
         assert "The goal over seeds" not in html  # measured on the built-in fleet: says nothing of this data
+        assert "<b>Fleet size:</b> this run trained on" in html  # the user's fleet, in its own machine column
         new = frame.filter(pl.col("asset").is_in(["M0001", "M0002"])).drop("failed", "cause")
         new.write_parquet(plant / "new.parquet")
         manifest = score("manufacturing.press_line", plant / "new.parquet", plant / "out", progress=False)

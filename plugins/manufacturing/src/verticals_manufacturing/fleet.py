@@ -43,7 +43,7 @@ FLEET_MODES = ("TWF", "HDF", "PWF", "OSF", "RNF")
 _STEP = {"L": 2.0, "M": 3.0, "H": 5.0}
 
 
-def generate_fleet(machines: int = 200, seed: int = 0, *, min_cycles: int = 150, max_cycles: int = 400,
+def generate_fleet(machines: int = 800, seed: int = 0, *, min_cycles: int = 150, max_cycles: int = 400,
                    episode_rate: float = 0.005, rnf_rate: float = 0.001) -> pl.DataFrame:
     """Readings of ``machines`` machines (see the module docstring), sorted by machine and cycle."""
     import numpy as np

@@ -18,7 +18,12 @@ from verticals.spec import ReportSection
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["failure_sections"]
+__all__ = ["LEVEL_MACHINES", "failure_sections"]
+
+#: Fleet size at which the fleet network drew level with gradient boosting on the built-in fleet
+#: (test PR-AUC, mean over seeds 0–4: −0.024 at 200 machines, −0.001 at 400, +0.008 at 800;
+#: ``bench/manufacturing_pr_auc.py --machines 200 400 800``).
+LEVEL_MACHINES = 400
 
 _COLUMNS = (("pr_auc", "PR-AUC"), ("auc", "ROC-AUC"), ("recall_at_1pct_fpr", "recall at 1 % false alarms"),
             ("alert_recall", "alert recall"), ("alert_precision", "alert precision"),
@@ -41,6 +46,25 @@ def _test_scores(context: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
                 np.asarray(targets.get("test")).reshape(-1) > 0.5, y):
             scores[name] = by_split["test"]
     return y, scores
+
+
+def _fleet_size(pipe: Any, context: Any) -> str:
+    """For a fleet pipeline: how many machines trained it, and below :data:`LEVEL_MACHINES` what that
+    means for trusting the network over gradient boosting."""
+    from verticals_manufacturing.layout import TelemetryLayout
+
+    layout = getattr(pipe, "layout", None)
+    train = getattr(getattr(context, "splits", None), "train", None)
+    if not isinstance(layout, TelemetryLayout) or train is None or layout.machine not in train.columns:
+        return ""
+    machines = train.get_column(layout.machine).n_unique()
+    text = f"<p><b>Fleet size:</b> this run trained on {machines:,} machines."
+    if machines < LEVEL_MACHINES:
+        text += (f" On the built-in fleet the network drew level with gradient boosting at about {LEVEL_MACHINES} "
+                 "machines and was below it on fewer (the learning curve in docs/manufacturing.md, \"Fleet "
+                 "size\"). With this few machines, read the two rows above before trusting the network's ranking "
+                 "over gradient boosting's, or train on more machines' telemetry.")
+    return text + "</p>"
 
 
 def _comparison(pipe: Any, context: Any) -> ReportSection:
@@ -85,6 +109,7 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
         body += (f"<p><b>Against gradient boosting:</b> the network's test PR-AUC is {verdict} gradient "
                  f"boosting's in this run ({model_auc:.4f} against {trees:.4f}, {model_auc - trees:+.4f}). "
                  "One run is one seed; <code>bench/manufacturing_pr_auc.py</code> gives the mean over seeds.</p>")
+    body += _fleet_size(pipe, context)
     measured = (getattr(pipe, "measured_goal", None) or {}).get(pipe.model)
     if measured:
         body += ("<p><b>The goal over seeds</b> (the network's mean test PR-AUC at or above gradient boosting's, "
