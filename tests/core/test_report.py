@@ -126,3 +126,20 @@ def test_report_helpers_format_escape_and_place_figures(tmp_path: Path) -> None:
     assert (folder / "curve.png").read_bytes()[:4] == b"\x89PNG" and not pyplot().fignum_exists(fig.number)
     with pytest.raises(ValueError, match="figure name"):
         save_figure(pyplot().figure(), SimpleNamespace(workdir=tmp_path), "../escape.png")
+
+
+def test_html_table_highlights_one_row_or_several() -> None:
+    from verticals.report import html_table
+
+    rows = [["a", 1], ["b", 2], ["c", 3], ["d", 4]]
+
+    def marked(table: str) -> list[str]:
+        return [row.split("<td>")[1].split("</td>")[0] for row in table.split("<tr")[2:] if 'class="hl"' in row]
+
+    assert marked(html_table(["k", "v"], rows, highlight=2)) == ["c"]
+    assert marked(html_table(["k", "v"], rows, highlight=[0, 3])) == ["a", "d"]
+    assert marked(html_table(["k", "v"], rows, highlight={1})) == ["b"]
+    assert marked(html_table(["k", "v"], rows, highlight=range(0))) == []
+    assert marked(html_table(["k", "v"], rows)) == []
+    with pytest.raises(TypeError, match="row indices, not per-row flags"):
+        html_table(["k", "v"], rows, highlight=[True, False, True, False])

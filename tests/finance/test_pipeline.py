@@ -77,6 +77,26 @@ def test_report_shows_the_credit_sections(trained) -> None:
         assert f"figures/{figure}" in html
 
 
+def test_report_highlights_exactly_the_flagged_fair_lending_groups(trained) -> None:
+    """Every group row whose flags are more than "not judged" is highlighted, and no other row; the
+    verdict above the tables counts the same rows."""
+    import re
+
+    result, _ = trained
+    html = (result.path / "report.html").read_text()
+    start = html.index("Credit risk: fair lending</h2>")
+    section = html[start:html.index("</section>", start)]
+    rows = re.findall(r"<tr( class=\"hl\")?>(.*?)</tr>", section.split("</thead>", 1)[1])
+    groups = [(bool(hl), re.findall(r"<td[^>]*>(.*?)</td>", cells)) for hl, cells in rows if "<td" in cells]
+    assert len(groups) >= 4  # Marital and Age groups
+    for highlighted, cells in groups:
+        flags = [f for f in cells[-1].split("; ") if f != "ok"]
+        assert highlighted == any(not f.endswith("not judged") for f in flags), cells
+    flagged = sum(highlighted for highlighted, _ in groups)
+    assert flagged >= 2  # credit_data has groups far below the four-fifths rule: several rows highlighted
+    assert f"<b>{flagged} group(s) flagged</b>" in section
+
+
 def test_exported_model_is_monotone_in_raw_units(trained) -> None:
     result, _ = trained
     session = _session(result)

@@ -20,7 +20,7 @@ import html
 import json
 import math
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,13 +116,21 @@ def _cell(value: Any, digits: int = 4) -> str:
     return f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>"
 
 
-def html_table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], *, highlight: int | None = None,
-               cls: str = "", digits: int = 4) -> str:
-    """An HTML table: every cell escaped and formatted by :func:`fmt`; row ``highlight`` marked."""
+def html_table(header: Sequence[str] | None, rows: Sequence[Sequence[Any]], *,
+               highlight: int | Collection[int] | None = None, cls: str = "", digits: int = 4) -> str:
+    """An HTML table: every cell escaped and formatted by :func:`fmt`.
+
+    ``highlight`` marks rows (class ``hl``): one row index, or a collection of them (e.g. the rows a
+    section flags for review).
+    """
+    marked = {highlight} if isinstance(highlight, int) else set(highlight or ())
+    if any(isinstance(i, bool) for i in marked):
+        raise TypeError("html_table: highlight takes row indices, not per-row flags; "
+                        "pass [i for i, flag in enumerate(flags) if flag]")
     head = "" if header is None else f"<thead><tr>{''.join(f'<th>{_esc(h)}</th>' for h in header)}</tr></thead>"
     body = []
     for i, row in enumerate(rows):
-        attr = ' class="hl"' if i == highlight else ""
+        attr = ' class="hl"' if i in marked else ""
         body.append(f"<tr{attr}>{''.join(_cell(c, digits) for c in row)}</tr>")
     return f'<table class="{cls}">{head}<tbody>{"".join(body)}</tbody></table>'
 

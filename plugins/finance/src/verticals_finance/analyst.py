@@ -24,11 +24,10 @@ import html
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from verticals.report import html_table, pyplot, save_figure
 from verticals.spec import ReportSection
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pathlib import Path
-
     import numpy as np
 
     from verticals_finance.pipeline import CreditRiskPipeline
@@ -40,20 +39,8 @@ BOOTSTRAP = 1000
 SMALL_TEST = 500
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _pct(x: float) -> str:
     return "n/a" if x != x else f"{100 * x:.1f} %"
-
-
-def _table(header: list[str], rows: list[list[Any]], flags: list[bool] | None = None) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join(
-        ("<tr class=\"hl\">" if flags and flags[i] else "<tr>") + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>"
-        for i, row in enumerate(rows))
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def bootstrap_auc(y: np.ndarray, p: np.ndarray, other: np.ndarray | None = None, *, draws: int = BOOTSTRAP,
@@ -140,13 +127,9 @@ def scorecard_rows(context: Any, scale: float) -> list[list[Any]]:
     return rows
 
 
-def _plot_ks(path: Path, grid: np.ndarray, bad: np.ndarray, good: np.ndarray, ks: float, at: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+def _plot_ks(context: Any, grid: np.ndarray, bad: np.ndarray, good: np.ndarray, ks: float, at: float) -> str:
+    """The KS chart (cumulative share of bads and goods by points); returns the figure's report path."""
+    fig, ax = pyplot().subplots(figsize=(5.6, 3.6))
     ax.step(grid, bad * 100, where="post", color="tab:red", label="bad applicants")
     ax.step(grid, good * 100, where="post", color="tab:blue", label="good applicants")
     ax.axvline(at, color="grey", ls="--", lw=1)
@@ -154,9 +137,7 @@ def _plot_ks(path: Path, grid: np.ndarray, bad: np.ndarray, good: np.ndarray, ks
            title=f"KS = {100 * ks:.1f} at {at:.0f} points, test split")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return save_figure(fig, context, "finance_ks.png")
 
 
 def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.ndarray,
@@ -173,7 +154,7 @@ def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.n
     small = crossfit is not None or n < SMALL_TEST
     cal = context.extras.get("calibration") or {}
     parts = [
-        f"<p><b>What “bad” means here:</b> {_esc(pipeline.bad_means or 'the positive label of the target')}. "
+        f"<p><b>What “bad” means here:</b> {html.escape(pipeline.bad_means or 'the positive label of the target')}. "
         "PD is the calibrated probability of that outcome; <i>good</i> is every other declared label.</p>",
         f"<p>The figures below rest on the test split: <b>{n}</b> applicants, <b>{bads}</b> bad "
         f"(observed bad rate {_pct(bads / max(n, 1))}); the model's mean PD there is {_pct(float(pd.mean()))}.</p>",
@@ -181,9 +162,9 @@ def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.n
         f"({boot['draws']} resamples of the test split).</p>",
     ]
     if best and "delta" in boot:
-        parts.append(f"<p>AUC minus the best baseline ({_esc(best)}): {boot['delta']:+.3f}, 95 % interval "
+        parts.append(f"<p>AUC minus the best baseline ({html.escape(best)}): {boot['delta']:+.3f}, 95 % interval "
                      f"{boot['delta_low']:+.3f} to {boot['delta_high']:+.3f} (paired resamples).</p>")
-    parts.append(f"<p>Calibration: Platt scaling fitted on {_esc(cal.get('fitted_on', 'the validation split'))}.</p>")
+    parts.append(f"<p>Calibration: Platt scaling fitted on {html.escape(str(cal.get('fitted_on', 'the validation split')))}.</p>")
     if small:
         runs = f" (run {crossfit.repeats} times over different folds)" if getattr(crossfit, "repeats", 1) > 1 else ""
         stop = ("log loss" if getattr(pipeline.training, "crossfit_stop_on", "metric") == "loss"
@@ -191,11 +172,11 @@ def _reading(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.n
         how = (f"early stopping and calibration used {crossfit.folds}-fold cross-fitting{runs} over the "
                f"{crossfit.rows} training and validation rows (each fold model stopped on its held-out fold's "
                f"{stop}; fold best epochs {crossfit.best_epochs}); the "
-               f"final model is the {_esc(crossfit.final_model)}, so the validation metrics in the "
+               f"final model is the {html.escape(crossfit.final_model)}, so the validation metrics in the "
                "standard sections are in-sample" if crossfit is not None else "no cross-fitting was needed")
         shape = (context.extras.get("shape") or {}).get("text")
         if shape:
-            how += f". The numeric features' curves are {_esc(shape)}"
+            how += f". The numeric features' curves are {html.escape(shape)}"
         oof = cal.get("out_of_fold_brier")
         if oof is not None:
             how += (f". Out-of-fold Brier score {float(oof):.4f} (the calibrated out-of-fold predictions of the "
@@ -224,7 +205,7 @@ def _bands_pivot(y: np.ndarray, scores: dict[str, np.ndarray], bands: Any) -> tu
     rates = [r["bad_rate"] for r in first if r["rows"]]
     monotonic = all(b >= a for a, b in pairwise(rates))
     header = ["band", "PD range"] + [f"{n}: {c}" for n in names for c in ("applicants", "share", "bad rate")]
-    return _table(header, rows), monotonic
+    return html_table(header, rows), monotonic
 
 
 def _fair_lending(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd: np.ndarray) -> ReportSection | None:
@@ -236,11 +217,11 @@ def _fair_lending(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd:
     test = context.splits.test
     opted = [n for n in pipeline.protected_features if n in declared]
     excluded = [n for n in declared if n not in opted]
-    parts = [f"<p>Protected attributes declared for this pipeline: <b>{_esc(', '.join(declared))}</b>. "
-             f"Excluded from the model's features: {_esc(', '.join(excluded) or 'none')}."]
+    parts = [f"<p>Protected attributes declared for this pipeline: <b>{html.escape(', '.join(declared))}</b>. "
+             f"Excluded from the model's features: {html.escape(', '.join(excluded) or 'none')}."]
     if opted:
         parts.append(f" <b>Used as model features at the config's explicit request "
-                     f"(fair_lending.use_as_features): {_esc(', '.join(opted))}</b>; they are never reason codes.")
+                     f"(fair_lending.use_as_features): {html.escape(', '.join(opted))}</b>; they are never reason codes.")
     parts.append(f" Approval at the cut-off: PD &lt; {pipeline.cutoff:.0%}. Adverse-impact ratio: a group's "
                  f"approval rate over the highest group's; below {AIR_THRESHOLD} fails the four-fifths rule. "
                  f"Groups under {MIN_GROUP} applicants are shown, not judged. Calibration is flagged when the "
@@ -248,11 +229,11 @@ def _fair_lending(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd:
     flagged = 0
     for name in declared:
         if name not in test.columns:
-            parts.append(f"<p>{_esc(name)}: not in the data; nothing to check.</p>")
+            parts.append(f"<p>{html.escape(name)}: not in the data; nothing to check.</p>")
             continue
         rows = group_table(name, test.get_column(name).to_list(), y, pd, pipeline.cutoff)
         flagged += sum(1 for r in rows if any(not f.endswith("not judged") for f in r["flags"]))
-        parts.append(f"<h3>{_esc(name)}</h3>" + _table(
+        parts.append(f"<h3>{html.escape(name)}</h3>" + html_table(
             ["group", "applicants", "share", "approval rate", "adverse-impact ratio", "AUC", "mean PD",
              "observed bad rate (95 %)", "flags"],
             [[r["group"], r["applicants"], _pct(r["share"]), _pct(r["approval_rate"]),
@@ -260,13 +241,13 @@ def _fair_lending(pipeline: CreditRiskPipeline, context: Any, y: np.ndarray, pd:
               "n/a" if r["auc"] != r["auc"] else f"{r['auc']:.3f}", _pct(r["mean_pd"]),
               f"{_pct(r['bad_rate'])} ({_pct(r['bad_rate_low'])}–{_pct(r['bad_rate_high'])})",
               "; ".join(r["flags"]) or "ok"] for r in rows],
-            [any(not f.endswith("not judged") for f in r["flags"]) for r in rows]))
+            highlight=[i for i, r in enumerate(rows) if any(not f.endswith("not judged") for f in r["flags"])]))
     verdict = (f"<p class=\"warn\"><b>{flagged} group(s) flagged</b>: review them before using this model.</p>"
                if flagged else "<p>No group flagged.</p>")
     return ReportSection("Credit risk: fair lending", verdict + "".join(parts))
 
 
-def analyst_sections(pipeline: CreditRiskPipeline, context: Any, folder: Path,
+def analyst_sections(pipeline: CreditRiskPipeline, context: Any,
                      baselines: dict[str, np.ndarray]) -> list[ReportSection]:
     """The sections of the module docstring, in reading order."""
     import numpy as np
@@ -289,7 +270,7 @@ def analyst_sections(pipeline: CreditRiskPipeline, context: Any, folder: Path,
             "an applicant's points are the base plus the sum over features (numeric features: see the effect "
             "curves). Applicants and bad rate per category are on the training split; a category with few "
             "applicants has an uncertain value.</p>")
-            + _table(["feature", "category", "applicants (train)", "bad rate (train)", "points"], card)))
+            + html_table(["feature", "category", "applicants (train)", "bad rate (train)", "points"], card)))
 
     pivot, monotonic = _bands_pivot(y, {MODEL_LABEL: pd, **baselines}, bands_from_json(extras.get("bands")))
     flag = ("" if monotonic else "<p class=\"warn\"><b>Flag:</b> the model's observed bad rate does not rise "
@@ -298,14 +279,14 @@ def analyst_sections(pipeline: CreditRiskPipeline, context: Any, folder: Path,
     sections.append(ReportSection("Credit risk: risk bands", flag + pivot))
 
     grid, bad, good, ks, at = ks_curve(y, points)
-    _plot_ks(folder / "finance_ks.png", grid, bad, good, ks, at)
+    ks_figure = _plot_ks(context, grid, bad, good, ks, at)
     cuts = cutoff_table(y, pd, points)
     sections.append(ReportSection("Credit risk: cut-offs and KS", (
         "<p>Approving applicants at or above a points cut-off: the share approved, their expected bad rate "
         "(mean PD) and observed bad rate, and the share of all bad applicants declined.</p>")
-        + _table(["cut-off (points ≥)", "approval rate", "expected bad rate", "observed bad rate", "bads declined"],
+        + html_table(["cut-off (points ≥)", "approval rate", "expected bad rate", "observed bad rate", "bads declined"],
                  [[r["cutoff"], _pct(r["approval_rate"]), _pct(r["expected_bad_rate"]), _pct(r["observed_bad_rate"]),
-                   _pct(r["bads_declined"])] for r in cuts]), ["figures/finance_ks.png"]))
+                   _pct(r["bads_declined"])] for r in cuts]), [ks_figure]))
     fair = _fair_lending(pipeline, context, y, pd)
     if fair is not None:
         sections.append(fair)

@@ -17,9 +17,9 @@ saw. Sections:
 from __future__ import annotations
 
 import html
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from verticals.report import html_table, pyplot, save_figure
 from verticals.spec import ReportSection
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,25 +31,6 @@ __all__ = ["bad_rate_by_band", "calibration_curve", "credit_sections", "psi_rows
 
 MODEL_LABEL = "credit_pd (this model)"
 _METRICS = ("auc", "gini", "ks", "brier", "logloss")
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if isinstance(value, float):
-        return "n/a" if value != value else f"{value:.{digits}f}"
-    return _esc(value)
-
-
-def _table(header: list[str], rows: list[list[Any]], highlight: int | None = None) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = ' class="hl"' if i == highlight else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -109,20 +90,11 @@ def _baselines(pipeline: CreditRiskPipeline, context: Any) -> dict[str, np.ndarr
     return {name: scores["test"] for name, scores in result.scores.items() if "test" in scores}
 
 
-def _figure_dir(context: Any) -> Path:
-    folder = Path(context.workdir) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _plot_comparison(path: Path, y: np.ndarray, scores: dict[str, np.ndarray]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_comparison(context: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> str:
+    """ROC and calibration curves of the model and the baselines; returns the figure's report path."""
     import numpy as np
 
-    fig, (roc, cal) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (roc, cal) = pyplot().subplots(1, 2, figsize=(10, 4.2))
     pos = y > 0.5
     for name, p in scores.items():
         order = np.argsort(-p, kind="mergesort")
@@ -141,19 +113,14 @@ def _plot_comparison(path: Path, y: np.ndarray, scores: dict[str, np.ndarray]) -
     for ax in (roc, cal):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return save_figure(fig, context, "finance_roc_calibration.png")
 
 
-def _plot_points(path: Path, y: np.ndarray, points: dict[str, np.ndarray]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_points(context: Any, y: np.ndarray, points: dict[str, np.ndarray]) -> str:
+    """Points of good and bad applicants per model; returns the figure's report path."""
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.6), sharey=True, squeeze=False)
+    fig, axes = pyplot().subplots(1, len(points), figsize=(4.2 * len(points), 3.6), sharey=True, squeeze=False)
     everything = np.concatenate(list(points.values()))
     bins = np.linspace(np.percentile(everything, 0.5), np.percentile(everything, 99.5), 36)
     for ax, (name, pts) in zip(axes[0], points.items(), strict=True):
@@ -162,23 +129,18 @@ def _plot_points(path: Path, y: np.ndarray, points: dict[str, np.ndarray]) -> No
         ax.set(title=name, xlabel="points (higher = lower risk)")
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("density")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return save_figure(fig, context, "finance_points_by_class.png")
 
 
-def _plot_bands(path: Path, per_model: dict[str, list[dict[str, Any]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot_bands(context: Any, per_model: dict[str, list[dict[str, Any]]]) -> str:
+    """Bad rate and share of applicants per band and model; returns the figure's report path."""
     import numpy as np
 
     names = list(per_model)
     bands = [r["band"] for r in per_model[names[0]]]
     x = np.arange(len(bands))
     width = 0.8 / len(names)
-    fig, (rate_ax, share_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (rate_ax, share_ax) = pyplot().subplots(1, 2, figsize=(10, 3.8))
     for i, name in enumerate(names):
         rows = per_model[name]
         rate_ax.bar(x + i * width, [r["bad_rate"] if r["rows"] else 0 for r in rows], width, label=name)
@@ -188,12 +150,10 @@ def _plot_bands(path: Path, per_model: dict[str, list[dict[str, Any]]]) -> None:
         ax.set(title=title + ", test split", xlabel="band")
         ax.grid(axis="y", alpha=0.3)
     rate_ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return save_figure(fig, context, "finance_bad_rate_by_band.png")
 
 
-def _comparison_section(pipeline: CreditRiskPipeline, context: Any, folder: Path) -> ReportSection:
+def _comparison_section(pipeline: CreditRiskPipeline, context: Any) -> ReportSection:
     import numpy as np
 
     from verticals_finance.scorecard import Scaling, bands_from_json
@@ -207,7 +167,7 @@ def _comparison_section(pipeline: CreditRiskPipeline, context: Any, folder: Path
     gap = ""
     if best is not None:
         delta = metrics[MODEL_LABEL]["auc"] - metrics[best]["auc"]
-        gap = (f"<p>Test AUC of the model minus the best baseline ({_esc(best)}): <b>{delta:+.4f}</b> "
+        gap = (f"<p>Test AUC of the model minus the best baseline ({html.escape(best)}): <b>{delta:+.4f}</b> "
                f"on {len(y)} applicants ({int(y.sum())} bad).</p>")
     scaling = Scaling.from_json(context.extras.get("scaling"))
     bands = bands_from_json(context.extras.get("bands"))
@@ -217,27 +177,23 @@ def _comparison_section(pipeline: CreditRiskPipeline, context: Any, folder: Path
         for r in band_list:
             band_rows.append([name, r["band"], r["pd_range"], r["rows"], r["share"], r["bad_rate"], r["mean_pd"]])
     cal = context.extras.get("calibration") or {}
-    calibration = (f"<p>Calibration: Platt scaling fitted on {_esc(cal.get('fitted_on', 'the validation split'))} "
+    calibration = (f"<p>Calibration: Platt scaling fitted on {html.escape(str(cal.get('fitted_on', 'the validation split')))} "
                    f"({cal.get('rows', '?')} applicants), PD = sigmoid({cal.get('a', 1.0):.4f} · logit + {cal.get('b', 0.0):.4f})"
-                   f"{' — ' + _esc(cal['note']) if cal.get('note') else ''}. Baselines are not recalibrated.</p>")
+                   f"{' — ' + html.escape(str(cal['note'])) if cal.get('note') else ''}. Baselines are not recalibrated.</p>")
     points = {name: scaling.points(p) for name, p in scores.items()}
-    _plot_comparison(folder / "finance_roc_calibration.png", y, scores)
-    _plot_points(folder / "finance_points_by_class.png", y, points)
-    _plot_bands(folder / "finance_bad_rate_by_band.png", per_band)
+    images = [_plot_comparison(context, y, scores), _plot_points(context, y, points), _plot_bands(context, per_band)]
     seconds = context.extras.get("baseline_seconds") or {}
-    fit_times = ", ".join(f"{_esc(k)} {v:.1f} s" for k, v in seconds.items())
+    fit_times = ", ".join(f"{html.escape(str(k))} {v:.1f} s" for k, v in seconds.items())
     body = (
         "<p>All figures on the test split. Points: "
         f"{scaling.base_points:g} at good:bad odds {scaling.base_odds:g}:1, {scaling.pdo:g} points to double "
         "the odds; baselines' PDs are put on the same scale. Baselines are trained in the same run on "
         f"the same split and inputs (fit time: {fit_times or 'n/a'}).</p>"
-        + gap + _table(["model", *_METRICS], rows, highlight=0) + calibration
+        + gap + html_table(["model", *_METRICS], rows, highlight=0) + calibration
         + "<h3>Applicants and bad rate per band</h3>"
-        + _table(["model", "band", "PD range", "rows", "share", "bad rate", "mean PD"], band_rows)
+        + html_table(["model", "band", "PD range", "rows", "share", "bad rate", "mean PD"], band_rows)
     )
-    return ReportSection("Credit risk: model vs baselines", body,
-                         ["figures/finance_roc_calibration.png", "figures/finance_points_by_class.png",
-                          "figures/finance_bad_rate_by_band.png"])
+    return ReportSection("Credit risk: model vs baselines", body, images)
 
 
 def _effect_curves(context: Any, scale: float, points: int = 60) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -269,7 +225,7 @@ def _effect_curves(context: Any, scale: float, points: int = 60) -> dict[str, tu
     return curves
 
 
-def _reasons_section(pipeline: CreditRiskPipeline, context: Any, folder: Path) -> ReportSection:
+def _reasons_section(pipeline: CreditRiskPipeline, context: Any) -> ReportSection:
     import numpy as np
 
     from verticals_finance.scorecard import Scaling
@@ -294,14 +250,9 @@ def _reasons_section(pipeline: CreditRiskPipeline, context: Any, folder: Path) -
     images = []
     curves = _effect_curves(context, scale)
     if curves:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         cols = 3
         count = len(curves)
-        fig, axes = plt.subplots((count + cols - 1) // cols, cols, figsize=(11, 2.7 * ((count + cols - 1) // cols)),
+        fig, axes = pyplot().subplots((count + cols - 1) // cols, cols, figsize=(11, 2.7 * ((count + cols - 1) // cols)),
                                  squeeze=False)
         from verticals_finance.reasons import feature_label
 
@@ -314,17 +265,14 @@ def _reasons_section(pipeline: CreditRiskPipeline, context: Any, folder: Path) -
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[count:]:
             ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(folder / "finance_feature_effects.png", dpi=90)
-        plt.close(fig)
-        images.append("figures/finance_feature_effects.png")
+        images.append(save_figure(fig, context, "finance_feature_effects.png"))
     body = (
         "<p>Each applicant's reasons are the features that cost the most points compared with the average "
         "training applicant (the model's exact additive contributions, converted to points); a feature that "
         "lowers the risk is never a reason, and a feature the model does not use (its contribution never "
         "moves) is never listed. The curves show, for each numeric feature, the points it adds (up) or "
         "costs (down) across its training range; constrained features are green.</p>"
-        + _table(["feature", "used", "monotonic", "share of applicants with it as first reason",
+        + html_table(["feature", "used", "monotonic", "share of applicants with it as first reason",
                   "mean |points|", "largest cost (points)"], rows)
     )
     return ReportSection("Credit risk: reason codes and monotonic constraints", body, images)
@@ -342,7 +290,7 @@ def _psi_section(pipeline: CreditRiskPipeline, context: Any) -> ReportSection:
         "which order applicants identically). PSI &lt; 0.1 stable, 0.1–0.25 moderate, &gt; 0.25 significant. "
         "The test split is a random sample of the same data, so small values are expected here; the monitor "
         "flow computes the same on each scored batch.</p>"
-        + _table(["feature", "kind", "PSI", "status"], [[r["feature"], r["kind"], r["psi"], r["status"]] for r in rows])
+        + html_table(["feature", "kind", "PSI", "status"], [[r["feature"], r["kind"], r["psi"], r["status"]] for r in rows])
     )
     return ReportSection("Credit risk: population stability (PSI)", body)
 
@@ -351,7 +299,6 @@ def credit_sections(pipeline: CreditRiskPipeline, context: Any) -> list[ReportSe
     """The finance sections of the training report (see the module docstring)."""
     from verticals_finance.analyst import analyst_sections
 
-    folder = _figure_dir(context)
-    comparison = _comparison_section(pipeline, context, folder)
-    return [*analyst_sections(pipeline, context, folder, _baselines(pipeline, context)), comparison,
-            _reasons_section(pipeline, context, folder), _psi_section(pipeline, context)]
+    comparison = _comparison_section(pipeline, context)
+    return [*analyst_sections(pipeline, context, _baselines(pipeline, context)), comparison,
+            _reasons_section(pipeline, context), _psi_section(pipeline, context)]
