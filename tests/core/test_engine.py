@@ -54,8 +54,10 @@ class TemperedPipeline(ReferencePipeline):
         ax.hist(context.predictions["test"]["score"].to_numpy(), bins=20)
         fig.savefig(Path(context.workdir) / "temperature.png")
         plt.close(fig)
-        return [ReportSection("Temperature", f"<p>T = {context.extras['temperature']:.3f}</p>",
-                              images=["temperature.png"])]
+        # The sections see everything fit_extras returned, the baselines' metrics included.
+        constant = context.extras["baseline_metrics"]["constant"]["auc"]
+        return [ReportSection("Temperature", f"<p>T = {context.extras['temperature']:.3f}; "
+                                             f"constant baseline AUC {constant:.2f}</p>", images=["temperature.png"])]
 
 
 class TemperedPlugin(ReferencePlugin):
@@ -256,7 +258,7 @@ def test_report_shows_what_the_run_did(run) -> None:
     page = (run["version"].path / "report.html").read_text()
     test_auc = run["evaluation"].metrics["test"]["auc"]
     assert f"{test_auc:.4f}" in page
-    assert "Temperature" in page and 'src="temperature.png"' in page
+    assert "Temperature" in page and 'src="temperature.png"' in page and "constant baseline AUC 0.50" in page
     assert "rows per split" in page.lower() and "ONNX export" in page and "int8" in page
     assert "No training row was rejected." in page
 

@@ -89,6 +89,8 @@ def test_metrics_lead_time_and_baselines(trained):
     # fleet this small (36 machines) gradient boosting was ahead in the measured learning curve.
     assert "The goal over seeds" in report and "met on the built-in fleet of 800 machines" in report
     assert "below at 200" in report
+    # The comparison section lists the baselines next to the network and says where it stands.
+    assert "<td>hist_gradient_boosting</td>" in report and "Against gradient boosting:" in report
     assert "this run trained on 36 machines" in report and "drew level with gradient boosting at about 400" in report
 
 

@@ -79,6 +79,9 @@ def test_metrics_baseline_and_operating_point_are_stored(trained):
     assert point["valid_sensitivity"] >= 0.9  # chosen on validation to reach the target
     report = (result.path / "report.html").read_text()
     assert "pixel_logistic" in report and "Grad-CAM" in report and "Operating point" in report
+    # The section shows the baseline's AUROC from this run, not a blank.
+    baseline_auroc = metrics["baselines"]["pixel_logistic"]["auroc"]
+    assert f"pixel_logistic baseline AUROC (test, same split)</th><td>{baseline_auroc:.3f}" in report
     assert list(result.path.rglob("gradcam-*.png"))
 
 

@@ -58,6 +58,13 @@ def test_metrics_json_has_the_model_and_the_three_baselines_under_the_agreed_key
     report = result.report_path.read_text()
     assert "model against the baselines" in report and "Example users" in report and "EASE" in report
     assert "held-out next item" in report and "retail_coverage_bias.png" in report
+    # The plugin's comparison section fills the baselines' rows with this run's figures.
+    from verticals.report import fmt
+
+    section = report[report.rindex("model against the baselines"):]
+    section = section[: section.find("<h2", 1)]
+    assert fmt(metrics["baselines"]["ease"]["recall@10"]) in section
+    assert fmt(metrics["baselines"]["popularity"]["ndcg@10"]) in section
     assert (result.report_path.parent / "figures" / "retail_recall_at_k.png").is_file()
 
 

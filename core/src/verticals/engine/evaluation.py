@@ -139,9 +139,11 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
         # fit_extras may complete the preprocessor's scoring-time state (e.g. a recommender's known
         # histories, held-out rows included): the version stores the state as it is now.
         fitted.preprocessor_state = _state_ready(pre.state(), pipe.qualified_name)
+        # The report sections see everything fit_extras returned (TrainContext.extras); the manifest's
+        # extras leave the baselines' metrics out (they go to metrics.json).
+        context.extras = dict(raw_extras)
         baselines = dict(raw_extras.pop("baseline_metrics", None) or {})
         extras = raw_extras
-        context.extras = dict(extras)
         try:
             artifacts = _write_artifacts(pipe.artifacts(context) or {}, pipe.qualified_name)
         except VerticalsError:
