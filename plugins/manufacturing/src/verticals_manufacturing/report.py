@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LEVEL_MACHINES", "failure_sections"]
 
 #: Fleet size at which the fleet network drew level with gradient boosting on the built-in fleet
-#: (test PR-AUC, mean over seeds 0–4: −0.024 at 200 machines, −0.001 at 400, +0.008 at 800;
-#: ``bench/manufacturing_pr_auc.py --machines 200 400 800``).
+#: (test PR-AUC, network − gradient boosting: −0.024 at 200 machines and −0.001 at 400 over seeds 0–4,
+#: −0.002 at 800 over seeds 0–9; ``bench/manufacturing_pr_auc.py --machines 200 400 800``).
 LEVEL_MACHINES = 400
 
 _COLUMNS = (("pr_auc", "PR-AUC"), ("auc", "ROC-AUC"), ("recall_at_1pct_fpr", "recall at 1 % false alarms"),
