@@ -332,6 +332,21 @@ def check_target_free(pipe: Pipeline, dataset: DatasetSpec, pool: pl.DataFrame, 
         )
 
 
+def _fold(pipe: Any, dataset: Any, pool: pl.DataFrame, held: np.ndarray, shared: Any | None,
+          fit_frame: Any = None) -> tuple[pl.DataFrame, pl.DataFrame, Any]:
+    """One fold of the pooled rows: ``(training rows, held-out rows, preprocessor)``. The preprocessor is
+    ``shared`` when given (a bag of fold models shares one), else a new one fitted on the training rows
+    (``fit_frame(pre, rows)`` picks the rows it is fitted on, e.g. without context rows)."""
+    import polars as pl
+
+    inner, outer = pool.filter(pl.Series(~held)), pool.filter(pl.Series(held))
+    if shared is not None:
+        return inner, outer, shared
+    pre = pipe.preprocessor(dataset)
+    pre.fit(inner if fit_frame is None else fit_frame(pre, inner))
+    return inner, outer, pre
+
+
 def _train_fold(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, pre: Preprocessor, train: Any, held: Any,
                 *, seed: int, epochs: int, batch_size: int, device: str, progress: bool,
                 model_spec: ModelSpec | None = None) -> tuple[FitOutput, Any]:
@@ -436,12 +451,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
         for k in range(folds):
             run_seed = repeat_seed(seed, r) + k + 1
             held = labels == k
-            inner, outer = pool.filter(pl.Series(~held)), pool.filter(pl.Series(held))
-            if final == "bag":
-                pre = shared
-            else:
-                pre = pipe.preprocessor(dataset)
-                pre.fit(inner)
+            inner, outer, pre = _fold(pipe, dataset, pool, held, shared if final == "bag" else None)
             train_batch, valid_batch = pre.transform(inner, with_target=True), pre.transform(outer, with_target=True)
             out, graph = _train_fold(pipe, dataset, spec, pre, train_batch, valid_batch, seed=run_seed,
                                      epochs=epochs, batch_size=batch_size, device=device, progress=progress)
@@ -594,13 +604,8 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
         labels = group_fold_labels(row_groups, row_marked, folds, repeat_seed(seed, r))
         for k in range(folds):
             run_seed = repeat_seed(seed, r) + k + 1
-            held = labels == k
-            inner, outer = pool.filter(pl.Series(~held)), pool.filter(pl.Series(held))
-            if final == "bag":
-                pre = shared
-            else:
-                pre = pipe.preprocessor(dataset)
-                pre.fit(fit_frame(pre, inner))
+            inner, outer, pre = _fold(pipe, dataset, pool, labels == k, shared if final == "bag" else None,
+                                      fit_frame)
             train_ex = Examples(pre, inner, name=f"fold {k + 1} training", chunk_rows=chunk)
             held_ex = Examples(pre, outer, name=f"fold {k + 1} held-out", chunk_rows=chunk)
             out, graph = _train_fold(pipe, dataset, spec, pre, train_ex, held_ex, seed=run_seed, epochs=epochs,
