@@ -41,6 +41,9 @@ TRAINING: dict[str, dict] = {
     "groups-k4": {"crossfit_groups": True, "crossfit_folds": 4, "crossfit_final": "bag"},
     "groups-k5": {"crossfit_groups": True, "crossfit_folds": 5, "crossfit_final": "bag"},
     "groups-k5-refit": {"crossfit_groups": True, "crossfit_folds": 5, "crossfit_final": "refit"},
+    "ensemble-1": {"ensemble": 1},
+    "ensemble-3": {"ensemble": 3},
+    "ensemble-5": {"ensemble": 5},
 }
 
 

@@ -84,6 +84,10 @@ def test_metrics_lead_time_and_baselines(trained):
     assert extras["window"] == WINDOW and extras["horizon"] == HORIZON and 0 <= extras["threshold"] <= 1
     report = (result.path / "report.html").read_text()
     assert "alert lead time" in report and "sensor traces before failures" in report
+    # The auxiliary horizons are learned in training and said so; the exported graph has the two heads only.
+    assert "fails within each of 10 horizons (2 cycles to 30 cycles" in report
+    assert list(result.manifest["signature"]["outputs"]) == ["logits", "mode_logits"]
+    assert result.manifest["training"]["ensemble"] == 3 and "The network is the average of 3 copies" in report
     assert result.manifest["parity"]["passed"]
     # The report says plainly where the default model stands against the goal over seeds, and that on a
     # fleet this small (36 machines) gradient boosting was ahead in the measured learning curve.

@@ -46,6 +46,7 @@ class CrossFitted(SmallPlugin):
 def test_threshold_from_out_of_fold_windows_and_boosting_on_the_same_folds(tmp_path):
     from verticals.engine import train
     from verticals.postprocess import sigmoid
+    from verticals.spec import target_labels
     from verticals_manufacturing.evaluation import choose_threshold
 
     with use_plugins({"manufacturing": CrossFitted(machines=12)}):
@@ -57,12 +58,13 @@ def test_threshold_from_out_of_fold_windows_and_boosting_on_the_same_folds(tmp_p
     assert summary["groups"] == 12 and summary["group_column"] == "machine_id" and summary["final"] == "bag"
     extras = manifest["extras"]
     # The stored threshold is the cost-optimal one over every pooled window's out-of-fold probability.
-    expected = choose_threshold(record.target, sigmoid(np.asarray(record.outputs["logits"], dtype=np.float64)).reshape(-1),
+    labels = target_labels(record.target)  # column 0 of the fleet's [N, 1 + K] target
+    expected = choose_threshold(labels, sigmoid(np.asarray(record.outputs["logits"], dtype=np.float64)).reshape(-1),
                                 extras["costs"]["miss"], extras["costs"]["false_alarm"])
     assert extras["threshold"] == pytest.approx(expected["threshold"])
     assert extras["threshold_source"] == (f"out-of-fold probabilities of the {record.rows} pooled training and "
                                           "validation windows (3 folds of whole machines, 12 machines)")
-    assert np.count_nonzero(record.target > 0.5) > 0
+    assert np.count_nonzero(labels > 0.5) > 0
     metrics = json.loads((result.path / "metrics.json").read_text())
     for name in ("hist_gradient_boosting", "hist_gradient_boosting_crossfit", "logistic_regression"):
         assert 0.0 < metrics["baselines"][name]["pr_auc"] <= 1.0, name

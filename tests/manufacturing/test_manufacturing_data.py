@@ -173,11 +173,68 @@ def test_windows_are_the_last_w_readings_and_short_machines_are_counted():
     assert batch.skipped == {"first 3 readings of a machine (no full window yet)": 3,
                              "machine 'B' has 3 valid reading(s), fewer than a window of 4": 3,
                              "no label: the machine's readings end within the horizon (censored)": 2}
-    assert (batch.target > 0.5).tolist() == [False, False, False, True, True, False, False]
+    assert (batch.labels > 0.5).tolist() == [False, False, False, True, True, False, False]
     assert batch.aux["TWF"].to_list() == [0, 0, 0, 1, 1, 0, 0]
     # Context rows are read, never turned into examples.
     ctx = frame.filter(pl.col("machine_id") == "A").with_columns(pl.Series(CONTEXT, [True] * 6 + [False] * 6))
     assert pre.transform(ctx, with_target=True).ids["cycle"].to_list() == [6, 7, 8, 9]
+
+
+def test_auxiliary_horizons_are_labelled_without_looking_into_the_next_split():
+    from verticals.data.splits import Splits
+    from verticals_manufacturing.risk import auxiliary_labels
+
+    # Failures at 32 (inside the gap before validation) and at 45 (validation); H = 5, horizons 5 and 15.
+    frame = horizon_labels(_telemetry("A", 60, {32: "TWF", 45: "HDF"}), horizon=5, future=True)
+    train = frame.filter(pl.col("cycle") < 30)
+    valid = frame.filter(pl.col("cycle") < 60).with_columns((pl.col("cycle") < 35).alias(CONTEXT))
+    splits = auxiliary_labels(Splits(train, valid, frame.clear().with_columns(pl.lit(False).alias(CONTEXT)),
+                                     strategy="group_time"), horizon=5, fractions=(1.0, 3.0))
+    assert "_next_failure_any" not in splits.train.columns and "_last_reading" not in splits.valid.columns
+    pre = WindowPreprocessor(window=4, horizons=(1.0, 3.0))
+    pre.fit(splits.train)
+    train_target = pre.transform(splits.train, with_target=True)
+    at = dict(zip(train_target.ids["cycle"].to_list(), train_target.target.tolist(), strict=True))
+    assert at[20] == [0.0, 0.0, 1.0]   # the failure at 32 (in the gap) is 12 cycles ahead: seen at 15, not at 5
+    assert at[27][0] > 0.5 and at[27][1:] == [1.0, 1.0]
+    assert at[14] == [0.0, 0.0, 0.0]  # (14, 29]: no failure, and it ends before validation begins (35)
+    # No training label looks into the validation period (from 35 on) — the failure at 45 included.
+    train_only = horizon_labels(_telemetry("A", 60, {45: "HDF"}), horizon=5, future=True)
+    cut = auxiliary_labels(Splits(train_only.filter(pl.col("cycle") < 30),
+                                  train_only.filter(pl.col("cycle") >= 35).with_columns(pl.lit(False).alias(CONTEXT)),
+                                  train_only.clear().with_columns(pl.lit(False).alias(CONTEXT)), strategy="group_time"),
+                           horizon=5, fractions=(1.0, 3.0))
+    long = pre.transform(cut.train, with_target=True)
+    by_cycle = dict(zip(long.ids["cycle"].to_list(), long.target[:, 2].tolist(), strict=True))
+    assert by_cycle[19] == 0.0 and by_cycle[20] == -1.0 and by_cycle[29] == -1.0  # (20, 35] reaches validation
+    # Validation is the last part here: its horizons end with the machine's readings.
+    valid_target = pre.transform(splits.valid, with_target=True)
+    v = dict(zip(valid_target.ids["cycle"].to_list(), valid_target.target.tolist(), strict=True))
+    assert v[40][1:] == [1.0, 1.0] and v[50][1:] == [0.0, -1.0]  # 50: 9 readings left, fewer than 15
+    # Without the split's columns (a frame labelled by hand) the horizons are unknown, not negative.
+    plain = pre.transform(horizon_labels(_telemetry("A", 30), horizon=5), with_target=True)
+    assert (plain.target[:, 1:] == -1).all()
+
+
+def test_window_gru_horizon_head_trains_but_is_never_exported():
+    import torch
+    from verticals_manufacturing.evaluation import failure_loss
+    from verticals_manufacturing.graph import WindowGRU
+
+    torch.manual_seed(0)
+    model = WindowGRU(channels=9, n_modes=5, relative=4, horizons=3)
+    window = torch.randn(6, 9, 24)
+    assert len(model.train()(window)) == 3 and len(model.eval()(window)) == 2
+    outputs = model.train()(window)
+    label = torch.tensor([0.0, 1.0 + 2 / 64, 0.0, 0.0, 1.0, 0.0])
+    unknown = torch.column_stack([label, torch.full((6, 3), -1.0)])
+    # Unknown horizon labels add nothing; the loss on the label alone is the same as without them.
+    assert torch.allclose(failure_loss(outputs, unknown, 5), failure_loss(outputs[:2], label, 5))
+    known = unknown.clone()
+    known[:, 1:] = torch.tensor([[0.0, 0.0, 1.0]]).expand(6, 3)
+    assert failure_loss(outputs, known, 5) > failure_loss(outputs[:2], label, 5)
+    # The recurrence reads every channel and its change since the window's first 4 steps.
+    assert model.gru.input_size == 18 and WindowGRU(channels=9, n_modes=5).gru.input_size == 9
 
 
 def test_contradictory_labels_are_learned_as_the_failure_column_says():

@@ -82,6 +82,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from verticals.errors import PluginError
+from verticals.spec import target_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -92,7 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from verticals.spec import DatasetSpec, ModelSpec, Preprocessor, TrainingConfig
     from verticals.training import FitOutput
 
-__all__ = ["FINALS", "GROUPED_STRATEGIES", "CrossFit", "applies", "check_target_free", "fit_crossfitted",
+__all__ = ["FINALS", "GROUPED_STRATEGIES", "CrossFit", "applies", "averaged", "check_target_free", "fit_crossfitted",
            "fold_labels", "group_fold_labels", "grouped", "pool_groups", "repeat_seed"]
 
 #: The values of :attr:`TrainingConfig.crossfit_final`.
@@ -372,22 +373,33 @@ def _bagged(pipe: Pipeline, dataset: DatasetSpec, shared: Preprocessor, members:
             epochs: int) -> tuple[Any, Any, FitOutput, dict[str, Any], dict[str, Any]]:
     """``crossfit_final = "bag"``: the fold models averaged into one module, with the shared
     preprocessor and its graph module; ``(preprocessor, graph, fit output, info, model options)``."""
-    from verticals.ensemble import AveragedModel
-    from verticals.training import FitOutput
-
     info = dict(shared.info())
     options = dict(pipe.model_options(dataset, info))
-    ensemble = AveragedModel([m.model.to("cpu").eval() for m in members]).eval()
-    out = FitOutput(model=ensemble, history=_mean_history([m.history for m in members]),
-                    best_epoch=epochs, seconds=sum(m.seconds for m in members),
-                    device=members[0].device, stopped_early=any(m.stopped_early for m in members))
+    out = averaged(members, best_epoch=epochs)
     graph = shared.graph_module()
     if graph is not None:
         graph.to("cpu").eval()
     return shared, graph, out, info, options
 
 
-def _mean_history(histories: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+def averaged(members: list[FitOutput], best_epoch: int | None = None, count: str = "folds") -> FitOutput:
+    """Several trained models of one architecture as one fit output: an
+    :class:`~verticals.ensemble.AveragedModel` of them (CPU, eval mode), the mean history per epoch
+    (with ``count``: how many models were still training), the summed wall time and, unless given, the
+    members' median best epoch."""
+    import statistics
+
+    from verticals.ensemble import AveragedModel
+    from verticals.training import FitOutput
+
+    ensemble = AveragedModel([m.model.to("cpu").eval() for m in members]).eval()
+    best = int(statistics.median_low([m.best_epoch for m in members])) if best_epoch is None else int(best_epoch)
+    return FitOutput(model=ensemble, history=_mean_history([m.history for m in members], count), best_epoch=best,
+                     seconds=sum(m.seconds for m in members), device=members[0].device,
+                     stopped_early=any(m.stopped_early for m in members))
+
+
+def _mean_history(histories: list[list[dict[str, float]]], count: str = "folds") -> list[dict[str, float]]:
     """One row per epoch: the mean of each value over the fold models still training at that epoch."""
     rows: list[dict[str, float]] = []
     for e in range(max((len(h) for h in histories), default=0)):
@@ -395,7 +407,7 @@ def _mean_history(histories: list[list[dict[str, float]]]) -> list[dict[str, flo
         keys = [k for k in live[0] if k != "epoch" and all(k in r for r in live)]
         row: dict[str, float] = {"epoch": float(e + 1)}
         row.update({k: sum(float(r[k]) for r in live) / len(live) for k in keys})
-        row["folds"] = float(len(live))
+        row[count] = float(len(live))
         rows.append(row)
     return rows
 
@@ -438,7 +450,7 @@ def fit_crossfitted(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, split
     if final == "bag":
         check_target_free(pipe, dataset, pool, shared, seed)
     pool_target = shared.transform(pool, with_target=True).target
-    stratify = pool_target if pipe.task in ("binary", "multiclass") else None
+    stratify = target_labels(pool_target) if pipe.task in ("binary", "multiclass") else None
     members: list[FitOutput] = []
     best_epochs: list[int] = []
     fold_metrics: list[float] = []
@@ -587,7 +599,7 @@ def _fit_grouped(pipe: Pipeline, dataset: DatasetSpec, spec: ModelSpec, splits: 
     # rarest class (multiclass), where the ids name the group.
     row_marked = None
     if pipe.task in ("binary", "multiclass") and group in pool_ids.columns and len(target):
-        flat = target.reshape(len(target), -1)[:, 0].astype(np.float64)
+        flat = target_labels(target).astype(np.float64)
         if pipe.task == "binary":
             marked = flat > 0.5
         else:

@@ -111,7 +111,7 @@ class Pipeline:
         """
         if batch.target is None:
             return {}
-        return dict(self.metrics(batch.target, predictions.get_column(self.score_column).to_numpy()))
+        return dict(self.metrics(batch.labels, predictions.get_column(self.score_column).to_numpy()))
 
     def fit_extras(self, context: Any) -> dict[str, Any]:
         """Fit what comes after the network (calibration, reference distributions, baselines).

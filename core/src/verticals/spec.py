@@ -44,6 +44,7 @@ __all__ = [
     "SplitSpec",
     "TensorSpec",
     "TrainingConfig",
+    "target_labels",
 ]
 
 Role = Literal["id", "feature", "target", "group", "time", "weight", "attribute"]
@@ -320,6 +321,14 @@ class ModelSpec:
         return tuple(self.score_outputs) if self.score_outputs else tuple(self.outputs)
 
 
+def target_labels(target: np.ndarray) -> np.ndarray:
+    """The label per example of an encoded target ``[N]`` or ``[N, K]`` (its column 0; see :class:`Batch`)."""
+    import numpy as np
+
+    target = np.asarray(target)
+    return target if target.ndim == 1 else target.reshape(len(target), -1)[:, 0]
+
+
 @dataclass
 class Batch:
     """Examples ready for a model: ids, named input arrays, targets and per-row flags.
@@ -330,7 +339,10 @@ class Batch:
         inputs: model inputs by name, numpy arrays with the dtypes of :meth:`Preprocessor.signature`.
             Empty in a *light* batch (ids, targets and auxiliary data of a split too large to hold).
         target: the encoded target per example (float 0/1 for binary, int class for multiclass, item
-            index for ranking), or ``None`` when scoring.
+            index for ranking), or ``None`` when scoring. It may have more columns (``[N, K]``) for a
+            pipeline whose own ``loss`` learns from more than the label (auxiliary targets); the core
+            then reads column 0 as the label (:attr:`labels`: positive rate, class weights,
+            stratification, the report's curves).
         flags: per example, a comma-separated list of flagged columns (empty string for none), or
             ``None``.
         aux: per-example auxiliary data for metrics and reports (failure mode, class list, group), one
@@ -352,6 +364,11 @@ class Batch:
 
     def __len__(self) -> int:
         return self.ids.height
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """The label per example, ``[N]``: the target, or its column 0 when it has several."""
+        return None if self.target is None else target_labels(self.target)
 
     def take(self, index: Any) -> Batch:
         """The examples at ``index`` (a slice or an integer array), as a new batch.
@@ -643,6 +660,12 @@ class TrainingConfig:
     #: (:mod:`verticals.crossfit`). Cross-fitting that ``crossfit_below`` turns on over a grouped split
     #: (``group``, ``group_time``, ``leave_last``) cuts folds of whole groups too.
     crossfit_groups: bool = False
+    #: Train this many models on the same split, with seeds ``seed``, ``seed + 1``, …, each early-stopped
+    #: on the validation split, and average them into one (:class:`verticals.ensemble.AveragedModel`:
+    #: one exported graph, every output the members' mean; so only for outputs that average meaningfully,
+    #: such as logits). Lowers the variance of a network whose result moves with its seed; training time
+    #: grows in proportion. 1: one model. Cross-fitted runs ignore it (``crossfit_final="bag"`` averages).
+    ensemble: int = 1
 
 
 @dataclass

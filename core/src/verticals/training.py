@@ -157,6 +157,9 @@ def class_weights(task: str, target: np.ndarray) -> np.ndarray | None:
 
     if task not in ("binary", "multiclass") or target is None or len(target) == 0:
         return None
+    from verticals.spec import target_labels
+
+    target = target_labels(target)
     if task == "binary":
         counts = np.array([np.sum(target < 0.5), np.sum(target >= 0.5)], dtype=np.float64)
     else:
@@ -530,7 +533,6 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     steps = math.ceil(n / batch_size)
-    names: list[str] | None = None
     history: list[dict[str, float]] = []
     best_value: float | None = None
     best_epoch = 0
@@ -546,12 +548,9 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
     penalty = penalty if callable(penalty) else None
 
     def step(xb: dict[str, torch.Tensor], yb: torch.Tensor) -> float:
-        nonlocal names
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
             outs = _forward(model, graph_module, xb)
             loss = pipeline.loss(outs, yb, weights)
-        if names is None:
-            names = _output_names(pipeline, output_names, len(outs))
         objective = loss if penalty is None else loss + penalty(n).float()
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(objective).backward()
@@ -574,7 +573,9 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
     def validate() -> tuple[float, dict[str, Any]]:
         if valid_batch is not None:
             out_tensors = _predict_tensors(model, graph_module, x_valid, dev, max(batch_size, 8192))
-            train_names = names or _output_names(pipeline, output_names, len(out_tensors))
+            # Named by what the model returns in eval mode: outputs it adds in training only
+            # (auxiliary heads for the loss) are never predictions.
+            train_names = _output_names(pipeline, output_names, len(out_tensors))
             loss = _loss_value(pipeline, out_tensors, valid_batch.target, weights_cpu)
             if scorer is None:
                 outputs = {name: t.numpy() for name, t in zip(train_names, out_tensors, strict=True)}
@@ -583,16 +584,17 @@ def fit_model(pipeline: Pipeline, model: torch.nn.Module, graph_module: torch.nn
                                           batch_size=max(batch_size, 8192), names=score_names)
                 model.to(dev)
             return loss, evaluate_split(pipeline, outputs, valid_batch)[1]
-        total, count = 0.0, 0
+        total, count, returned = 0.0, 0, 1
         for b in valid_stream.batches(max(batch_size, 1)):
             if not len(b):
                 continue
             outs = _predict_tensors(model, graph_module, _to_tensors(b.inputs), dev, max(batch_size, 8192))
+            returned = len(outs)
             total += _loss_value(pipeline, outs, b.target, weights_cpu) * len(b)
             count += len(b)
         predicted = predict_examples(pipeline, scorer or model, graph_module, valid_stream, device=dev_name,
                                      batch_size=max(batch_size, 1), names=score_names if scorer else
-                                     _output_names(pipeline, output_names, 1 if names is None else len(names)),
+                                     _output_names(pipeline, output_names, returned),
                                      keep_outputs=False)
         model.to(dev)
         return total / max(count, 1), split_metrics(pipeline, predicted.predictions, predicted.batch)

@@ -177,7 +177,7 @@ def evaluate(pipeline: str, splits: Splits, fitted: FitResult, *, workdir: Path 
             if batch.target is not None and len(batch):
                 import polars as pl
 
-                frame = frame.with_columns(pl.Series("_target", batch.target))
+                frame = frame.with_columns(pl.Series("_target", batch.labels))
             if batch.aux is not None and len(batch):  # auxiliary data (failure mode, group) for reports
                 frame = frame.hstack(batch.aux.select([c for c in batch.aux.columns if c not in frame.columns]))
             frames[name] = frame

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from verticals.errors import UserError
+from verticals.errors import PluginError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -36,11 +36,13 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
         device = select_device(device)
         rows = splits.sizes()
         record = None
+        members = 0
         if crossfit.applies(config, splits):  # small data: K-fold cross-fitting (verticals.crossfit)
             _notify("before_train", pipeline=pipe.qualified_name,
                     config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
             pre, graph, out, info, options, record = crossfit.fit_crossfitted(
                 pipe, dataset, spec, splits, epochs=epochs, seed=seed, device=device, progress=progress)
+            members = record.models if record.final == "bag" else 0
         else:
             pre = pipe.preprocessor(dataset)
             pre.fit(drop_context(splits.train) if pre.rowwise else splits.train)
@@ -49,17 +51,27 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
             valid_batch = Examples(pre, splits.valid, name="valid", chunk_rows=chunk)
             info = dict(pre.info())
             options = dict(pipe.model_options(dataset, info))
-            seed_everything(seed)
-            model = spec.factory(info, **options)
+            size = int(getattr(config, "ensemble", 1))
+            if size < 1:
+                raise PluginError(f"pipeline '{pipe.qualified_name}': TrainingConfig.ensemble is {size}",
+                                  hint="set it to 1 (one model) or more (the average of that many seeds)")
             graph = pre.graph_module()
             _notify("before_train", pipeline=pipe.qualified_name,
                     config={"epochs": epochs, "seed": seed, "device": device, "data": data, "rows": rows})
-            with cpu_threads(model, device):
-                out = fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
-                                batch_size=config.batch_size, lr=config.learning_rate,
-                                weight_decay=config.weight_decay, patience=config.patience, seed=seed,
-                                device=device, class_weighting=config.class_weighting, progress=progress,
-                                output_names=spec.outputs, model_spec=spec)
+            fitted = []
+            for member in range(size):  # the same split, seeds seed, seed + 1, ...
+                seed_everything(seed + member)
+                model = spec.factory(info, **options)
+                with cpu_threads(model, device):
+                    fitted.append(fit_model(pipe, model, graph, train_batch, valid_batch, epochs=epochs,
+                                            batch_size=config.batch_size, lr=config.learning_rate,
+                                            weight_decay=config.weight_decay, patience=config.patience,
+                                            seed=seed + member, device=device,
+                                            class_weighting=config.class_weighting, progress=progress,
+                                            output_names=spec.outputs, model_spec=spec))
+            out = fitted[0] if size == 1 else crossfit.averaged(fitted, count="members")
+            if size > 1:
+                members = size
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(
@@ -67,7 +79,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
             info=info, model_options=options, weights=weights, history=[dict(h) for h in out.history],
             best_epoch=int(out.best_epoch), epochs=epochs, seed=seed, device=out.device,
             seconds=float(out.seconds), stopped_early=bool(out.stopped_early), rows=rows, crossfit=record,
-            members=record.models if record is not None and record.final == "bag" else 0)
+            members=members)
         if graph is not None:
             graph.to("cpu").eval()
         result._cache["modules"] = (pre, graph, trained)

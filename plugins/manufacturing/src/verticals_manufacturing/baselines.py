@@ -168,7 +168,7 @@ def baseline_extras(pipe: Any, context: Any, *, physics: bool = True,
         else:
             batch = context.batches[split]
             designs[split], categorical = process_design(batch, context.preprocessor.state()["medians"])
-            targets[split], auxes[split] = batch.target, batch.aux
+            targets[split], auxes[split] = batch.labels, batch.aux
     if len(designs["train"]) == 0 or len(np.unique(np.asarray(targets["train"]) > 0.5)) < 2:
         return {"baseline_metrics": {}, "baseline_note": "training split has one class: no baselines"}
     seed = int(getattr(getattr(context, "splits", None), "seed", None) or pipe.training.seed)

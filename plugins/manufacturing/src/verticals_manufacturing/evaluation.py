@@ -7,6 +7,14 @@ model learns two things from it: *whether* the machine fails (binary) and, for a
 (``bits`` < 32, 0 when no mode is known). Everything above 0.5 is a failure, which is how the core's
 binary metrics and class weights read it.
 
+**Auxiliary horizons.** The fleet pipeline's target has more columns (``[N, 1 + K]``, see
+:class:`verticals.spec.Batch`): column 0 is the encoded failure above, columns 1… say whether the
+machine fails within each of K shorter and longer horizons (1 / 0, or −1 where the data cannot tell:
+its readings end first, or the horizon reaches into the next split's period). A network with one
+logit per horizon (``window_gru``'s auxiliary head, used only in training) learns them too (weight
+:data:`AUX_LOSS_WEIGHT`): the same failures seen at several distances, a smoother signal of how close a
+failure is than one cut at H.
+
 **Alert threshold.** The user states what a missed failure costs and what a false alarm (a needless
 stop and inspection) costs. The threshold that minimises the expected cost per example on the
 validation split is stored with the model and applied at scoring (``alert`` column).
@@ -39,6 +47,7 @@ __all__ = [
 DEFAULT_MISS_COST = 10_000.0
 DEFAULT_FALSE_ALARM_COST = 500.0
 MODE_LOSS_WEIGHT = 0.5
+AUX_LOSS_WEIGHT = 1.0
 
 
 def encode_target(failure: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -53,8 +62,9 @@ def encode_target(failure: np.ndarray, bits: np.ndarray) -> np.ndarray:
 def decode_target(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(failure, mode bits)`` of an encoded target."""
     import numpy as np
+    from verticals.spec import target_labels
 
-    t = np.asarray(target, dtype=np.float64).reshape(-1)
+    t = np.asarray(target_labels(np.asarray(target)), dtype=np.float64).reshape(-1)
     failure = t > 0.5
     bits = np.where(failure, np.rint((t - 1.0) * 64.0), 0).astype(np.int64)
     return failure, bits
@@ -62,12 +72,27 @@ def decode_target(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def failure_loss(outputs: Sequence[torch.Tensor], target: torch.Tensor, n_modes: int) -> torch.Tensor:
     """Binary cross-entropy of the failure logit, plus (weight 0.5) the multi-label cross-entropy of
-    the mode logits on the failures whose modes are known."""
+    the mode logits on the failures whose modes are known, plus (weight :data:`AUX_LOSS_WEIGHT`), where
+    the model returns a third output and the target has auxiliary columns, the cross-entropy of the
+    horizon logits on the known (non-negative) horizon labels."""
     import torch
     import torch.nn.functional as F
 
     logits, mode_logits = outputs[0].float().reshape(-1), outputs[1].float()
-    t = target.float().reshape(-1)
+    full = target.float().reshape(len(logits), -1)
+    t = full[:, 0]
+    if len(outputs) > 2 and full.shape[1] > 1:
+        horizon_logits, labels = outputs[2].float(), full[:, 1:]
+        known = labels >= 0
+        if horizon_logits.shape != labels.shape:
+            raise ValueError(f"{horizon_logits.shape[1]} horizon logits for {labels.shape[1]} horizon labels")
+        if bool(known.any()):
+            each = F.binary_cross_entropy_with_logits(horizon_logits, labels.clamp(min=0), reduction="none")
+            aux = (each * known).sum() / known.sum()
+        else:
+            aux = torch.zeros((), device=logits.device)
+    else:
+        aux = None
     failure = (t > 0.5).float()
     loss = F.binary_cross_entropy_with_logits(logits, failure)
     bits = torch.where(t > 0.5, torch.round((t - 1.0) * 64.0), torch.zeros_like(t)).long()
@@ -76,6 +101,8 @@ def failure_loss(outputs: Sequence[torch.Tensor], target: torch.Tensor, n_modes:
         powers = 2 ** torch.arange(n_modes, device=bits.device)
         labels = ((bits[known].unsqueeze(1) // powers) % 2).float()
         loss = loss + MODE_LOSS_WEIGHT * F.binary_cross_entropy_with_logits(mode_logits[known], labels)
+    if aux is not None:
+        loss = loss + AUX_LOSS_WEIGHT * aux
     return loss
 
 

@@ -140,19 +140,35 @@ class WindowNet(nn.Module):
 
 class WindowGRU(nn.Module):
     """A one-layer GRU over a window of readings ``[N, C, W]`` (read oldest to newest): its last state
-    and the last reading, then a failure-within-H logit and one logit per mode."""
+    and the last reading, then a failure-within-H logit and one logit per mode.
 
-    def __init__(self, channels: int, n_modes: int, width: int = 32) -> None:
+    * ``relative`` > 0: each step also carries every channel's change since the window began (the
+      reading minus the mean of the window's first ``relative`` steps), so a drift is an input rather
+      than something the recurrence has to difference out of absolute levels that vary between
+      machines.
+    * ``horizons`` > 0: an auxiliary head with one logit per horizon of the target's auxiliary columns
+      (:mod:`verticals_manufacturing.evaluation`), returned as a third output **in training only**: the
+      exported graph and every prediction have the two outputs above.
+    """
+
+    def __init__(self, channels: int, n_modes: int, width: int = 32, relative: int = 0, horizons: int = 0) -> None:
         super().__init__()
-        self.gru = nn.GRU(channels, width, batch_first=True)
-        self.head = nn.Sequential(nn.Linear(width + channels, width), nn.SiLU())
+        self.relative = int(relative)
+        inputs = 2 * channels if self.relative else channels
+        self.gru = nn.GRU(inputs, width, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(width + inputs, width), nn.SiLU())
         self.failure = nn.Linear(width, 1)
         self.modes = nn.Linear(width, n_modes)
+        self.horizons = nn.Linear(width, int(horizons)) if horizons else None
 
-    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = window.transpose(1, 2)
+        if self.relative:
+            x = torch.cat([x, x - x[:, : self.relative].mean(dim=1, keepdim=True)], dim=2)
         h, _ = self.gru(x)
         z = self.head(torch.cat([h[:, -1], x[:, -1]], dim=1))
+        if self.training and self.horizons is not None:
+            return self.failure(z).squeeze(1), self.modes(z), self.horizons(z)
         return self.failure(z).squeeze(1), self.modes(z)
 
 

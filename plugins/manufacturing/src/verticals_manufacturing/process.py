@@ -296,7 +296,7 @@ class ProcessFailurePipeline(Pipeline):
     def evaluate(self, predictions: pl.DataFrame, batch: Batch) -> dict[str, Any]:
         from verticals_manufacturing.evaluation import failure_metrics
 
-        return failure_metrics(batch.target, predictions.get_column("probability").to_numpy(),
+        return failure_metrics(batch.labels, predictions.get_column("probability").to_numpy(),
                                predictions.get_column("alert").to_numpy(), modes=batch.aux,
                                mode_names=self.mode_names, predicted_mode=predictions.get_column("mode").to_list(),
                                costs=self.costs)
@@ -308,7 +308,7 @@ class ProcessFailurePipeline(Pipeline):
 
         valid = context.batches["valid"]
         probability = context.predictions["valid"].get_column("probability").to_numpy()
-        chosen = choose_threshold(valid.target, probability, self.costs["miss"], self.costs["false_alarm"])
+        chosen = choose_threshold(valid.labels, probability, self.costs["miss"], self.costs["false_alarm"])
         issues = label_issues(context.splits.train)
         if issues["mode_without_failure"] or issues["failure_without_mode"]:
             log.warning("%s: training labels disagree: %d row(s) with a mode flag but Machine failure = 0 "

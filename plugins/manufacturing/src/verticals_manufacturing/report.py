@@ -37,7 +37,7 @@ _COLUMNS = (("pr_auc", "PR-AUC"), ("auc", "ROC-AUC"), ("recall_at_1pct_fpr", "re
 def _test_scores(context: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     import numpy as np
 
-    y = np.asarray(context.batches["test"].target).reshape(-1) > 0.5
+    y = np.asarray(context.batches["test"].labels).reshape(-1) > 0.5
     scores = {"model": context.predictions["test"].get_column("probability").to_numpy()}
     baselines = getattr(context, "manufacturing_baselines", None) or {}
     targets = baselines.get("targets", {})
@@ -65,6 +65,25 @@ def _fleet_size(pipe: Any, context: Any) -> str:
                  "size\"). With this few machines, read the two rows above before trusting the network's ranking "
                  "over gradient boosting's, or train on more machines' telemetry.")
     return text + "</p>"
+
+
+def _network(pipe: Any, context: Any) -> str:
+    """What the fleet network is beyond its registered name: an average of seeds, an auxiliary head."""
+    model = getattr(context, "model", None)
+    members = list(getattr(model, "members", None) or ([model] if model is not None else []))
+    parts = []
+    if len(members) > 1 and getattr(context, "crossfit", None) is None:
+        parts.append(f"The network is the average of {len(members)} copies trained with consecutive seeds on the "
+                     "same split (<code>TrainingConfig.ensemble</code>), each early-stopped on validation.")
+    head = getattr(members[0], "horizons", None) if members else None
+    fractions = getattr(getattr(context, "preprocessor", None), "horizons", ())
+    horizon = getattr(pipe, "horizon", None)
+    if head is not None and fractions and horizon is not None:
+        span = f"{pipe.layout.describe(fractions[0] * horizon)} to {pipe.layout.describe(fractions[-1] * horizon)}"
+        parts.append(f"In training it also learned whether the machine fails within each of {len(fractions)} "
+                     f"horizons ({html.escape(span)}, a head the exported graph does not have): the "
+                     "training loss in the loss plot includes that term, the validation loss does not.")
+    return f"<p>{' '.join(parts)}</p>" if parts else ""
 
 
 def _comparison(pipe: Any, context: Any) -> ReportSection:
@@ -100,7 +119,7 @@ def _comparison(pipe: Any, context: Any) -> ReportSection:
                "validation. Same physics features for all. The network's validation figures are in-sample "
                "(it trained on the validation period); its out-of-fold "
                f"{html.escape(pipe.primary_metric)} is {fmt(crossfit.oof_metric)}.</p>")
-    body = (how
+    body = (how + _network(pipe, context)
             + html_table(["model", *[label for _, label in _COLUMNS]], rows))
     model_auc = test.get("pr_auc", float("nan"))
     trees = baselines.get("hist_gradient_boosting", {}).get("pr_auc", float("nan"))

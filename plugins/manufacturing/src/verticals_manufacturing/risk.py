@@ -16,7 +16,12 @@ fails within the next ``H`` cycles, the most likely mode, and a cost-based alert
   valid readings of its machine: the last ``W`` readings ``[W, 6]``. Imputation of dropouts, the power,
   wear × torque and temperature-difference channels and the scaling run in the exported graph
   (:class:`verticals_manufacturing.graph.FleetGraph`).
-* Model ``window_gru`` (:class:`verticals_manufacturing.graph.WindowGRU`), chosen by validation PR-AUC
+* Auxiliary horizons: :func:`auxiliary_labels`, per split after it is cut: whether the machine fails
+  within each of :data:`AUX_HORIZONS` × H (2 to 30 cycles), never looking into a later split; they
+  are columns 1… of the training target (:mod:`verticals_manufacturing.evaluation`), which
+  ``window_gru``'s auxiliary head learns in training only.
+* Model ``window_gru`` (:class:`verticals_manufacturing.graph.WindowGRU`, with each channel's change
+  since the window began as more inputs and the auxiliary head), chosen by validation PR-AUC
   over seeds 0–4 on the same data and splits over the 1-D CNN ``window_cnn``
   (:class:`verticals_manufacturing.graph.WindowNet`) and level with the wide-and-deep ``window_wide``
   (:class:`verticals_manufacturing.graph.WindowWide`), which is larger
@@ -47,6 +52,7 @@ from verticals.spec import (
     SplitSpec,
     TensorSpec,
     TrainingConfig,
+    target_labels,
 )
 
 from verticals_manufacturing.evaluation import DEFAULT_FALSE_ALARM_COST, DEFAULT_MISS_COST
@@ -59,7 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from verticals.spec import DatasetSpec, ReportSection
 
-__all__ = ["FailureRiskPipeline", "WindowPreprocessor", "fleet_schema", "fleet_split", "horizon_labels",
+__all__ = ["FailureRiskPipeline", "WindowPreprocessor", "auxiliary_labels", "fleet_schema", "fleet_split", "horizon_labels",
            "lead_times"]
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,12 @@ MACHINE, CYCLE = "machine_id", "cycle"
 WINDOW = 24
 HORIZON = 10
 LABEL, BITS, NEXT = "_failure_within_h", "_mode_bits", "_next_failure"
+#: Auxiliary horizons, as fractions of H, whose labels ``window_gru`` also learns in training
+#: (:mod:`verticals_manufacturing.evaluation`, "Auxiliary horizons"): 2, 4, … 30 cycles at H = 10.
+AUX_HORIZONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0)
+#: Per reading, bit k: the label at auxiliary horizon k is known / is a failure (set by the split).
+AUX_KNOWN, AUX_POSITIVE = "_aux_known", "_aux_positive"
+_NEXT_ANY, _LAST = "_next_failure_any", "_last_reading"
 #: The goal (the network's mean test PR-AUC at or above gradient boosting's) on the built-in fleet,
 #: seeds 0–4, measured with ``bench/manufacturing_pr_auc.py --machines 200 400 800`` (docs/manufacturing.md,
 #: "Fleet size", has the tables).
@@ -111,10 +123,12 @@ def fleet_split(horizon: int = HORIZON) -> SplitSpec:
 
 
 def horizon_labels(frame: pl.DataFrame, horizon: float, modes: Sequence[str] = FLEET_MODES,
-                   layout: TelemetryLayout = FLEET_LAYOUT) -> pl.DataFrame:
+                   layout: TelemetryLayout = FLEET_LAYOUT, *, future: bool = False) -> pl.DataFrame:
     """``frame`` with ``_failure_within_h`` (1 / 0 / null when censored), ``_mode_bits`` (the modes of
     that next failure as bits of ``modes``) and ``_next_failure`` (its time in the layout's unit: the
-    cycle, or seconds since 1970 for datetimes; null when none within H).
+    cycle, or seconds since 1970 for datetimes; null when none within H). With ``future``, also the
+    time of the machine's next failure however far (``_next_failure_any``) and of its last reading
+    (``_last_reading``), which :func:`auxiliary_labels` reads after the split.
 
     A reading at time ``t`` is positive when its machine's next failure comes in ``(t, t + H]``; a
     failure at ``t`` itself belongs to the readings before it (the reading that failed is no warning).
@@ -142,7 +156,56 @@ def horizon_labels(frame: pl.DataFrame, horizon: float, modes: Sequence[str] = F
         .otherwise(None).cast(pl.Int8).alias(LABEL),
         pl.when(within).then(pl.col("__bits")).otherwise(0).cast(pl.Int64).alias(BITS),
         pl.when(within).then(pl.col("__next")).otherwise(None).cast(next_dtype).alias(NEXT),
+        *([pl.col("__next").cast(pl.Float64).alias(_NEXT_ANY), pl.col("__last").cast(pl.Float64).alias(_LAST)]
+          if future else []),
     ).drop("__t", "__fc", "__fb", "__next", "__bits", "__last")
+
+
+def auxiliary_labels(splits: Any, horizon: float, layout: TelemetryLayout = FLEET_LAYOUT,
+                     fractions: Sequence[float] = AUX_HORIZONS) -> Any:
+    """Per split, the labels of the auxiliary horizons ``fraction × H`` as two bit masks per reading
+    (``_aux_known``, ``_aux_positive``), from :func:`horizon_labels`' ``future`` columns (then dropped).
+
+    A label must not look into a later split: with ``group_time`` the parts are cut at global times, so
+    a reading's label at horizon ``h`` is known only if the machine's next failure comes within ``h``
+    *before* the first example time of the next part (``boundary``), or if ``(t, t + h]`` ends before
+    that boundary and before the machine's last reading (no failure seen). The gap before each part is
+    only H long, so without the boundary a training label at 3 H would see validation failures.
+    Other strategies split whole machines or rows and have no boundary.
+    """
+    import dataclasses
+    import math
+
+    import polars as pl
+
+    parts = {name: getattr(splits, name) for name in ("train", "valid", "test")}
+    if any(_NEXT_ANY not in frame.columns for frame in parts.values()):
+        return splits
+
+    def start(frame: pl.DataFrame) -> float:
+        own = frame.filter(~pl.col(CONTEXT).fill_null(False)) if CONTEXT in frame.columns else frame
+        if not own.height:
+            return math.inf
+        first = own.select(layout.numeric_time_expr().min()).item()
+        return math.inf if first is None else float(first)
+
+    later = {"train": ("valid", "test"), "valid": ("test",), "test": ()}
+    grouped_time = getattr(splits, "strategy", "") == "group_time"
+    out = {}
+    for name, frame in parts.items():
+        boundary = min((start(parts[n]) for n in later[name]), default=math.inf) if grouped_time else math.inf
+        t, nxt, last = layout.numeric_time_expr().cast(pl.Float64), pl.col(_NEXT_ANY), pl.col(_LAST)
+        seen = nxt.is_not_null() & (nxt < boundary)
+        known, positive = pl.lit(0, dtype=pl.Int32), pl.lit(0, dtype=pl.Int32)
+        for k, fraction in enumerate(fractions):
+            h = float(fraction) * float(horizon)
+            hit = seen & ((nxt - t) <= h)
+            clear = (t + h < boundary) & ((last - t) >= h)
+            known = known + pl.when(hit | clear).then(1 << k).otherwise(0)
+            positive = positive + pl.when(hit).then(1 << k).otherwise(0)
+        out[name] = frame.with_columns(known.cast(pl.Int32).alias(AUX_KNOWN),
+                                       positive.cast(pl.Int32).alias(AUX_POSITIVE)).drop(_NEXT_ANY, _LAST)
+    return dataclasses.replace(splits, **out)
 
 
 def lead_times(machine: Sequence[str], cycle: np.ndarray, next_failure: Sequence[float | None],
@@ -183,10 +246,11 @@ class WindowPreprocessor(Preprocessor):
     chunk_rows: ClassVar[int | None] = 8192
 
     def __init__(self, window: int = WINDOW, modes: Sequence[str] = FLEET_MODES,
-                 layout: TelemetryLayout = FLEET_LAYOUT) -> None:
+                 layout: TelemetryLayout = FLEET_LAYOUT, horizons: Sequence[float] = AUX_HORIZONS) -> None:
         self.window = int(window)
         self.modes = tuple(modes)
         self.layout = layout
+        self.horizons = tuple(float(f) for f in horizons)
         self.group_by, self.order_by = layout.machine, layout.time  # type: ignore[misc]
         self.context_rows = self.window - 1  # type: ignore[misc]
         self.medians: list[float] = []
@@ -314,7 +378,13 @@ class WindowPreprocessor(Preprocessor):
             from verticals_manufacturing.evaluation import encode_target
 
             bits = work.get_column(BITS).to_numpy()[ends]
-            target = encode_target(labels[ends].astype(np.float64) > 0.5, bits)
+            target = np.full((len(ends), 1 + len(self.horizons)), -1.0, dtype=np.float32)
+            target[:, 0] = encode_target(labels[ends].astype(np.float64) > 0.5, bits)
+            if AUX_KNOWN in work.columns:  # the auxiliary horizons' labels (-1: unknown)
+                aux_known = work.get_column(AUX_KNOWN).fill_null(0).to_numpy()[ends]
+                aux_positive = work.get_column(AUX_POSITIVE).fill_null(0).to_numpy()[ends]
+                for k in range(len(self.horizons)):
+                    target[:, 1 + k] = np.where((aux_known >> k) & 1, (aux_positive >> k) & 1, -1)
             nxt = work.get_column(NEXT).gather(ends)
             aux = pl.DataFrame({m: ((bits >> i) & 1).astype(np.int8) for i, m in enumerate(self.modes)}).with_columns(
                 nxt.alias("next_failure"))
@@ -328,12 +398,12 @@ class WindowPreprocessor(Preprocessor):
 
     def info(self) -> dict[str, Any]:
         return {"channels": list(self.layout.channels), "window": self.window, "modes": list(self.modes),
-                "summary_means": self.summary_means, "summary_stds": self.summary_stds,
+                "aux_horizons": list(self.horizons), "summary_means": self.summary_means, "summary_stds": self.summary_stds,
                 "summary_quantiles": self.summary_quantiles}
 
     def state(self) -> dict[str, Any]:
         return {"window": self.window, "medians": self.medians, "means": self.means, "stds": self.stds,
-                "layout": self.layout.to_dict(), "summary_means": self.summary_means,
+                "layout": self.layout.to_dict(), "aux_horizons": list(self.horizons), "summary_means": self.summary_means,
                 "summary_stds": self.summary_stds, "summary_quantiles": self.summary_quantiles}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -348,6 +418,7 @@ class WindowPreprocessor(Preprocessor):
         self.summary_means = [float(v) for v in state.get("summary_means", [])]
         self.summary_stds = [float(v) for v in state.get("summary_stds", [])]
         self.summary_quantiles = [[float(q) for q in row] for row in state.get("summary_quantiles", [])]
+        self.horizons = tuple(float(f) for f in state.get("aux_horizons", AUX_HORIZONS))
 
     def graph_module(self) -> torch.nn.Module:
         from verticals_manufacturing.graph import FleetGraph
@@ -435,10 +506,15 @@ def window_wide(info: Mapping[str, Any], width: int = 32, sharpness: float = 8.0
                       learn_stumps=bool(learn_stumps), dropout=float(dropout))
 
 
-def window_gru(info: Mapping[str, Any], width: int = 32) -> Any:
+def window_gru(info: Mapping[str, Any], width: int = 32, relative: int = 4, auxiliary: bool = True) -> Any:
+    """``window_gru``: :class:`~verticals_manufacturing.graph.WindowGRU` with the change of every
+    channel since the window's first ``relative`` steps as more inputs and, with ``auxiliary``, a head
+    for the preprocessor's auxiliary horizons (training only)."""
     from verticals_manufacturing.graph import WindowGRU
 
-    return WindowGRU(len(info["channels"]), len(info["modes"]), width=int(width))
+    horizons = len(info.get("aux_horizons", ())) if auxiliary else 0
+    return WindowGRU(len(info["channels"]), len(info["modes"]), width=int(width), relative=int(relative),
+                     horizons=horizons)
 
 
 class FailureRiskPipeline(Pipeline):
@@ -469,8 +545,9 @@ class FailureRiskPipeline(Pipeline):
         OutputColumn("mode_probability", "float", "probability of that mode given a failure"),
         OutputColumn("alert", "bool", "probability at or above the cost-based threshold stored with the model"),
     )
+    #: ``ensemble=3``: the average of three GRUs of consecutive seeds (docs/manufacturing.md, "Fleet size").
     training = TrainingConfig(epochs=12, batch_size=256, learning_rate=2e-3, weight_decay=1e-4, patience=4,
-                              class_weighting=False, seed=42)
+                              class_weighting=False, seed=42, ensemble=3)
     mode_names: tuple[str, ...] = FLEET_MODES
     #: Where each model stands against the goal over seeds on the built-in fleet (the training report
     #: quotes it next to the run's own figures); ``None`` for a user's own telemetry.
@@ -506,7 +583,8 @@ class FailureRiskPipeline(Pipeline):
         return WindowPreprocessor(self.window, self.mode_names, self.layout)
 
     def split(self, frame: pl.DataFrame, dataset: DatasetSpec, seed: int) -> Any:
-        """Horizon labels on the whole data, then the dataset's split (``group_time`` with a gap ≥ H)."""
+        """Horizon labels on the whole data, then the dataset's split (``group_time`` with a gap ≥ H), then
+        the auxiliary horizons' labels per part (:func:`auxiliary_labels`)."""
         from verticals.data.splits import split_frame
         from verticals.errors import PluginError
 
@@ -517,7 +595,8 @@ class FailureRiskPipeline(Pipeline):
                               f"({self.layout.describe(self.horizon)}): training labels would "
                               "look into the validation and test periods",
                               hint=f"set SplitSpec(gap={self.horizon:g}) or more ({self.layout.unit})")
-        return split_frame(horizon_labels(frame, self.horizon, self.mode_names, self.layout), dataset, seed)
+        labelled = horizon_labels(frame, self.horizon, self.mode_names, self.layout, future=True)
+        return auxiliary_labels(split_frame(labelled, dataset, seed), self.horizon, self.layout)
 
     def loss(self, outputs: Sequence[torch.Tensor], target: torch.Tensor,
              class_weights: torch.Tensor | None) -> torch.Tensor:
@@ -531,7 +610,7 @@ class FailureRiskPipeline(Pipeline):
         from verticals_manufacturing.evaluation import failure_metrics
 
         alert = predictions.get_column("alert").to_numpy()
-        out = failure_metrics(batch.target, predictions.get_column("probability").to_numpy(), alert,
+        out = failure_metrics(batch.labels, predictions.get_column("probability").to_numpy(), alert,
                               modes=batch.aux, mode_names=self.mode_names,
                               predicted_mode=predictions.get_column("mode").to_list(), costs=self.costs)
         if batch.aux is not None and "next_failure" in batch.aux.columns:
@@ -560,7 +639,7 @@ class FailureRiskPipeline(Pipeline):
 
         crossfit = getattr(context, "crossfit", None)
         if crossfit is not None and "logits" in crossfit.outputs:
-            target = crossfit.target
+            target = target_labels(crossfit.target)
             probability = sigmoid(np.asarray(crossfit.outputs["logits"], dtype=np.float64)).reshape(-1)
             folds = (f"{crossfit.folds} folds of whole machines, {crossfit.groups} machines" if crossfit.groups
                      else f"{crossfit.folds} folds")
@@ -569,7 +648,7 @@ class FailureRiskPipeline(Pipeline):
             source = (f"out-of-fold probabilities of the {crossfit.rows} pooled training and validation windows "
                       f"({folds}{runs})")
         else:
-            target = context.batches["valid"].target
+            target = context.batches["valid"].labels
             probability = context.predictions["valid"].get_column("probability").to_numpy()
             source = f"the validation split ({len(probability)} windows)"
         chosen = choose_threshold(target, probability, self.costs["miss"], self.costs["false_alarm"])
@@ -585,7 +664,7 @@ class FailureRiskPipeline(Pipeline):
             for b in Examples(pre, getattr(context.splits, split), name=split).batches(8192):
                 if len(b):
                     feats.append(window_design(b.inputs["window"], pre.medians, self.layout))
-                    targets.append(b.target)
+                    targets.append(b.labels)
                     auxes.append(b.aux)
             if not feats:
                 import polars as pl
@@ -634,7 +713,7 @@ class FailureRiskPipeline(Pipeline):
             return
         x_pool = np.concatenate(feats)[at.get_column("__design").to_numpy()]
         order = at.get_column("__pooled").to_numpy()
-        y_pool, fold = np.asarray(crossfit.target)[order], np.asarray(crossfit.fold)[order]
+        y_pool, fold = target_labels(crossfit.target)[order], np.asarray(crossfit.fold)[order]
         x_test, y_test, aux_test, _ = test
         seed = int(getattr(getattr(context, "splits", None), "seed", None) or self.training.seed)
         oof, scores, seconds = crossfit_boosting(x_pool, y_pool, fold, x_test, seed=seed)
