@@ -237,6 +237,25 @@ def test_window_gru_horizon_head_trains_but_is_never_exported():
     assert model.gru.input_size == 18 and WindowGRU(channels=9, n_modes=5).gru.input_size == 9
 
 
+def test_report_says_what_the_fleet_network_is():
+    from types import SimpleNamespace
+
+    from verticals.ensemble import AveragedModel
+    from verticals_manufacturing.graph import WindowGRU
+    from verticals_manufacturing.report import _network
+    from verticals_manufacturing.risk import AUX_HORIZONS, FailureRiskPipeline
+
+    pipe = FailureRiskPipeline()
+    pre = SimpleNamespace(horizons=AUX_HORIZONS)
+    plain = SimpleNamespace(model=WindowGRU(9, 5), preprocessor=pre, crossfit=None)
+    assert _network(pipe, plain) == ""
+    three = SimpleNamespace(model=AveragedModel([WindowGRU(9, 5, relative=4, horizons=10) for _ in range(3)]),
+                            preprocessor=pre, crossfit=None)
+    text = _network(pipe, three)
+    assert "average of 3 copies trained with consecutive seeds" in text
+    assert "fails within each of 10 horizons (2 cycles to 30 cycles" in text
+
+
 def test_contradictory_labels_are_learned_as_the_failure_column_says():
     from verticals_manufacturing.process import ProcessPreprocessor, label_issues
 

@@ -11,9 +11,10 @@ binary metrics and class weights read it.
 :class:`verticals.spec.Batch`): column 0 is the encoded failure above, columns 1… say whether the
 machine fails within each of K shorter and longer horizons (1 / 0, or −1 where the data cannot tell:
 its readings end first, or the horizon reaches into the next split's period). A network with one
-logit per horizon (``window_gru``'s auxiliary head, used only in training) learns them too (weight
-:data:`AUX_LOSS_WEIGHT`): the same failures seen at several distances, a smoother signal of how close a
-failure is than one cut at H.
+logit per horizon (``window_gru(auxiliary=True)``'s head, used only in training) learns them too (weight
+:data:`AUX_LOSS_WEIGHT`): the same failures seen at several distances, meant as a smoother signal of
+how close a failure is than one cut at H. Measured on the built-in fleet it did not help
+(docs/manufacturing.md), so it is an option, not the default.
 
 **Alert threshold.** The user states what a missed failure costs and what a false alarm (a needless
 stop and inspection) costs. The threshold that minimises the expected cost per example on the

@@ -111,9 +111,9 @@ def register_models(register: Callable[..., None]) -> None:
         description="1-D CNN over a sliding window of sensor readings; failure-within-H and mode heads"))
     register(ModelSpec(
         name="window_gru", factory=_window_gru, outputs=("logits", "mode_logits"),
-        description="GRU over a sliding window of sensor readings and their change since the window began; "
-                    "failure-within-H and mode heads (and, in training only, failure within shorter and longer "
-                    "horizons)"))
+        description="GRU over a sliding window of sensor readings; failure-within-H and mode heads (options: "
+                    "relative=4 adds each channel's change since the window began, auxiliary=True learns failure "
+                    "within shorter and longer horizons in training)"))
     register(ModelSpec(
         name="window_wide", factory=_window_wide, outputs=("logits", "mode_logits"),
         description="wide and deep: GRU over a sliding window next to the window summaries (last, mean, min, max, "

@@ -60,10 +60,11 @@ def _fleet_size(pipe: Any, context: Any) -> str:
     machines = train.get_column(layout.machine).n_unique()
     text = f"<p><b>Fleet size:</b> this run trained on {machines:,} machines."
     if machines < LEVEL_MACHINES:
-        text += (f" On the built-in fleet the network drew level with gradient boosting at about {LEVEL_MACHINES} "
+        text += (f" On the built-in fleet a single GRU drew level with gradient boosting at about {LEVEL_MACHINES} "
                  "machines and was below it on fewer (the learning curve in docs/manufacturing.md, \"Fleet "
-                 "size\"). With this few machines, read the two rows above before trusting the network's ranking "
-                 "over gradient boosting's, or train on more machines' telemetry.")
+                 "size\"); the average of three that is the default now was measured at 800 machines only. With "
+                 "this few machines, read the two rows above before trusting the network's ranking over gradient "
+                 "boosting's, or train on more machines' telemetry.")
     return text + "</p>"
 
 
