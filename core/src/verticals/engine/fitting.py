@@ -70,8 +70,7 @@ def fit(pipeline: str, splits: Splits, *, epochs: int | None = None, seed: int |
                                             class_weighting=config.class_weighting, progress=progress,
                                             output_names=spec.outputs, model_spec=spec))
             out = fitted[0] if size == 1 else crossfit.averaged(fitted, count="members")
-            if size > 1:
-                members = size
+            members = size if size > 1 else 0
         trained = out.model.to("cpu").eval()
         weights = {k: v.detach().cpu().numpy().copy() for k, v in trained.state_dict().items()}
         result = FitResult(

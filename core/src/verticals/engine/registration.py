@@ -57,10 +57,10 @@ def _report_context(pipe: Pipeline, validated: ValidatedData, splits: Splits, fi
                                    if getattr(fitted.crossfit, "groups", 0) else
                                    f"{fitted.crossfit.folds} folds over {fitted.crossfit.rows} rows"),
                  "final model": fitted.crossfit.final_model} if fitted.crossfit is not None else {}),
-             **({"final model": (f"average of {fitted.members} models trained on the same split with seeds "
-                                 f"{fitted.seed}–{fitted.seed + fitted.members - 1}, each early-stopped on "
+             **({"final model": (f"average of {fitted.ensemble} models trained on the same split with seeds "
+                                 f"{fitted.seed}–{fitted.seed + fitted.ensemble - 1}, each early-stopped on "
                                  "validation; the kept epoch is their median")}
-                if fitted.crossfit is None and fitted.members > 1 else {})},
+                if fitted.ensemble > 1 else {})},
         test_scores=scores, class_names=_class_names(pipe), score_name=pipe.score_column)
 
 
@@ -162,7 +162,7 @@ def register(pipeline: str, validated: ValidatedData, splits: Splits, fitted: Fi
                       "seed": fitted.seed, "device": fitted.device, "seconds": round(fitted.seconds, 3),
                       "history": fitted.history, "model_options": fitted.model_options,
                       "crossfit": fitted.crossfit.summary() if fitted.crossfit is not None else None,
-                      "ensemble": fitted.members if fitted.crossfit is None and fitted.members > 1 else 1},
+                      "ensemble": fitted.ensemble},
             reference=reference,
             extras=evaluation.extras,
             named_artifacts=evaluation.artifacts,

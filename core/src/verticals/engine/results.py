@@ -97,6 +97,12 @@ class FitResult:
     members: int = 0
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def ensemble(self) -> int:
+        """How many models of consecutive seeds the model averages (``TrainingConfig.ensemble``); 1 for one
+        model or a cross-fitted run (its fold models are described by ``crossfit``)."""
+        return self.members if self.crossfit is None and self.members > 1 else 1
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_cache"] = {}

@@ -65,7 +65,7 @@ def decode_target(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
     from verticals.spec import target_labels
 
-    t = np.asarray(target_labels(np.asarray(target)), dtype=np.float64).reshape(-1)
+    t = target_labels(target).astype(np.float64).reshape(-1)
     failure = t > 0.5
     bits = np.where(failure, np.rint((t - 1.0) * 64.0), 0).astype(np.int64)
     return failure, bits

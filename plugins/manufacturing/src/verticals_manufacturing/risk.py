@@ -74,8 +74,8 @@ MACHINE, CYCLE = "machine_id", "cycle"
 WINDOW = 24
 HORIZON = 10
 LABEL, BITS, NEXT = "_failure_within_h", "_mode_bits", "_next_failure"
-#: Auxiliary horizons, as fractions of H, whose labels ``window_gru`` also learns in training
-#: (:mod:`verticals_manufacturing.evaluation`, "Auxiliary horizons"): 2, 4, … 30 cycles at H = 10.
+#: Auxiliary horizons, as fractions of H, whose labels ``window_gru(auxiliary=True)`` also learns in
+#: training (:mod:`verticals_manufacturing.evaluation`, "Auxiliary horizons"): 2, 4, … 30 cycles at H = 10.
 AUX_HORIZONS: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0)
 #: Per reading, bit k: the label at auxiliary horizon k is known / is a failure (set by the split).
 AUX_KNOWN, AUX_POSITIVE = "_aux_known", "_aux_positive"
@@ -190,10 +190,10 @@ def auxiliary_labels(splits: Any, horizon: float, layout: TelemetryLayout = FLEE
 
     later = {"train": ("valid", "test"), "valid": ("test",), "test": ()}
     grouped_time = getattr(splits, "strategy", "") == "group_time"
+    t, nxt, last = layout.numeric_time_expr().cast(pl.Float64), pl.col(_NEXT_ANY), pl.col(_LAST)
     out = {}
     for name, frame in parts.items():
         boundary = min((start(parts[n]) for n in later[name]), default=math.inf) if grouped_time else math.inf
-        t, nxt, last = layout.numeric_time_expr().cast(pl.Float64), pl.col(_NEXT_ANY), pl.col(_LAST)
         seen = nxt.is_not_null() & (nxt < boundary)
         known, positive = pl.lit(0, dtype=pl.Int32), pl.lit(0, dtype=pl.Int32)
         for k, fraction in enumerate(fractions):
@@ -545,7 +545,8 @@ class FailureRiskPipeline(Pipeline):
         OutputColumn("mode_probability", "float", "probability of that mode given a failure"),
         OutputColumn("alert", "bool", "probability at or above the cost-based threshold stored with the model"),
     )
-    #: ``ensemble=3``: the average of three GRUs of consecutive seeds (docs/manufacturing.md, "Fleet size").
+    #: ``ensemble=3``: the average of three GRUs of consecutive seeds (docs/manufacturing.md, "The default
+    #: network at 800 machines").
     training = TrainingConfig(epochs=12, batch_size=256, learning_rate=2e-3, weight_decay=1e-4, patience=4,
                               class_weighting=False, seed=42, ensemble=3)
     mode_names: tuple[str, ...] = FLEET_MODES
